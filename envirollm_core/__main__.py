@@ -1,0 +1,3 @@
+from envirollm_core.cli import main
+
+raise SystemExit(main())

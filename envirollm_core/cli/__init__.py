@@ -1,0 +1,41 @@
+"""The `envirollm` command: a thin argparse front end over the core.
+
+Each command lives in a module of this package that exposes
+`register(subcommands)`; it adds its parser and sets `handler`, a function
+taking the parsed arguments and returning the exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from envirollm_core import __version__
+from envirollm_core.cli import serve
+from envirollm_core.errors import EnviroLLMError
+
+COMMAND_MODULES = (serve,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="envirollm",
+        description="Measure what local LLMs really cost: energy, speed, memory, carbon, money, and quality.",
+    )
+    parser.add_argument("--version", action="version", version=f"envirollm {__version__}")
+    subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMAND_MODULES:
+        module.register(subcommands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except EnviroLLMError as exc:
+        print(f"envirollm: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("envirollm: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Hardware and process sampling, energy sources."""

