@@ -1,10 +1,13 @@
-from streamlit.testing.v1 import AppTest
+from pathlib import Path
 
 import pytest
+from streamlit.testing.v1 import AppTest
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "system.py")
 
 
 def test_system_page_shows_the_machine():
-    app = AppTest.from_file("pages/system.py", default_timeout=30).run()
+    app = AppTest.from_file(PAGE, default_timeout=30).run()
     assert not app.exception
     labels = [m.label for m in app.metric]
     assert labels == ["CPU", "RAM", "NVIDIA GPUs", "OS"]
@@ -13,7 +16,7 @@ def test_system_page_shows_the_machine():
 
 @pytest.mark.engine
 def test_system_page_starts_the_engine_and_streams_an_answer():
-    app = AppTest.from_file("pages/system.py", default_timeout=180).run()
+    app = AppTest.from_file(PAGE, default_timeout=180).run()
     app.text_input[0].set_value("Say hello.")
     app.button[0].click().run()
     assert not app.exception
