@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from envirollm_core.telemetry.nvml import NvmlSession
+
 
 @dataclass(frozen=True)
 class GpuInfo:
@@ -41,28 +43,23 @@ def cpu_model_name() -> str:
 
 def nvidia_gpus() -> tuple[GpuInfo, ...]:
     """Every NVIDIA GPU NVML sees; none when there is no driver or library."""
+    with NvmlSession() as nvml:
+        return tuple(
+            GpuInfo(gpu.index, gpu.name, gpu.memory_total_mb or 0.0, nvml.driver_version or "unknown")
+            for gpu in nvml.gpus
+        )
+
+
+def is_virtual_machine() -> bool:
+    """True when the CPU reports the `hypervisor` flag (a guest of KVM, Hyper-V, VMware, WSL...)."""
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:  # no library, no driver: no NVIDIA GPU to report
-        return ()
-    try:
-        driver = _text(pynvml.nvmlSystemGetDriverVersion())
-        gpus = []
-        for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
-            gpus.append(GpuInfo(index, _text(pynvml.nvmlDeviceGetName(handle)), memory.total / 2**20, driver))
-        return tuple(gpus)
-    except pynvml.NVMLError:
-        return ()
-    finally:
-        pynvml.nvmlShutdown()
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else value
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return "hypervisor" in line.split(":", 1)[1].split()
+    except OSError:
+        pass
+    return False
 
 
 def system_info() -> SystemInfo:
