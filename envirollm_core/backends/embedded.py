@@ -23,6 +23,8 @@ from pathlib import Path
 
 import httpx
 
+from envirollm_core.backends.openai_compat import OpenAIBackend
+from envirollm_core.backends.server_metadata import ServerDescription
 from envirollm_core.errors import EngineError
 
 MODEL_ID = "gemma-3-270m-q4_k_m"
@@ -216,3 +218,13 @@ def shared_engine() -> EmbeddedEngine:
         if _shared_engine is None:
             _shared_engine = EmbeddedEngine()
         return _shared_engine
+
+
+def embedded_backend(engine: EmbeddedEngine) -> OpenAIBackend:
+    """The running engine as a benchmark backend named "embedded", its server process tracked."""
+    from importlib.metadata import version
+
+    return OpenAIBackend(
+        engine.base_url, name="embedded", pid=engine.pid, gguf_path=model_path(),
+        server=ServerDescription("llama-cpp-python", version=version("llama_cpp_python")),
+    )

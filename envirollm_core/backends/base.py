@@ -1,0 +1,184 @@
+"""What every backend speaks: a chat request in, timestamped stream pieces out.
+
+A backend turns one `ChatRequest` into an iterator of pieces: one
+`RequestSent` (the moment the request left), then `Delta`s stamped with
+`time.perf_counter()` when their bytes arrived (before any parsing), then one
+`StreamEnd` with what the server reported (usage, its own timings, the finish
+reason). The benchmark's metrics are computed from these pieces alone, so every
+backend is measured the same way.
+
+A failure is a `BackendError` with a one-line message; a run that hits one is
+stored as failed with that message.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import psutil
+
+from envirollm_core.errors import EnviroLLMError, UsageError
+
+CONNECT_TIMEOUT_S = 5.0
+DEFAULT_READ_TIMEOUT_S = 120.0  # a cold model load (tens of GB) can take a minute before the first byte
+
+
+class BackendError(EnviroLLMError):
+    """A request to an LLM server failed; the message says how, in one line."""
+
+
+class UnknownModelError(BackendError):
+    """The server does not have the model; the message lists the models it has."""
+
+    def __init__(self, model: str, base_url: str, available: list[str]) -> None:
+        listed = ", ".join(available) if available else "none"
+        super().__init__(f"model {model!r} is not on {base_url}; it has: {listed}")
+        self.available = available
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    model: str
+    prompt: str
+    max_tokens: int
+    temperature: float | None = None
+    seed: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSent:
+    t_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """One streamed chunk; `t_s` is when its bytes arrived."""
+
+    t_s: float
+    content: str = ""
+    reasoning: str = ""
+    tool_call: bool = False
+
+    @property
+    def carries_token(self) -> bool:
+        return bool(self.content or self.reasoning or self.tool_call)
+
+
+@dataclass(frozen=True)
+class TokenUsage:
+    """Token counts as the server reported them (OpenAI `usage`)."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class ServerTimings:
+    """The server's own counts and rates (Ollama's timing fields, llama.cpp's `timings`)."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    decode_tps: float | None = None
+    prompt_tps: float | None = None
+    load_s: float | None = None
+
+
+@dataclass(frozen=True)
+class StreamEnd:
+    usage: TokenUsage | None = None
+    server: ServerTimings | None = None
+    finish_reason: str | None = None
+
+
+StreamPiece = RequestSent | Delta | StreamEnd
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the server (or the model file, or the name) says about a model."""
+
+    name: str
+    quantization: str | None = None
+    quantization_source: str | None = None  # "server" | "gguf" | "name"
+    family: str | None = None
+    parameter_size: str | None = None
+    context_length: int | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    name: str  # "ollama" | "openai" | "lmstudio" | "llamacpp" | "vllm" | "embedded"
+    base_url: str
+
+    def list_models(self) -> list[str]: ...
+
+    def model_info(self, model: str) -> ModelInfo: ...
+
+    def server_description(self) -> dict[str, Any]: ...
+
+    def server_pid(self) -> int | None: ...
+
+    def stream(self, request: ChatRequest) -> Iterator[StreamPiece]: ...
+
+
+def one_line(value: object, limit: int = 200) -> str:
+    """A server's message squeezed onto one line and cut to `limit` characters, for error messages."""
+    text = " ".join(str(value).split())
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
+def check_model_available(backend: Backend, model: str) -> None:
+    """Raise `UnknownModelError` (listing what the server has) when the model is not served."""
+    available = backend.list_models()
+    if model not in available:
+        raise UnknownModelError(model, backend.base_url, available)
+
+
+def check_url(url: str) -> str:
+    """A usable http(s) base URL without a trailing slash, or a `UsageError`."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"not an http(s) URL: {url!r} (e.g. http://localhost:1234/v1)")
+    return url.strip().rstrip("/")
+
+
+def is_local_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host in (socket.gethostname(), socket.getfqdn())
+    return address.is_loopback or address.is_unspecified or host in _own_addresses()
+
+
+def _own_addresses() -> set[str]:
+    return {a.address for addrs in psutil.net_if_addrs().values() for a in addrs}
+
+
+def listening_pid(url: str) -> int | None:
+    """The local process listening on the URL's port (the server), or None.
+
+    None when the server is remote or the OS will not tell (no permission):
+    the energy window then measures the machine without a tracked process.
+    The sampler follows the process's children itself (Ollama's runner, say).
+    """
+    if not is_local_url(url):
+        return None
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except (psutil.AccessDenied, PermissionError, OSError):
+        return None
+    for conn in connections:
+        if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+            return conn.pid
+    return None

@@ -1,0 +1,238 @@
+"""`envirollm benchmark` (Ollama), `benchmark-openai` (any OpenAI-compatible server), `demo` (the embedded engine).
+
+Progress goes to stderr; at the end a table goes to stdout, or with `--json`
+a list of run objects and nothing else. Exit code 1 when any run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
+from envirollm_core.bench.presets import load_presets, select_prompts
+from envirollm_core.bench.runner import BatchResult, BenchmarkConfig, run_benchmark
+from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, info
+from envirollm_core.errors import UsageError
+from envirollm_core.results import RunResult
+
+DEFAULT_MAX_TOKENS = 512
+DEMO_MAX_TOKENS = 128
+
+
+def register(subcommands: argparse._SubParsersAction) -> None:
+    ollama = subcommands.add_parser(
+        "benchmark", help="benchmark Ollama models on identical prompts",
+        description="Benchmark models served by Ollama ($OLLAMA_HOST, else http://localhost:11434) on identical "
+                    "prompts: timing, tokens, energy by component, and quality. Every run is stored.",
+    )
+    ollama.add_argument("--models", required=True, help="comma-separated Ollama model names, e.g. llama3:8b,phi3:mini")
+    ollama.add_argument("--url", default=None, help="Ollama's URL (default: $OLLAMA_HOST, else http://localhost:11434)")
+    _add_run_options(ollama, DEFAULT_MAX_TOKENS)
+    ollama.set_defaults(handler=run_ollama)
+
+    openai_cmd = subcommands.add_parser(
+        "benchmark-openai", help="benchmark models on any OpenAI-compatible server (LM Studio, vLLM, llama.cpp...)",
+        description="Benchmark models on an OpenAI-compatible server (LM Studio, vLLM, llama.cpp, "
+                    "text-generation-webui...). The API key is used for the requests only, never stored.",
+    )
+    openai_cmd.add_argument("--url", required=True, help="the server's base URL, e.g. http://localhost:1234/v1")
+    openai_cmd.add_argument("--model", "--models", dest="models", required=True, help="model name(s), comma-separated")
+    openai_cmd.add_argument("--api-key", default=None, help="API key, if the server wants one (never stored)")
+    _add_run_options(openai_cmd, DEFAULT_MAX_TOKENS)
+    openai_cmd.set_defaults(handler=run_openai)
+
+    demo = subcommands.add_parser(
+        "demo", help="benchmark the embedded engine (Gemma 3 270M), started and stopped for you",
+        description="Start the embedded llama.cpp engine (Gemma 3 270M Q4_K_M), benchmark it like any "
+                    "other server, store the runs, and stop it. Needs no LLM server installed.",
+    )
+    _add_run_options(demo, DEMO_MAX_TOKENS)
+    demo.set_defaults(handler=run_demo)
+
+
+def _add_run_options(parser: argparse.ArgumentParser, max_tokens: int) -> None:
+    prompts = parser.add_argument_group("prompts (default: the explanation preset)").add_mutually_exclusive_group()
+    prompts.add_argument("--prompt", default=None, help="a custom prompt")
+    prompts.add_argument(
+        "--preset", default=None,
+        help=f"task preset(s), comma-separated, or 'all': {', '.join(load_presets())}",
+    )
+    prompts.add_argument("--prompt-file", default=None, type=Path, help="a text file; several prompts separated by a line holding only ---")
+    runs = parser.add_argument_group("runs")
+    runs.add_argument("--repeat", type=int, default=3, help="timed runs per model and prompt (default: 3)")
+    runs.add_argument("--warmup", type=int, default=1, help="untimed, unstored warm-up runs per model (default: 1)")
+    runs.add_argument("--max-tokens", type=int, default=max_tokens, help=f"most tokens to generate (default: {max_tokens})")
+    runs.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default: 0)")
+    runs.add_argument("--seed", type=int, default=None, help="sampling seed, if the server honours one")
+    runs.add_argument(
+        "--timeout", type=float, default=DEFAULT_READ_TIMEOUT_S,
+        help=f"seconds to wait for the server's next byte before the run fails (default: {DEFAULT_READ_TIMEOUT_S:g})",
+    )
+    runs.add_argument("--idle-s", type=float, default=3.0, help="seconds of idle-power baseline before the batch (default: 3; 0 skips it)")
+    runs.add_argument("--notes", default="", help="a note stored with every run")
+    judge = parser.add_argument_group("quality judge (default: a small model your Ollama has, else the heuristic)")
+    judge.add_argument("--judge-url", default=None, help="OpenAI-compatible URL of the judge")
+    judge.add_argument("--judge-model", default=None, help="the judge model")
+    judge.add_argument("--judge-api-key", default=None, help="the judge's API key (never stored)")
+    judge.add_argument("--judge", default=None, choices=["none"], help="'none': no LLM judge (heuristic score only)")
+    add_db_option(parser)
+    add_json_option(parser)
+
+
+def _models(text: str) -> tuple[str, ...]:
+    models = tuple(m.strip() for m in text.split(",") if m.strip())
+    if not models:
+        raise UsageError(f"no model named in {text!r}: give comma-separated model names")
+    return models
+
+
+def _config(args: argparse.Namespace, models: tuple[str, ...]) -> BenchmarkConfig:
+    if not args.timeout > 0:
+        raise UsageError(f"--timeout must be positive, not {args.timeout:g}")
+    presets = [p for p in args.preset.split(",") if p.strip()] if args.preset is not None else None
+    if presets == []:
+        raise UsageError("--preset names no preset")
+    prompts = select_prompts(args.prompt, presets, args.prompt_file)
+    return BenchmarkConfig(
+        models=models, prompts=tuple(prompts), repeat=args.repeat, warmup=args.warmup, max_tokens=args.max_tokens,
+        temperature=args.temperature, seed=args.seed, idle_s=args.idle_s, notes=args.notes,
+    )
+
+
+def _judge_config(args: argparse.Namespace) -> Any:
+    try:
+        from envirollm_core.quality import JudgeConfig
+    except ImportError:  # the quality module is optional: runs keep quality None
+        return None
+    return JudgeConfig.from_cli(args.judge_url, args.judge_model, args.judge_api_key, args.judge)
+
+
+def _open_store(args: argparse.Namespace) -> Any:
+    from envirollm_core.store import Store
+
+    return Store(db_path(args))
+
+
+def run_ollama(args: argparse.Namespace) -> int:
+    from envirollm_core.backends.ollama import OllamaBackend
+
+    config = _config(args, _models(args.models))
+    backend = OllamaBackend(args.url, read_timeout_s=args.timeout)
+    try:
+        return _run(backend, config, args)
+    finally:
+        backend.close()
+
+
+def run_openai(args: argparse.Namespace) -> int:
+    from envirollm_core.backends.openai_compat import OpenAIBackend
+
+    config = _config(args, _models(args.models))
+    return _run(OpenAIBackend(args.url, api_key=args.api_key, read_timeout_s=args.timeout), config, args)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    from envirollm_core.backends.embedded import EmbeddedEngine, embedded_backend
+
+    engine = EmbeddedEngine()
+    config = _config(args, (engine.model_id,))
+    info(f"starting the embedded engine ({engine.model_id}) ...")
+    with engine:
+        info(f"engine ready at {engine.base_url} (pid {engine.pid})")
+        return _run(embedded_backend(engine), config, args)
+
+
+def _run(backend: Backend, config: BenchmarkConfig, args: argparse.Namespace) -> int:
+    judge = _judge_config(args)
+    store = _open_store(args)
+    info(f"benchmarking {', '.join(config.models)} on {backend.name} at {backend.base_url}: "
+         f"{len(config.prompts)} prompt(s) x {config.repeat} run(s), {config.warmup} warm-up(s) per model")
+    batch = run_benchmark(backend, config, store=store, judge=judge, progress=ProgressBar(sys.stderr))
+    if args.json:
+        emit_json([run_to_json(run) for run in batch.runs])
+    else:
+        print_table(batch, sys.stdout)
+    info(f"stored {len(batch.runs)} run(s) of batch {batch.batch_id} in {db_path(args)}"
+         + (f"; {batch.failed} failed" if batch.failed else ""))
+    return 1 if batch.failed else 0
+
+
+def run_to_json(run: RunResult) -> dict[str, Any]:
+    """A run as JSON-ready data: every field but the sample trace (kept in the database)."""
+    data = dataclasses.asdict(run)
+    data.pop("trace")
+    data["created_at"] = run.created_at.isoformat()
+    return data
+
+
+class ProgressBar:
+    """A one-line bar redrawn on a terminal; one line per run when stderr is a file or pipe."""
+
+    WIDTH = 24
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.total = 0
+        self.done = 0
+
+    def started(self, total_runs: int) -> None:
+        self.total = total_runs
+
+    def phase(self, text: str) -> None:
+        self._write(text)
+
+    def run_done(self, run: RunResult) -> None:
+        self.done += 1
+        what = f"{run.model} {run.preset or run.prompt_hash} #{run.repeat_index + 1}"
+        outcome = f"ok {_num(run.decode_tps, 1)} tok/s" if run.status == "ok" else f"FAILED: {run.error}"
+        self._write(f"{what}: {outcome}")
+
+    def _write(self, text: str) -> None:
+        filled = self.WIDTH * self.done // self.total if self.total else 0
+        bar = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.done}/{self.total}"
+        if self.tty:
+            self.stream.write(f"\r\033[K{bar} {text}"[:200])
+            if self.done == self.total and self.total:
+                self.stream.write("\n")
+        else:
+            self.stream.write(f"{bar} {text}\n")
+        self.stream.flush()
+
+
+_COLUMNS = ("model", "task", "#", "status", "TTFT s", "tok/s", "tokens", "energy Wh", "net Wh", "mWh/tok", "energy source", "quality")
+
+
+def print_table(batch: BatchResult, stream: TextIO) -> None:
+    rows = [_row(run) for run in batch.runs]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(_COLUMNS, *rows)]
+    right = {"#", "TTFT s", "tok/s", "tokens", "energy Wh", "net Wh", "mWh/tok", "quality"}
+    for line in (_COLUMNS, tuple("-" * w for w in widths), *rows):
+        cells = [c.rjust(w) if name in right else c.ljust(w) for c, w, name in zip(map(str, line), widths, _COLUMNS)]
+        stream.write("  ".join(cells).rstrip() + "\n")
+    if any(run.completion_tokens and run.token_count_source != "usage" for run in batch.runs):
+        stream.write("* tokens counted from the server's own fields or one per streamed chunk (no usage report)\n")
+    for run in batch.runs:
+        if run.status != "ok":
+            stream.write(f"run {run.id} failed: {run.error}\n")
+    stream.flush()
+
+
+def _row(run: RunResult) -> tuple[str, ...]:
+    sources = sorted({f"{c.component}:{c.source}" for c in run.components})
+    return (
+        run.model, run.preset or f"prompt {run.prompt_hash[:8]}", str(run.repeat_index + 1), run.status,
+        _num(run.ttft_s, 3), _num(run.decode_tps, 1),
+        f"{run.completion_tokens}{'' if run.token_count_source == 'usage' else '*'}" if run.completion_tokens else "-",
+        _num(run.energy_wh, 4), _num(run.energy_net_wh, 4),
+        _num(run.energy_per_token_wh * 1000 if run.energy_per_token_wh is not None else None, 4),
+        " ".join(sources) or "-", _num(run.quality_score, 0),
+    )
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
