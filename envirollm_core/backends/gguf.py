@@ -18,6 +18,7 @@ from envirollm_core.errors import UsageError
 _SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
 _STRING, _ARRAY = 8, 9
 _ARRAY_PREVIEW = 16  # long arrays (the tokenizer's 100k+ tokens) are skipped, not kept
+_MAX_STRING_BYTES = 1 << 26  # a longer "string" means a corrupt header, not a 64 MB chat template
 
 
 class GGUFError(UsageError):
@@ -65,6 +66,8 @@ def _unpack(handle: BinaryIO, fmt: str) -> Any:
 
 def _read_string(handle: BinaryIO) -> str:
     length = _unpack(handle, "<Q")
+    if length > _MAX_STRING_BYTES:
+        raise ValueError(f"a string of {length} bytes")
     data = handle.read(length)
     if len(data) != length:
         raise ValueError("the file ends inside a string")
@@ -91,6 +94,9 @@ def _skip_array(handle: BinaryIO, item_type: int, count: int) -> None:
         return
     for _ in range(count):
         if item_type == _STRING:
-            handle.seek(_unpack(handle, "<Q"), 1)
+            length = _unpack(handle, "<Q")
+            if length > _MAX_STRING_BYTES:
+                raise ValueError(f"a string of {length} bytes")
+            handle.seek(length, 1)
         else:
             _read_value(handle, item_type)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import platform
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ class BatchResult:
     batch_id: str
     runs: list[RunResult] = field(default_factory=list)
     judge_cost: Any = None
+    cancelled: bool = False  # stopped by `cancel` before every run was made
 
     @property
     def failed(self) -> int:
@@ -96,8 +98,12 @@ def run_benchmark(
     store: Any = None,
     judge: Any = None,
     progress: Progress | None = None,
+    cancel: threading.Event | None = None,
 ) -> BatchResult:
-    """Run the batch; store every run (when a store is given) even if interrupted midway."""
+    """Run the batch; store every run (when a store is given) even if interrupted midway.
+
+    Setting `cancel` (from another thread) stops the batch before its next run; the runs made by then are
+    kept and stored, and the judge is skipped."""
     if sampler is None:
         from envirollm_core.telemetry.sampler import get_sampler
 
@@ -113,8 +119,10 @@ def run_benchmark(
                 progress.phase(f"measuring idle power for {config.idle_s:g} s")
             baseline = sampler.measure_idle(config.idle_s)
         for model in config.models:
-            _benchmark_model(backend, config, model, sampler, baseline, environment, batch, progress)
-        if judge is not None:
+            _benchmark_model(backend, config, model, sampler, baseline, environment, batch, progress, cancel)
+            if batch.cancelled:
+                break
+        if judge is not None and not batch.cancelled:
             batch.judge_cost = _judge(batch.runs, judge, sampler, progress)
     finally:
         if store is not None:
@@ -132,18 +140,23 @@ def _benchmark_model(
     environment: dict[str, Any],
     batch: BatchResult,
     progress: Progress | None,
+    cancel: threading.Event | None = None,
 ) -> None:
     unknown = _unknown_model(backend, model)
     info = _model_info(backend, model) if unknown is None else ModelInfo(model, *resolve_quantization(model_name=model))
     env = {**environment, "model": _model_details(info)}
     if unknown is None:
         for index in range(config.warmup):
+            if _cancelled(cancel, batch):
+                return
             if progress:
                 progress.phase(f"warm-up {index + 1}/{config.warmup}: {model}")
             measure_stream(backend.stream(_request(config, model, config.prompts[0])))
     pid = backend.server_pid() if unknown is None else None
     for prompt in config.prompts:
         for repeat_index in range(config.repeat):
+            if _cancelled(cancel, batch):
+                return
             run = _new_run(backend, config, model, prompt, repeat_index, batch.batch_id, info, env)
             if unknown is not None:
                 run.status, run.error = "failed", str(unknown)
@@ -152,6 +165,13 @@ def _benchmark_model(
             batch.runs.append(run)
             if progress:
                 progress.run_done(run)
+
+
+def _cancelled(cancel: threading.Event | None, batch: BatchResult) -> bool:
+    """Checked between runs only: a run in flight is finished and kept."""
+    if cancel is not None and cancel.is_set():
+        batch.cancelled = True
+    return batch.cancelled
 
 
 def _unknown_model(backend: Backend, model: str) -> UnknownModelError | None:
@@ -248,8 +268,7 @@ def _fill_energy(run: RunResult, measurement: Any, baseline: Any) -> None:
 
 def _server_memory(measurement: Any) -> tuple[float | None, float | None]:
     """Peak RSS and GPU memory (MB) of the tracked server process, None when none was tracked."""
-    processes = measurement.processes
-    stats = list(processes.values()) if isinstance(processes, dict) else list(processes)
+    stats = measurement.processes
     if not stats:
         return None, None
     rss = [s.rss_mb_peak for s in stats if s.rss_mb_peak is not None]

@@ -146,11 +146,14 @@ def _read_request(conn: socket.socket) -> Request | None:
     return Request(method, target.split("?", 1)[0], headers, parsed, received_at_s)
 
 
-def wait_until(deadline_s: float) -> None:
+def wait_until(deadline_s: float, stopping: threading.Event | None = None) -> None:
     remaining = deadline_s - time.perf_counter()
     if remaining > SPIN_S:
-        time.sleep(remaining - SPIN_S)
-    while time.perf_counter() < deadline_s:
+        if stopping is not None:
+            stopping.wait(remaining - SPIN_S)  # wakes at once when the server stops
+        else:
+            time.sleep(remaining - SPIN_S)
+    while time.perf_counter() < deadline_s and not (stopping and stopping.is_set()):
         pass
 
 
@@ -162,9 +165,9 @@ def _send_reply(conn: socket.socket, start_s: float, reply: Reply, stopping: thr
     )
     conn.sendall(head.encode())
     for at_s, payload in reply.parts:
+        wait_until(start_s + at_s, stopping)
         if stopping.is_set():
             return
-        wait_until(start_s + at_s)
         if payload:
             conn.sendall(b"%x\r\n%s\r\n" % (len(payload), payload))
     if not reply.drop:

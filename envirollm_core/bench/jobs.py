@@ -1,0 +1,329 @@
+"""Benchmark batches that run in the background, owned by the core.
+
+The app starts a batch with a click; the batch must outlive the script rerun
+that every later click causes, so it runs in a thread owned here (never one
+that calls Streamlit). The page keeps the process-wide `JobRegistry` in
+`st.cache_resource` and reads each job's `snapshot()`: progress, the current
+model, the runs finished so far, a one-line error. `cancel()` stops the batch
+between two runs; the runs done by then are stored. Only one batch runs at a
+time: two batches on one machine would measure each other's energy.
+
+The API key of a custom server is used for the requests only: it lives in the
+`BackendChoice` (kept out of its repr) and in the backend's client for the
+length of the batch, and in no snapshot, log line or stored run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
+from envirollm_core.backends.quantization import resolve_quantization
+from envirollm_core.bench.runner import BenchmarkConfig, run_benchmark
+from envirollm_core.errors import EnviroLLMError, UsageError
+from envirollm_core.results import RunResult
+from envirollm_core.settings import ensure_writable
+
+BackendKind = Literal["ollama", "lmstudio", "openai", "embedded"]
+BACKEND_TITLES: dict[BackendKind, str] = {
+    "ollama": "Ollama",
+    "lmstudio": "LM Studio",
+    "openai": "Custom OpenAI-compatible server",
+    "embedded": "Embedded engine (Gemma 3 270M)",
+}
+LMSTUDIO_URL = "http://localhost:1234/v1"  # LM Studio's default server address
+JobState = Literal["starting", "running", "finished", "failed", "cancelled"]
+FINAL_STATES: frozenset[str] = frozenset({"finished", "failed", "cancelled"})
+
+_log = logging.getLogger(__name__)
+_job_numbers = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class BackendChoice:
+    """Which server to benchmark. `url` None means the kind's default; `api_key` is never stored."""
+
+    kind: BackendKind
+    url: str | None = None
+    api_key: str | None = field(default=None, repr=False)
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
+
+    def __post_init__(self) -> None:
+        if self.kind not in BACKEND_TITLES:
+            raise UsageError(f"unknown backend {self.kind!r}; choose {', '.join(BACKEND_TITLES)}")
+        if self.kind == "openai" and not (self.url or "").strip():
+            raise UsageError("a custom OpenAI-compatible server needs its URL, e.g. http://localhost:8000/v1")
+
+    @property
+    def title(self) -> str:
+        return BACKEND_TITLES[self.kind]
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model a server offers, with what it says about its size and quantization."""
+
+    name: str
+    size_gb: float | None = None
+    quantization: str | None = None
+    parameter_size: str | None = None
+
+    @property
+    def label(self) -> str:
+        details = [part for part in (
+            f"{self.size_gb:.1f} GB" if self.size_gb is not None else None, self.parameter_size, self.quantization,
+        ) if part]
+        return f"{self.name} ({', '.join(details)})" if details else self.name
+
+
+def open_backend(choice: BackendChoice) -> Backend:
+    """A backend for the choice; the embedded engine is started when it is not running (seconds)."""
+    if choice.kind == "ollama":
+        from envirollm_core.backends.ollama import OllamaBackend
+
+        return OllamaBackend(choice.url, read_timeout_s=choice.read_timeout_s)
+    if choice.kind == "embedded":
+        from envirollm_core.backends.embedded import embedded_backend, shared_engine
+
+        engine = shared_engine()
+        engine.start()
+        return embedded_backend(engine)
+    from envirollm_core.backends.openai_compat import OpenAIBackend
+
+    if choice.kind == "lmstudio":
+        return OpenAIBackend(choice.url or LMSTUDIO_URL, read_timeout_s=choice.read_timeout_s, name="lmstudio")
+    return OpenAIBackend(choice.url or "", api_key=choice.api_key, read_timeout_s=choice.read_timeout_s)
+
+
+def close_backend(backend: Backend) -> None:
+    """Close the backend's HTTP client where it has one of its own to close (Ollama's)."""
+    close: Callable[[], None] | None = getattr(backend, "close", None)
+    if close is not None:
+        close()
+
+
+def list_models(choice: BackendChoice) -> list[ModelChoice]:
+    """The models the chosen server offers; a server that is down is a one-line `BackendError`."""
+    if choice.kind == "embedded":
+        from envirollm_core.backends.embedded import MODEL_ID, model_path
+
+        return [ModelChoice(MODEL_ID, model_path().stat().st_size / 1e9, "Q4_K_M", "270M")]
+    backend = open_backend(choice)
+    try:
+        if choice.kind == "ollama":
+            return [_ollama_model(tag) for tag in backend.tags()]  # type: ignore[attr-defined]
+        return [ModelChoice(name, quantization=resolve_quantization(model_name=name)[0]) for name in backend.list_models()]
+    finally:
+        close_backend(backend)
+
+
+def _ollama_model(tag: dict[str, Any]) -> ModelChoice:
+    details = tag.get("details") if isinstance(tag.get("details"), dict) else {}
+    size = tag.get("size")
+    name = str(tag.get("name") or tag.get("model"))
+    return ModelChoice(
+        name=name,
+        size_gb=size / 1e9 if isinstance(size, (int, float)) and size > 0 else None,
+        quantization=resolve_quantization(details.get("quantization_level"), None, name)[0],
+        parameter_size=details.get("parameter_size") or None,
+    )
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """A job at one moment, safe to read from any thread."""
+
+    job_id: str
+    title: str
+    state: JobState
+    total_runs: int
+    done_runs: int
+    current_model: str | None
+    phase: str
+    runs: tuple[RunResult, ...]
+    error: str | None
+    batch_id: str | None
+    started_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def fraction_done(self) -> float:
+        return self.done_runs / self.total_runs if self.total_runs else 0.0
+
+    @property
+    def failed_runs(self) -> int:
+        return sum(run.status != "ok" for run in self.runs)
+
+
+class BenchmarkJob:
+    """One batch in a thread of its own; it is also the runner's `Progress` (called from that thread)."""
+
+    def __init__(
+        self,
+        choice: BackendChoice,
+        config: BenchmarkConfig,
+        *,
+        store_path: Path | None = None,
+        judge: Any = None,
+        sampler: Any = None,
+    ) -> None:
+        ensure_writable("running a benchmark")
+        from envirollm_core.store import Store
+
+        self.store = Store(store_path)
+        self.store.require_writable("store benchmark runs")
+        self.job_id = f"job-{next(_job_numbers)}"
+        self.config = config
+        self._choice: BackendChoice | None = choice
+        self._title = f"{choice.title}: {', '.join(config.models)}"
+        self._judge = judge
+        self._sampler = sampler
+        self._lock = threading.Lock()
+        self._cancel = threading.Event()
+        self._state: JobState = "starting"
+        self._phase = "starting"
+        self._total = config.total_runs
+        self._runs: list[RunResult] = []
+        self._error: str | None = None
+        self._batch_id: str | None = None
+        self._started_at = datetime.now(timezone.utc)
+        self._finished_at: datetime | None = None
+        self._thread = threading.Thread(target=self._main, name=f"envirollm-{self.job_id}", daemon=True)
+
+    def start(self) -> BenchmarkJob:
+        self._thread.start()
+        return self
+
+    def cancel(self) -> None:
+        """Ask the batch to stop before its next run; the run in flight finishes and is kept."""
+        self._cancel.set()
+        with self._lock:
+            if self._state not in FINAL_STATES:
+                self._phase = "cancelling after the run in flight"
+
+    def wait(self, timeout_s: float | None = None) -> bool:
+        """Block until the job has ended; True if it has."""
+        self._thread.join(timeout_s)
+        return not self._thread.is_alive()
+
+    def snapshot(self) -> JobSnapshot:
+        with self._lock:
+            return JobSnapshot(
+                job_id=self.job_id, title=self._title, state=self._state, total_runs=self._total,
+                done_runs=len(self._runs), current_model=self._current_model(), phase=self._phase,
+                runs=tuple(self._runs), error=self._error, batch_id=self._batch_id,
+                started_at=self._started_at, finished_at=self._finished_at,
+            )
+
+    def _current_model(self) -> str | None:
+        # The runner goes model by model, every prompt and repetition of one before the next.
+        if self._state in FINAL_STATES:
+            return None
+        per_model = max(self._total // max(len(self.config.models), 1), 1)
+        index = min(len(self._runs) // per_model, len(self.config.models) - 1)
+        return self.config.models[index]
+
+    # -- the runner's Progress protocol -----------------------------------------------------
+
+    def started(self, total_runs: int) -> None:
+        with self._lock:
+            self._total = total_runs
+            self._state = "running"
+
+    def phase(self, text: str) -> None:
+        with self._lock:
+            if not self._cancel.is_set():
+                self._phase = text
+
+    def run_done(self, run: RunResult) -> None:
+        with self._lock:
+            self._runs.append(run)
+            self._batch_id = run.batch_id
+            if not self._cancel.is_set():
+                self._phase = f"finished run {len(self._runs)} of {self._total} ({run.model})"
+
+    # -- the thread -------------------------------------------------------------------------
+
+    def _main(self) -> None:
+        state: JobState = "finished"
+        error: str | None = None
+        try:
+            assert self._choice is not None
+            if self._choice.kind == "embedded":
+                self.phase("starting the embedded engine")
+            backend = open_backend(self._choice)
+            self._choice = None  # the key now lives only in the backend's client, for this batch
+            try:
+                batch = run_benchmark(
+                    backend, self.config, sampler=self._sampler, store=self.store, judge=self._judge,
+                    progress=self, cancel=self._cancel,
+                )
+            finally:
+                close_backend(backend)
+            with self._lock:
+                self._batch_id = batch.batch_id
+            state = "cancelled" if batch.cancelled else "finished"
+        except EnviroLLMError as exc:
+            state, error = "failed", str(exc)
+        except Exception as exc:  # a bug, not a user's mistake: keep the page alive, say what happened
+            _log.exception("benchmark job %s failed", self.job_id)
+            state, error = "failed", " ".join(f"unexpected {type(exc).__name__}: {exc}".split())
+        with self._lock:
+            self._state, self._error = state, error
+            self._phase = {"finished": "done", "cancelled": "cancelled", "failed": "failed"}[state]
+            self._finished_at = datetime.now(timezone.utc)
+            self._choice = None
+
+
+class JobRegistry:
+    """The process's benchmark jobs, newest last; at most one runs at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._jobs: dict[str, BenchmarkJob] = {}
+
+    def start(
+        self,
+        choice: BackendChoice,
+        config: BenchmarkConfig,
+        *,
+        store_path: Path | None = None,
+        judge: Any = None,
+        sampler: Any = None,
+    ) -> BenchmarkJob:
+        """Start a batch in the background; refused in read-only mode or while another batch runs."""
+        ensure_writable("running a benchmark")
+        with self._lock:
+            running = [job for job in self._jobs.values() if not job.snapshot().is_final]
+            if running:
+                raise UsageError(
+                    f"a benchmark is already running ({running[0].snapshot().title}); wait for it or cancel it"
+                )
+            job = BenchmarkJob(choice, config, store_path=store_path, judge=judge, sampler=sampler)
+            self._jobs[job.job_id] = job
+            return job.start()
+
+    def get(self, job_id: str) -> BenchmarkJob | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def latest(self) -> BenchmarkJob | None:
+        with self._lock:
+            return next(reversed(self._jobs.values()), None)
+
+    def cancel_all(self) -> None:
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.cancel()
