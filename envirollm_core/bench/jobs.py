@@ -114,14 +114,18 @@ def list_models(choice: BackendChoice) -> list[ModelChoice]:
     if choice.kind == "embedded":
         from envirollm_core.backends.embedded import MODEL_ID, model_path
 
-        return [ModelChoice(MODEL_ID, model_path().stat().st_size / 1e9, "Q4_K_M", "270M")]
-    backend = open_backend(choice)
-    try:
-        if choice.kind == "ollama":
-            return [_ollama_model(tag) for tag in backend.tags()]  # type: ignore[attr-defined]
-        return [ModelChoice(name, quantization=resolve_quantization(model_name=name)[0]) for name in backend.list_models()]
-    finally:
-        close_backend(backend)
+        quantization = resolve_quantization(model_name=MODEL_ID)[0]
+        return [ModelChoice(MODEL_ID, model_path().stat().st_size / 1e9, quantization, "270M")]
+    if choice.kind == "ollama":
+        from envirollm_core.backends.ollama import OllamaBackend
+
+        ollama = OllamaBackend(choice.url, read_timeout_s=choice.read_timeout_s)
+        try:
+            return [_ollama_model(tag) for tag in ollama.tags()]
+        finally:
+            ollama.close()
+    names = open_backend(choice).list_models()
+    return [ModelChoice(name, quantization=resolve_quantization(model_name=name)[0]) for name in names]
 
 
 def _ollama_model(tag: dict[str, Any]) -> ModelChoice:

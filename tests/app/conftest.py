@@ -69,3 +69,6 @@ def page(browser):
     page = context.new_page()
     yield page
     context.close()
+
+
+from tests.fakes.fixtures import closed_port, serve  # noqa: E402,F401  (pytest fixtures: scripted servers)
