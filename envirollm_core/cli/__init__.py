@@ -11,10 +11,10 @@ import argparse
 import sys
 
 from envirollm_core import __version__
-from envirollm_core.cli import bench, serve
+from envirollm_core.cli import bench, results, serve, telemetry
 from envirollm_core.errors import EnviroLLMError
 
-COMMAND_MODULES = (serve, bench)
+COMMAND_MODULES = (serve, bench, telemetry, results)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,6 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import PurePath
 
 import psutil
 
@@ -62,7 +61,7 @@ def _program(cmdline: Sequence[str], process_name: str) -> tuple[str, list[str],
     """(program, its arguments, its path): for `python -m mod` the module, for `python x.py` the script."""
     if not cmdline:
         return process_name.lower(), [], ""
-    head = PurePath(cmdline[0]).name.lower().removesuffix(".exe")
+    head = _basename(cmdline[0]).removesuffix(".exe")
     if not _PYTHON.match(head):
         return head, list(cmdline[1:]), cmdline[0]
     args = list(cmdline[1:])
@@ -78,8 +77,13 @@ def _program(cmdline: Sequence[str], process_name: str) -> tuple[str, list[str],
             args = args[1:]
             continue
         if not arg.startswith("-"):
-            return PurePath(arg).name.lower(), args, arg
+            return _basename(arg), args, arg
     return head, [], cmdline[0]
+
+
+def _basename(path: str) -> str:
+    """The last part of a POSIX or Windows path, lower case."""
+    return re.split(r"[\\/]", path)[-1].lower()
 
 
 def _first_arg(args: Sequence[str]) -> str:

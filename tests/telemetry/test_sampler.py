@@ -1,0 +1,211 @@
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from envirollm_core.errors import EnviroLLMError, UsageError
+from envirollm_core.telemetry import sampler as sampler_module
+from envirollm_core.telemetry.sampler import IdleBaseline, Measurement, get_sampler
+
+
+def _window(sampler, seconds: float, name: str = "w", pids=()) -> Measurement:
+    sampler.begin_window(name, pids=pids)
+    time.sleep(seconds)
+    return sampler.end_window(name)
+
+
+def _energy_j(measurement: Measurement, component: str) -> float:
+    return measurement.component(component).energy_wh * 3600
+
+
+def test_without_rapl_or_gpu_cpu_and_ram_are_estimates(sysfs_root, no_gpu, make_sampler):
+    sampler = make_sampler()
+    assert [(c.name, c.kind, c.source) for c in sampler.components()] == [("cpu", "cpu", "estimate"), ("ram", "ram", "estimate")]
+    assert any("NVML" in note for note in sampler.notes)
+    m = _window(sampler, 0.5)
+    assert [(c.component, c.source) for c in m.components] == [("cpu", "estimate"), ("ram", "estimate")]
+    assert m.energy_wh == pytest.approx(sum(c.energy_wh for c in m.components))
+    assert m.gpu_util_percent_avg is None and m.gpu_temp_c_peak is None
+    ram_w = _energy_j(m, "ram") / m.duration_s
+    assert ram_w == pytest.approx(0.375 * __import__("psutil").virtual_memory().total / 1e9, rel=0.01)
+
+
+def test_package_counter_energy_matches_the_counters_rise(rapl_tree, no_gpu, make_sampler):
+    rapl_tree.add_package(0, watts=42.0)
+    rapl_tree.start()
+    sampler = make_sampler()
+    assert [(c.name, c.source) for c in sampler.components()] == [("cpu:0", "counter"), ("ram", "estimate")]
+    m = _window(sampler, 1.0)
+    assert m.component("cpu:0").source == "counter"
+    assert _energy_j(m, "cpu:0") == pytest.approx(42.0 * m.duration_s, rel=0.02)
+    # per-tick power comes from counter differences (the fake writes every 5 ms, so single ticks are noisy)
+    assert statistics.median(p.cpu_power_w for p in m.trace[1:]) == pytest.approx(42.0, rel=0.05)
+    assert m.peak_power_w > 42.0 and m.avg_power_w == pytest.approx(m.energy_j / m.duration_s)
+
+
+def test_two_packages_and_their_dram_never_add_core(rapl_tree, no_gpu, make_sampler):
+    rapl_tree.add_package(0, watts=20.0, dram_watts=3.0, mmio_twin=True)
+    rapl_tree.add_package(1, watts=30.0, dram_watts=5.0, mmio_twin=True)
+    rapl_tree.start()
+    sampler = make_sampler()
+    assert [c.name for c in sampler.components()] == ["cpu:0", "cpu:1", "dram:0", "dram:1"]
+    m = _window(sampler, 1.0)
+    expected = {"cpu:0": 20.0, "cpu:1": 30.0, "dram:0": 3.0, "dram:1": 5.0}
+    for component, watts in expected.items():
+        assert _energy_j(m, component) == pytest.approx(watts * m.duration_s, rel=0.02), component
+    assert m.energy_j == pytest.approx(58.0 * m.duration_s, rel=0.02)
+
+
+def test_counter_wraps_inside_a_window(rapl_tree, no_gpu, make_sampler):
+    # 50 W against a 20 J range: the counter wraps about every 0.4 s, three times in this window
+    rapl_tree.add_package(0, watts=50.0, max_energy_range_uj=20_000_000)
+    rapl_tree.start()
+    sampler = make_sampler(interval_s=0.05)
+    m = _window(sampler, 1.3)
+    assert _energy_j(m, "cpu:0") == pytest.approx(50.0 * m.duration_s, rel=0.02)
+
+
+def test_windows_overlap_and_nest(rapl_tree, no_gpu, make_sampler):
+    rapl_tree.add_package(0, watts=10.0)
+    rapl_tree.start()
+    sampler = make_sampler()
+    sampler.begin_window("outer")
+    time.sleep(0.3)
+    sampler.begin_window("inner")
+    time.sleep(0.4)
+    inner = sampler.end_window("inner")
+    time.sleep(0.3)
+    outer = sampler.end_window("outer")
+    assert inner.duration_s == pytest.approx(0.4, abs=0.05)
+    assert outer.duration_s == pytest.approx(1.0, abs=0.1)
+    assert _energy_j(inner, "cpu:0") == pytest.approx(10.0 * inner.duration_s, rel=0.03)
+    assert _energy_j(outer, "cpu:0") == pytest.approx(10.0 * outer.duration_s, rel=0.03)
+
+
+def test_net_energy_subtracts_idle_power_times_duration(rapl_tree, no_gpu, make_sampler):
+    rapl_tree.add_package(0, watts=10.0)
+    rapl_tree.start()
+    sampler = make_sampler()
+    baseline = sampler.measure_idle(0.5)
+    assert isinstance(baseline, IdleBaseline)
+    assert baseline.component_power_w("cpu:0") == pytest.approx(10.0, rel=0.03)
+    rapl_tree.zone("intel-rapl:0").watts = 10.0  # (the rate stays: only the load above idle is net)
+    m = _window(sampler, 0.6)
+    net = m.net_energy_wh(baseline)
+    idle_wh = sum(p for _, p in baseline.power_w) * m.duration_s / 3600
+    assert net == pytest.approx(m.energy_wh - idle_wh)
+    assert abs(net) < 0.05 * m.energy_wh  # idle in, idle out: nearly nothing left
+
+
+def test_net_energy_is_none_when_nothing_was_measured():
+    empty = Measurement("x", 0.0, 1.0, (), None, None, None, *([None] * 10), (), (), 0)
+    assert empty.net_energy_wh(IdleBaseline(1.0, (("cpu", 5.0),))) is None
+
+
+def test_unknown_and_duplicate_windows_are_library_errors(sysfs_root, no_gpu, make_sampler):
+    sampler = make_sampler()
+    with pytest.raises(EnviroLLMError, match="no energy window named 'nope'"):
+        sampler.end_window("nope")
+    sampler.begin_window("a")
+    with pytest.raises(EnviroLLMError, match="already open"):
+        sampler.begin_window("a")
+    sampler.end_window("a")
+    with pytest.raises(EnviroLLMError):
+        sampler.read_window("a")
+
+
+def test_bad_interval_and_idle_duration_are_usage_errors(sysfs_root, no_gpu, make_sampler):
+    with pytest.raises(UsageError):
+        sampler_module.Sampler(interval_s=0)
+    with pytest.raises(UsageError):
+        make_sampler().measure_idle(0)
+
+
+def test_window_on_a_missing_pid_is_a_usage_error_and_opens_nothing(sysfs_root, no_gpu, make_sampler):
+    sampler = make_sampler()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    with pytest.raises(UsageError, match=str(dead.pid)):
+        sampler.begin_window("w", pids=[dead.pid])
+    sampler.begin_window("w")  # the name is still free
+    sampler.end_window("w")
+
+
+def test_recent_is_a_bounded_thread_safe_snapshot(sysfs_root, no_gpu, make_sampler, monkeypatch):
+    monkeypatch.setattr(sampler_module, "RECENT_BUFFER_S", 0.5)
+    sampler = make_sampler(interval_s=0.02)
+    time.sleep(1.0)
+    everything = sampler.recent(3600)
+    assert 10 <= len(everything) <= 0.5 / 0.02 + 1
+    assert all(a.time_s < b.time_s for a, b in zip(everything, everything[1:]))
+    last_quarter = sampler.recent(0.25)
+    assert 0 < len(last_quarter) < len(everything)
+    errors = []
+
+    def reader():
+        try:
+            for _ in range(200):
+                sampler.recent(1.0)
+        except Exception as exc:  # noqa: BLE001 - any failure of a concurrent reader fails the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+
+
+def test_long_window_trace_stays_bounded_and_spans_the_window(sysfs_root, no_gpu, make_sampler, monkeypatch):
+    monkeypatch.setattr(sampler_module, "MAX_TRACE_POINTS", 8)
+    sampler = make_sampler(interval_s=0.02)
+    m = _window(sampler, 1.0)
+    assert m.sample_count > 30
+    assert len(m.trace) <= 8
+    assert m.trace[0].t_s < 0.1 and m.trace[-1].t_s > 0.6
+    assert all(a.t_s < b.t_s for a, b in zip(m.trace, m.trace[1:]))
+
+
+def test_tracked_process_tree_stats(sysfs_root, no_gpu, make_sampler):
+    busy = "import subprocess, sys, time\n" \
+           "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'])\n" \
+           "end = time.time() + 30\n" \
+           "while time.time() < end: pass\n"
+    parent = subprocess.Popen([sys.executable, "-c", busy])
+    try:
+        time.sleep(0.3)  # the child is started
+        sampler = make_sampler(interval_s=0.05)
+        m = _window(sampler, 1.5, pids=[parent.pid])
+    finally:
+        for child in __import__("psutil").Process(parent.pid).children(recursive=True):
+            child.kill()
+        parent.kill()
+        parent.wait()
+    (stats,) = m.processes
+    assert stats.pid == parent.pid and not stats.exited
+    assert stats.cpu_percent_avg > 30  # a busy loop, on a shared 2-core machine
+    assert stats.rss_mb_peak > 10  # two Python interpreters
+    assert stats.threads_peak >= 2  # parent and child together
+    assert stats.gpu_mem_mb_peak is None  # no GPU: unknown, not 0
+
+
+def test_tracked_process_that_exits_is_marked(sysfs_root, no_gpu, make_sampler):
+    short = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.4)"])
+    sampler = make_sampler()
+    sampler.begin_window("w", pids=[short.pid])
+    short.wait()
+    time.sleep(0.3)
+    (stats,) = sampler.end_window("w").processes
+    assert stats.exited and stats.rss_mb_peak > 0
+
+
+def test_get_sampler_is_shared_and_running():
+    first = get_sampler()
+    assert first is get_sampler()
+    assert first.interval_s == 0.1
+    time.sleep(0.25)
+    assert first.recent(1.0)
