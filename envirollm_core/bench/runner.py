@@ -125,9 +125,8 @@ def run_benchmark(
         if judge is not None and not batch.cancelled:
             batch.judge_cost = _judge(batch.runs, judge, sampler, progress)
     finally:
-        if store is not None:
-            for run in batch.runs:
-                store.add_run(run)
+        if store is not None and batch.runs:
+            store.add_runs(batch.runs)
     return batch
 
 

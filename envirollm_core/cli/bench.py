@@ -114,7 +114,9 @@ def _judge_config(args: argparse.Namespace) -> Any:
 def _open_store(args: argparse.Namespace) -> Any:
     from envirollm_core.store import Store
 
-    return Store(db_path(args))
+    store = Store(db_path(args))
+    store.require_writable("store benchmark runs")  # say so now, not after the whole batch has run
+    return store
 
 
 def run_ollama(args: argparse.Namespace) -> int:

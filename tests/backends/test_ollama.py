@@ -7,6 +7,7 @@ import pytest
 from envirollm_core.backends.base import ChatRequest, UnknownModelError
 from envirollm_core.backends.ollama import OllamaBackend, ollama_url
 from envirollm_core.bench.metrics import measure_stream
+from tests.fakes.timing import assert_timing_matches
 from tests.fakes.scripted_server import (
     TokenScript,
     json_reply,
@@ -17,7 +18,7 @@ from tests.fakes.scripted_server import (
 )
 
 MODEL = "llama3:8b-instruct-q4_K_M"
-SCRIPT = TokenScript(tokens=[f"w{i} " for i in range(40)], ttft_s=0.25, tokens_per_s=50.0)
+SCRIPT = TokenScript(tokens=[f"w{i} " for i in range(60)], ttft_s=0.25, tokens_per_s=40.0)
 ENTRY = ollama_model_entry(MODEL, quantization_level="Q4_K_M", parameter_size="8.0B")
 
 
@@ -50,13 +51,12 @@ def test_url_from_ollama_host(monkeypatch, env, url):
 
 
 def test_timing_and_server_native_counts(serve):
-    server = serve(routes(ollama_chat_stream(MODEL, SCRIPT, prompt_tokens=11, eval_duration_s=0.8)))
+    server = serve(routes(ollama_chat_stream(MODEL, SCRIPT, prompt_tokens=11, eval_duration_s=1.5)))
     metrics = measure_stream(OllamaBackend(server.url).stream(ChatRequest(MODEL, "Explain entropy.", 64, 0.0, 7)))
     assert metrics.error is None
-    assert abs(metrics.ttft_s - SCRIPT.ttft_s) <= 0.010 + 0.02 * SCRIPT.ttft_s
-    assert abs(metrics.decode_tps - SCRIPT.decode_tps) <= 0.02 * SCRIPT.decode_tps
-    assert (metrics.completion_tokens, metrics.prompt_tokens, metrics.token_count_source) == (40, 11, "server-native")
-    assert metrics.server_decode_tps == pytest.approx(40 / 0.8)
+    assert_timing_matches(metrics.ttft_s, metrics.decode_tps, server.requests[-1], SCRIPT)
+    assert (metrics.completion_tokens, metrics.prompt_tokens, metrics.token_count_source) == (60, 11, "server-native")
+    assert metrics.server_decode_tps == pytest.approx(60 / 1.5)
     assert metrics.server_prompt_tps == pytest.approx(11 / 0.02)
     assert metrics.finish_reason == "length"
     assert metrics.response == "".join(SCRIPT.tokens)
@@ -74,7 +74,8 @@ def test_request_keeps_the_model_loaded_and_sets_options(serve):
 def test_thinking_is_reasoning(serve):
     server = serve(routes(ollama_chat_stream(MODEL, SCRIPT, thinking_tokens=4)))
     metrics = measure_stream(OllamaBackend(server.url).stream(ChatRequest(MODEL, "hi", 64)))
-    assert abs(metrics.ttft_s - SCRIPT.ttft_s) <= 0.010 + 0.02 * SCRIPT.ttft_s
+    true_ttft_s = server.requests[-1].true_ttft_s()
+    assert abs(metrics.ttft_s - true_ttft_s) <= 0.010 + 0.02 * true_ttft_s
     assert metrics.reasoning_tokens == 4 and metrics.response == "".join(SCRIPT.tokens[4:])
 
 

@@ -33,6 +33,7 @@ class Reply:
     parts: Sequence[tuple[float, bytes]] = ()
     content_type: str = "application/json"
     drop: bool = False  # close the connection before the final chunk: a stream dropped midway
+    token_parts: frozenset[int] = frozenset()  # indexes of the parts that carry a token
 
 
 @dataclass
@@ -42,6 +43,15 @@ class Request:
     headers: dict[str, str]
     body: Any
     received_at_s: float
+    token_sent_at_s: list[float] = field(default_factory=list)  # when each token really left, after sendall
+
+    def true_ttft_s(self) -> float:
+        """What the server really did, scheduling delays included: the truth a client's TTFT is held to."""
+        return self.token_sent_at_s[0] - self.received_at_s
+
+    def true_decode_tps(self) -> float:
+        sent = self.token_sent_at_s
+        return (len(sent) - 1) / (sent[-1] - sent[0])
 
 
 Route = Callable[[Request], Reply] | Reply
@@ -114,7 +124,7 @@ class ScriptedServer:
             else:
                 reply = route(request) if callable(route) else route
             try:
-                _send_reply(conn, request.received_at_s, reply, self._stopping)
+                _send_reply(conn, request, reply, self._stopping)
             except OSError:
                 pass  # the client hung up (a read timeout, say): nothing left to send to
 
@@ -157,19 +167,21 @@ def wait_until(deadline_s: float, stopping: threading.Event | None = None) -> No
         pass
 
 
-def _send_reply(conn: socket.socket, start_s: float, reply: Reply, stopping: threading.Event) -> None:
+def _send_reply(conn: socket.socket, request: Request, reply: Reply, stopping: threading.Event) -> None:
     head = (
         f"HTTP/1.1 {reply.status} Scripted\r\n"
         f"Content-Type: {reply.content_type}\r\n"
         "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     )
     conn.sendall(head.encode())
-    for at_s, payload in reply.parts:
-        wait_until(start_s + at_s, stopping)
+    for index, (at_s, payload) in enumerate(reply.parts):
+        wait_until(request.received_at_s + at_s, stopping)
         if stopping.is_set():
             return
         if payload:
             conn.sendall(b"%x\r\n%s\r\n" % (len(payload), payload))
+        if index in reply.token_parts:
+            request.token_sent_at_s.append(time.perf_counter())
     if not reply.drop:
         conn.sendall(b"0\r\n\r\n")
 
@@ -228,17 +240,19 @@ def openai_stream(
     `reasoning_content` (as DeepSeek-style servers do).
     """
     parts: list[tuple[float, bytes]] = []
+    tokens: set[int] = set()
     if noise:
         parts.append((0.0, sse(openai_chunk(model, {"role": "assistant", "content": ""}))))
         parts.append((script.ttft_s / 2, b": keep-alive\n\n"))
     times = script.token_times_s()
     for i, (token, at_s) in enumerate(zip(script.tokens, times, strict=True)):
         if drop_after is not None and i == drop_after:
-            return Reply(parts=parts, content_type="text/event-stream", drop=True)
+            return Reply(parts=parts, content_type="text/event-stream", drop=True, token_parts=frozenset(tokens))
         if malformed_after is not None and i == malformed_after:
             parts.append((at_s, b'data: {"id": "chatcmpl-scripted", "choices": [{"delta": {"content": "x\n\n'))
-            return Reply(parts=parts, content_type="text/event-stream")
+            return Reply(parts=parts, content_type="text/event-stream", token_parts=frozenset(tokens))
         field_name = "reasoning_content" if i < reasoning_tokens else "content"
+        tokens.add(len(parts))
         parts.append((at_s, sse(openai_chunk(model, {field_name: token}))))
         if noise and i == 0:
             parts.append((at_s + 0.0001, sse(openai_chunk(model, {}))))
@@ -257,7 +271,7 @@ def openai_stream(
             "model": model, "choices": [], "usage": usage_body,
         })))
     parts.append((end_s, b"data: [DONE]\n\n"))
-    return Reply(parts=parts, content_type="text/event-stream")
+    return Reply(parts=parts, content_type="text/event-stream", token_parts=frozenset(tokens))
 
 
 def openai_models(models: Sequence[str]) -> Reply:
@@ -295,7 +309,7 @@ def ollama_chat_stream(
     times = script.token_times_s()
     for i, (token, at_s) in enumerate(zip(script.tokens, times, strict=True)):
         if drop_after is not None and i == drop_after:
-            return Reply(parts=parts, content_type="application/x-ndjson", drop=True)
+            return Reply(parts=parts, content_type="application/x-ndjson", drop=True, token_parts=frozenset(range(i)))
         message = {"role": "assistant", "content": ""}
         message["thinking" if i < thinking_tokens else "content"] = token
         parts.append((at_s, ndjson({"model": model, "created_at": "2025-01-01T00:00:00Z", "message": message, "done": False})))
@@ -308,7 +322,7 @@ def ollama_chat_stream(
         "prompt_eval_count": prompt_tokens, "prompt_eval_duration": 20_000_000,
         "eval_count": len(script.tokens), "eval_duration": int(decode_s * 1e9),
     })))
-    return Reply(parts=parts, content_type="application/x-ndjson")
+    return Reply(parts=parts, content_type="application/x-ndjson", token_parts=frozenset(range(len(script.tokens))))
 
 
 def ollama_tags(models: Sequence[dict]) -> Reply:
