@@ -6,11 +6,12 @@ below, quality falls back to the heuristic, and the label says so.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import httpx
+
+from envirollm_core.backends.ollama import ollama_url
 
 DISCOVERY_TIMEOUT_S = 2.0
 
@@ -42,20 +43,6 @@ class OllamaJudgeChoice:
     base_url: str  # OpenAI-compatible endpoint of the Ollama server
     model: str
     self_judged: bool  # the judge is also one of the models it grades
-
-
-def ollama_url() -> str:
-    """`$OLLAMA_HOST` (which may lack a scheme or port) else http://localhost:11434, without a trailing slash."""
-    host = (os.environ.get("OLLAMA_HOST") or "").strip() or "http://localhost:11434"
-    if "://" not in host:
-        host = f"http://{host}"
-    scheme, rest = host.split("://", 1)
-    netloc, _, path = rest.partition("/")
-    if ":" not in netloc.rsplit("]", 1)[-1]:
-        netloc = f"{netloc}:11434"
-    if netloc.startswith("0.0.0.0"):
-        netloc = "127.0.0.1" + netloc[len("0.0.0.0"):]  # a bind-all address is reached on loopback
-    return f"{scheme}://{netloc}/{path}".rstrip("/")
 
 
 def _normalized(name: str) -> str:
@@ -96,7 +83,7 @@ def ollama_models(base_url: str, timeout_s: float = DISCOVERY_TIMEOUT_S) -> list
 
 
 def default_ollama_judge(graded_models: Iterable[str] = ()) -> OllamaJudgeChoice | None:
-    base = ollama_url()
+    base = ollama_url().rstrip("/")
     choice = pick_judge_model(ollama_models(base), graded_models)
     if choice is None:
         return None

@@ -25,6 +25,25 @@ def _as_text(value: Any) -> str | None:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
+def check_text(check: Any) -> str | None:
+    """A preset's machine-checkable test, in words a judge reads; unknown kinds as JSON."""
+    if not isinstance(check, dict):
+        return _as_text(check)
+    kind = check.get("type")
+    if kind == "python-function" and check.get("function"):
+        name = check["function"]
+        cases = "; ".join(
+            f"{name}({', '.join(json.dumps(a) for a in case.get('args', []))}) returns {json.dumps(case.get('expected'))}"
+            for case in check.get("cases", [])
+            if isinstance(case, dict)
+        )
+        return f"The answer must define a Python function `{name}` such that: {cases}."
+    if kind == "contains" and isinstance(check.get("all"), list):
+        items = "; ".join(" or ".join(str(item).split("|")) for item in check["all"])
+        return f"The answer must state each of: {items}."
+    return _as_text(check)
+
+
 def _preset_items(data: Any) -> list[dict]:
     if isinstance(data, dict) and isinstance(data.get("presets"), (list, dict)):
         data = data["presets"]
@@ -45,7 +64,7 @@ def preset_references(path: Path = PRESETS_PATH) -> dict[str, str]:
         name = item.get("name") or item.get("id")
         parts = [
             f"{label}: {text}"
-            for label, text in (("Reference answer", _as_text(item.get("reference"))), ("Check", _as_text(item.get("check"))))
+            for label, text in (("Reference answer", _as_text(item.get("reference"))), ("Check", check_text(item.get("check"))))
             if text
         ]
         if name and parts:
