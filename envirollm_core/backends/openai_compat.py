@@ -71,6 +71,7 @@ class OpenAIBackend:
             base_url=self.base_url, api_key=api_key or NO_API_KEY, max_retries=0, timeout=timeout,
             http_client=http_client,
         )
+        self._probe_key = api_key  # for the servers' own endpoints; the placeholder key is not sent there
         self._server = server  # None: probed on first use
         self._gguf_path = gguf_path
         self.name = name or self.server().kind
@@ -81,7 +82,7 @@ class OpenAIBackend:
     def server(self) -> server_metadata.ServerDescription:
         """What kind of server this is (LM Studio, llama.cpp, vLLM...), probed once."""
         if self._server is None:
-            self._server = server_metadata.describe_openai_server(self.base_url, self._client.api_key)
+            self._server = server_metadata.describe_openai_server(self.base_url, self._probe_key)
         return self._server
 
     def server_description(self) -> dict[str, Any]:
@@ -97,7 +98,7 @@ class OpenAIBackend:
             raise BackendError(f"{self.base_url} failed while listing models: {one_line(exc)}") from None
 
     def model_info(self, model: str) -> ModelInfo:
-        meta = server_metadata.model_metadata(self.server(), self.base_url, self._client.api_key, model)
+        meta = server_metadata.model_metadata(self.server(), self.base_url, self._probe_key, model)
         gguf = meta.gguf_path or self._gguf_path
         quantization, source = resolve_quantization(meta.quantization, gguf, f"{model} {meta.details.get('root', '')}")
         return ModelInfo(

@@ -122,10 +122,10 @@ def _open_store(args: argparse.Namespace) -> Any:
 def run_ollama(args: argparse.Namespace) -> int:
     from envirollm_core.backends.ollama import OllamaBackend
 
-    config = _config(args, _models(args.models))
+    prepared = _prepare(args, _models(args.models))
     backend = OllamaBackend(args.url, read_timeout_s=args.timeout)
     try:
-        return _run(backend, config, args)
+        return _run(backend, prepared, args)
     finally:
         backend.close()
 
@@ -133,27 +133,38 @@ def run_ollama(args: argparse.Namespace) -> int:
 def run_openai(args: argparse.Namespace) -> int:
     from envirollm_core.backends.openai_compat import OpenAIBackend
 
-    config = _config(args, _models(args.models))
-    return _run(OpenAIBackend(args.url, api_key=args.api_key, read_timeout_s=args.timeout), config, args)
+    prepared = _prepare(args, _models(args.models))
+    return _run(OpenAIBackend(args.url, api_key=args.api_key, read_timeout_s=args.timeout), prepared, args)
 
 
 def run_demo(args: argparse.Namespace) -> int:
     from envirollm_core.backends.embedded import EmbeddedEngine, embedded_backend
 
     engine = EmbeddedEngine()
-    config = _config(args, (engine.model_id,))
+    prepared = _prepare(args, (engine.model_id,))
     info(f"starting the embedded engine ({engine.model_id}) ...")
     with engine:
         info(f"engine ready at {engine.base_url} (pid {engine.pid})")
-        return _run(embedded_backend(engine), config, args)
+        return _run(embedded_backend(engine), prepared, args)
 
 
-def _run(backend: Backend, config: BenchmarkConfig, args: argparse.Namespace) -> int:
-    judge = _judge_config(args)
-    store = _open_store(args)
+@dataclasses.dataclass(frozen=True)
+class _Prepared:
+    config: BenchmarkConfig
+    judge: Any
+    store: Any
+
+
+def _prepare(args: argparse.Namespace, models: tuple[str, ...]) -> _Prepared:
+    """Everything that can reject the command's input, checked before any server is contacted."""
+    return _Prepared(_config(args, models), _judge_config(args), _open_store(args))
+
+
+def _run(backend: Backend, prepared: _Prepared, args: argparse.Namespace) -> int:
+    config = prepared.config
     info(f"benchmarking {', '.join(config.models)} on {backend.name} at {backend.base_url}: "
          f"{len(config.prompts)} prompt(s) x {config.repeat} run(s), {config.warmup} warm-up(s) per model")
-    batch = run_benchmark(backend, config, store=store, judge=judge, progress=ProgressBar(sys.stderr))
+    batch = run_benchmark(backend, config, store=prepared.store, judge=prepared.judge, progress=ProgressBar(sys.stderr))
     if args.json:
         emit_json([run_to_json(run) for run in batch.runs])
     else:
