@@ -72,3 +72,14 @@ def page(browser):
 
 
 from tests.fakes.fixtures import closed_port, serve  # noqa: E402,F401  (pytest fixtures: scripted servers)
+
+
+@pytest.fixture
+def populated_store(isolated_home):
+    """The default database (in this test's ENVIROLLM_HOME) filled with realistic runs through the core Store."""
+    from envirollm_core.store import Store
+    from tests.app.runs_factory import realistic_runs
+
+    store = Store()
+    store.add_runs(realistic_runs())
+    return store

@@ -1,0 +1,176 @@
+"""Charts: pure functions from a Polars frame to an Altair chart, shared by every page.
+
+Result charts take the per-configuration statistics of `analysis.group_stats`
+(one row per model, backend and quantization, with `{metric}_mean`,
+`{metric}_ci_low`, `{metric}_ci_high`), so they draw a handful of marks
+whether the group holds ten runs or a hundred thousand. Energy per token is
+shown in mWh (the stored unit is Wh: a token costs a few thousandths of one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import altair as alt
+import polars as pl
+
+CONFIG = "configuration"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """How a stored metric is shown: its title, unit, and the factor from the stored unit."""
+
+    column: str
+    title: str
+    unit: str
+    scale: float = 1.0
+    higher_is_better: bool = True
+
+    @property
+    def axis_title(self) -> str:
+        return f"{self.title} ({self.unit})"
+
+
+METRICS: dict[str, Metric] = {
+    metric.column: metric
+    for metric in (
+        Metric("energy_per_token_wh", "Energy per token", "mWh/token", 1000.0, higher_is_better=False),
+        Metric("decode_tps", "Decode speed", "tokens/s"),
+        Metric("ttft_s", "Time to first token", "s", higher_is_better=False),
+        Metric("quality_score", "Quality", "score 0-100"),
+        Metric("energy_wh", "Energy per run", "Wh", higher_is_better=False),
+    )
+}
+
+
+def config_label() -> pl.Expr:
+    """`model (backend, quantization)`: the same weights on two servers are two configurations."""
+    details = pl.concat_str([pl.col("backend"), pl.col("quantization")], separator=", ", ignore_nulls=True)
+    return pl.concat_str([pl.col("model"), pl.lit(" ("), details, pl.lit(")")]).alias(CONFIG)
+
+
+def _shown(stats: pl.DataFrame, *metrics: str) -> pl.DataFrame:
+    """The stats with a configuration label and each metric's mean and interval in its display unit."""
+    columns = [config_label(), pl.col("n_runs")]
+    for name in metrics:
+        metric = METRICS[name]
+        for suffix in ("mean", "ci_low", "ci_high"):
+            column = f"{name}_{suffix}"
+            if column in stats.columns:
+                columns.append((pl.col(column) * metric.scale).alias(column))
+    return stats.select(columns)
+
+
+def _tooltip(*metrics: str) -> list[alt.Tooltip]:
+    tips = [alt.Tooltip(f"{CONFIG}:N", title="configuration"), alt.Tooltip("n_runs:Q", title="runs")]
+    tips += [alt.Tooltip(f"{m}_mean:Q", title=METRICS[m].axis_title, format=".4g") for m in metrics]
+    return tips
+
+
+def energy_vs_speed(stats: pl.DataFrame) -> alt.Chart:
+    """Energy per token against decode speed, one bubble per configuration, sized and coloured by quality."""
+    shown = _shown(stats, "energy_per_token_wh", "decode_tps", "quality_score").filter(
+        pl.col("energy_per_token_wh_mean").is_not_null() & pl.col("decode_tps_mean").is_not_null()
+    )
+    return (
+        alt.Chart(shown, title="Energy per token against decode speed (bubble size and colour: quality)")
+        .mark_circle(opacity=0.85, stroke="#333", strokeWidth=0.5)
+        .encode(
+            x=alt.X("decode_tps_mean:Q", title=METRICS["decode_tps"].axis_title, scale=alt.Scale(zero=False)),
+            y=alt.Y("energy_per_token_wh_mean:Q", title=METRICS["energy_per_token_wh"].axis_title,
+                    scale=alt.Scale(zero=False)),
+            size=alt.Size("quality_score_mean:Q", title="quality", scale=alt.Scale(domain=[0, 100], range=[60, 900])),
+            color=alt.Color("quality_score_mean:Q", title="quality", scale=alt.Scale(scheme="greens", domain=[0, 100])),
+            tooltip=_tooltip("energy_per_token_wh", "decode_tps", "quality_score"),
+        )
+    )
+
+
+def quality_vs_energy(stats: pl.DataFrame, frontier: pl.DataFrame) -> alt.LayerChart:
+    """Quality against energy per token; the Pareto frontier (nothing both better and cheaper) as a step line."""
+    shown = _shown(stats, "energy_per_token_wh", "quality_score").filter(
+        pl.col("energy_per_token_wh_mean").is_not_null() & pl.col("quality_score_mean").is_not_null()
+    )
+    best = _shown(frontier, "energy_per_token_wh", "quality_score")
+    on_frontier = set(best[CONFIG].to_list())
+    shown = shown.with_columns(pl.col(CONFIG).is_in(list(on_frontier)).alias("pareto"))
+    x = alt.X("energy_per_token_wh_mean:Q", title=METRICS["energy_per_token_wh"].axis_title, scale=alt.Scale(zero=False))
+    y = alt.Y("quality_score_mean:Q", title=METRICS["quality_score"].axis_title, scale=alt.Scale(domain=[0, 100]))
+    points = (
+        alt.Chart(shown)
+        .mark_point(filled=True, size=120)
+        .encode(
+            x=x, y=y,
+            color=alt.Color("pareto:N", title="on the Pareto frontier",
+                            scale=alt.Scale(domain=[True, False], range=["#2e7d32", "#9e9e9e"])),
+            tooltip=_tooltip("energy_per_token_wh", "quality_score"),
+        )
+    )
+    line = alt.Chart(best).mark_line(interpolate="step-after", color="#2e7d32", strokeDash=[4, 3]).encode(x=x, y=y)
+    labels = alt.Chart(best).mark_text(align="left", dx=8, dy=-6, fontSize=11).encode(x=x, y=y, text=f"{CONFIG}:N")
+    return alt.layer(line, points, labels, title="Quality against energy per token, with the Pareto frontier")
+
+
+def model_intervals(stats: pl.DataFrame, metric: str) -> alt.LayerChart:
+    """One bar per configuration (the mean) with its 95 % interval; configurations with one run have no interval."""
+    info = METRICS[metric]
+    shown = _shown(stats, metric).filter(pl.col(f"{metric}_mean").is_not_null())
+    y = alt.Y(f"{CONFIG}:N", title=None, sort=alt.EncodingSortField(f"{metric}_mean", order="ascending"))
+    bars = (
+        alt.Chart(shown)
+        .mark_bar(color="#66bb6a")
+        .encode(x=alt.X(f"{metric}_mean:Q", title=f"{info.axis_title}, mean with 95 % interval"), y=y,
+                tooltip=[*_tooltip(metric),
+                         alt.Tooltip(f"{metric}_ci_low:Q", title="95 % low", format=".4g"),
+                         alt.Tooltip(f"{metric}_ci_high:Q", title="95 % high", format=".4g")])
+    )
+    whiskers = (
+        alt.Chart(shown.filter(pl.col(f"{metric}_ci_low").is_not_null()))
+        .mark_errorbar(ticks=True, color="#1b5e20")
+        .encode(x=alt.X(f"{metric}_ci_low:Q", title=""), x2=f"{metric}_ci_high:Q", y=y)
+    )
+    return alt.layer(bars, whiskers, title=f"{info.title} per configuration")
+
+
+def trends(batches: pl.DataFrame, metric: str) -> alt.Chart:
+    """A metric's batch means over time, one line per configuration (from `analysis.batch_trends`)."""
+    info = METRICS[metric]
+    shown = batches.select(
+        config_label(), pl.col("started_at"), pl.col("n_runs"), (pl.col(f"{metric}_mean") * info.scale).alias("value")
+    ).filter(pl.col("value").is_not_null())
+    return (
+        alt.Chart(shown, title=f"{info.title} over time, per configuration (one point per batch)")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("started_at:T", title="batch started (UTC)"),
+            y=alt.Y("value:Q", title=info.axis_title, scale=alt.Scale(zero=False)),
+            color=alt.Color(f"{CONFIG}:N", title="configuration"),
+            tooltip=[alt.Tooltip(f"{CONFIG}:N"), alt.Tooltip("started_at:T", format="%Y-%m-%d %H:%M"),
+                     alt.Tooltip("n_runs:Q", title="runs"), alt.Tooltip("value:Q", title=info.axis_title, format=".4g")],
+        )
+    )
+
+
+def timeline(frame: pl.DataFrame, *, title: str, unit: str, x_title: str = "seconds (0 = now)") -> alt.Chart:
+    """Lines of `value` against `t_s`, one per `series`: the live monitor and a run's samples."""
+    return (
+        alt.Chart(frame, title=title, height=180)
+        .mark_line(interpolate="monotone")
+        .encode(
+            x=alt.X("t_s:Q", title=x_title),
+            y=alt.Y("value:Q", title=unit),
+            color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
+            tooltip=[alt.Tooltip("series:N"), alt.Tooltip("t_s:Q", format=".1f"), alt.Tooltip("value:Q", format=".3g")],
+        )
+    )
+
+
+def result_charts(stats: pl.DataFrame, frontier: pl.DataFrame, batches: pl.DataFrame, metric: str) -> dict[str, alt.TopLevelMixin]:
+    """The Results page's four charts of one prompt group (the Import page draws the same), by tab title."""
+    return {
+        "Energy vs speed": energy_vs_speed(stats),
+        "Quality vs energy (Pareto)": quality_vs_energy(stats, frontier),
+        "Per configuration (95 % intervals)": model_intervals(stats, metric),
+        "Trends over time": trends(batches, metric),
+    }

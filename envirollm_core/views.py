@@ -1,0 +1,287 @@
+"""Core data shaped for the app's pages, so that a page only reads state and renders.
+
+Nothing here calls Streamlit: the live monitor's frame from the shared
+sampler's recent samples, the latest power per component with its source, the
+detected servers, the results table with units in its columns, a run's energy
+by component and its samples, and export bytes for a download button.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from envirollm_core.analysis import FitEstimate, Tariff, batch_trends, group_stats, monthly, pareto_frontier
+from envirollm_core.analysis.recommend import PICK_TITLES, GroupRecommendation
+from envirollm_core.analysis.stats import CONFIG_KEYS
+from envirollm_core.charts import config_label
+from envirollm_core.results import RunResult
+from envirollm_core.store import Store
+from envirollm_core.store.exchange import ExportFormat
+from envirollm_core.telemetry.processes import LlmServer
+from envirollm_core.telemetry.sampler import ComponentInfo, Sample
+
+MAX_POINTS_PER_SERIES = 600  # a live chart redrawn every second stays light in the browser
+_MIB_PER_GB = 1024  # RAM and GPU memory are sampled in MiB; the charts show GiB, labelled GB as tools do
+
+# Monitor panels: title -> unit on the y axis.
+PANELS: dict[str, str] = {
+    "Power": "W",
+    "CPU": "% of all cores",
+    "RAM": "GB used",
+    "GPU utilization": "%",
+    "GPU memory": "GB used",
+    "GPU temperature": "°C",
+}
+MONITOR_SCHEMA = {"panel": pl.String, "series": pl.String, "t_s": pl.Float64, "value": pl.Float64}
+
+
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\\[-`{-~])")
+
+
+def plain(text: str) -> str:
+    """Text with every ASCII punctuation mark backslash-escaped, so Streamlit's markdown shows it as typed.
+
+    For messages that quote a server or a file (`st.error`, `st.info`): a model name or an error from
+    a server is not ours to render as links, emphasis or HTML."""
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+
+
+def power_series_label(info: ComponentInfo) -> str:
+    """`cpu (estimate)`, `gpu:0 (counter)`: every power figure carries its source."""
+    return f"{info.name} ({info.source})"
+
+
+def monitor_frame(samples: Sequence[Sample], components: Sequence[ComponentInfo]) -> pl.DataFrame:
+    """Long frame (panel, series, t_s, value) of the samples, `t_s` counted back from the newest (0 = now).
+
+    A reading the hardware does not give is left out, never drawn as 0."""
+    if not samples:
+        return pl.DataFrame(schema=MONITOR_SCHEMA)
+    stride = max(1, -(-len(samples) // MAX_POINTS_PER_SERIES))
+    picked = list(samples[::-1][::stride])[::-1]  # keep the newest sample, thin out the older ones
+    now = samples[-1].time_s
+    labels = {info.name: power_series_label(info) for info in components}
+    rows: list[tuple[str, str, float, float | None]] = []
+    for sample in picked:
+        t_s = sample.time_s - now
+        for name, watts in sample.power_w:
+            rows.append(("Power", labels.get(name, name), t_s, watts))
+        rows.append(("CPU", "CPU", t_s, sample.cpu_percent))
+        rows.append(("RAM", "RAM", t_s, sample.ram_used_mb / _MIB_PER_GB))
+        for gpu in sample.gpus:
+            series = f"gpu:{gpu.index}"
+            rows.append(("GPU utilization", series, t_s, gpu.util_percent))
+            rows.append(("GPU memory", series, t_s, gpu.mem_used_mb / _MIB_PER_GB if gpu.mem_used_mb is not None else None))
+            rows.append(("GPU temperature", series, t_s, gpu.temp_c))
+    frame = pl.DataFrame(rows, schema=MONITOR_SCHEMA, orient="row")
+    return frame.filter(pl.col("value").is_not_null())
+
+
+@dataclass(frozen=True)
+class PowerNow:
+    """A component's latest power reading with where it comes from (None: not measured)."""
+
+    component: str
+    watts: float | None
+    source: str
+    note: str
+
+
+def power_now(samples: Sequence[Sample], components: Sequence[ComponentInfo]) -> list[PowerNow]:
+    latest = dict(samples[-1].power_w) if samples else {}
+    return [PowerNow(info.name, latest.get(info.name), info.source, info.note) for info in components]
+
+
+def servers_frame(servers: Sequence[LlmServer]) -> pl.DataFrame:
+    """The detected LLM servers, one row each, their children folded in."""
+    return pl.DataFrame(
+        [
+            {
+                "server": server.name,
+                "pid": server.pid,
+                "process": server.process_name,
+                "CPU (% of one core)": server.cpu_percent,
+                "RSS (MB)": server.rss_mb,
+                "GPU memory (MB)": server.gpu_mem_mb,
+                "threads": server.threads,
+                "child processes": len(server.children),
+                "command": " ".join(server.cmdline)[:200],
+            }
+            for server in servers
+        ],
+        schema={
+            "server": pl.String, "pid": pl.Int64, "process": pl.String, "CPU (% of one core)": pl.Float64,
+            "RSS (MB)": pl.Float64, "GPU memory (MB)": pl.Float64, "threads": pl.Int64,
+            "child processes": pl.Int64, "command": pl.String,
+        },
+    )
+
+
+# printf-style number formats for the columns of `runs_table` (pages turn them into column_config).
+TABLE_FORMATS: dict[str, str] = {
+    "TTFT (s)": "%.3f",
+    "decode (tokens/s)": "%.1f",
+    "tokens": "%d",
+    "energy (Wh)": "%.4f",
+    "net energy (Wh)": "%.4f",
+    "energy per token (mWh)": "%.4f",
+    "avg power (W)": "%.1f",
+    "quality (0-100)": "%.0f",
+    "#": "%d",
+}
+
+
+def runs_table(frame: pl.DataFrame) -> pl.DataFrame:
+    """A runs frame (`Store.runs_frame` or `runs_to_frame`) as pages show it: units in the headers."""
+    shown: dict[str, pl.Expr] = {
+        "time (UTC)": pl.col("created_at"),
+        "model": pl.col("model"),
+        "backend": pl.col("backend"),
+        "quantization": pl.col("quantization"),
+        "status": pl.col("status"),
+        "task": pl.col("preset"),
+        "#": pl.col("repeat_index") + 1,
+        "TTFT (s)": pl.col("ttft_s"),
+        "decode (tokens/s)": pl.col("decode_tps"),
+        "tokens": pl.col("completion_tokens"),
+        "energy (Wh)": pl.col("energy_wh"),
+        "net energy (Wh)": pl.col("energy_net_wh"),
+        "energy per token (mWh)": pl.col("energy_per_token_wh") * 1000,
+        "avg power (W)": pl.col("avg_power_w"),
+        "quality (0-100)": pl.col("quality_score"),
+        "quality by": pl.col("quality_method"),
+        "notes": pl.col("notes"),
+        "error": pl.col("error"),
+        "run id": pl.col("id"),
+    }
+    return frame.select(expression.alias(name) for name, expression in shown.items())
+
+
+def components_frame(run: RunResult) -> pl.DataFrame:
+    """A run's energy by component, each with its source (`counter`, `estimate`...) and note."""
+    return pl.DataFrame(
+        [{"component": c.component, "energy (Wh)": c.energy_wh, "source": c.source, "note": c.note}
+         for c in run.components],
+        schema={"component": pl.String, "energy (Wh)": pl.Float64, "source": pl.String, "note": pl.String},
+    )
+
+
+TRACE_PANELS: dict[str, str] = {"Power": "W", "Load": "%"}
+TRACE_SERIES: dict[str, tuple[str, str]] = {
+    "cpu_power_w": ("Power", "CPU power"),
+    "gpu_power_w": ("Power", "GPU power"),
+    "cpu_percent": ("Load", "CPU %"),
+    "gpu_util_percent": ("Load", "GPU utilization %"),
+}
+
+
+def trace_long(trace: pl.DataFrame) -> pl.DataFrame:
+    """A run's samples (`Store.trace_frame`) as (panel, series, t_s, value) for `charts.timeline`."""
+    parts = [
+        trace.select(pl.lit(panel).alias("panel"), pl.lit(series).alias("series"), pl.col("t_s").cast(pl.Float64),
+                     pl.col(column).cast(pl.Float64).alias("value"))
+        for column, (panel, series) in TRACE_SERIES.items() if column in trace.columns
+    ]
+    if not parts:
+        return pl.DataFrame(schema=MONITOR_SCHEMA)
+    return pl.concat(parts).filter(pl.col("value").is_not_null())
+
+
+def export_bytes(store: Store, fmt: ExportFormat, prompt_hash: str | None = None) -> bytes:
+    """The runs exported as the CLI's `envirollm export` writes them, as bytes for a download."""
+    handle, name = tempfile.mkstemp(prefix="envirollm-export-", suffix=f".{fmt}")
+    os.close(handle)
+    path = Path(name)
+    try:
+        store.export(path, fmt, prompt_hash=prompt_hash)
+        return path.read_bytes()
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def prompt_groups(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per prompt of a runs frame (an upload), most recent first, like `Store.prompt_groups`."""
+    return (
+        frame.group_by("prompt_hash")
+        .agg(
+            pl.col("prompt_preview").first(), pl.col("preset").drop_nulls().first(), pl.len().alias("n_runs"),
+            pl.col("model").n_unique().alias("n_models"), pl.col("created_at").max().alias("last_run_at"),
+        )
+        .sort("last_run_at", descending=True, nulls_last=True)
+    )
+
+
+def group_label(row: dict) -> str:
+    """How a prompt group is named in a select box: its task or its first words, and its size."""
+    name = row.get("preset") or row.get("prompt_preview") or row["prompt_hash"]
+    return f"{name} · {row['n_runs']} runs, {row['n_models']} models · {row['prompt_hash'][:8]}"
+
+
+def config_stats(frame: pl.DataFrame, column: str | None = None, value: str | None = None) -> pl.DataFrame:
+    """Per-configuration statistics of the runs, or of those whose `column` equals `value` (one prompt or task)."""
+    if column is not None:
+        frame = frame.filter(pl.col(column) == value)
+    return group_stats(frame, by=CONFIG_KEYS)
+
+
+def monthly_table(
+    stats: pl.DataFrame, tariff: Tariff, *, tokens_per_day: float | None = None, requests_per_day: float | None = None
+) -> pl.DataFrame:
+    """Each configuration's projected month for the stated usage: energy, CO2 and (with a price) cost."""
+    rows = []
+    for row in stats.with_columns(config_label()).iter_rows(named=True):
+        month = monthly(
+            tariff, energy_per_token_wh=row["energy_per_token_wh_mean"], tokens_per_day=tokens_per_day,
+            energy_per_request_wh=row["energy_wh_mean"], requests_per_day=requests_per_day,
+        )
+        shown = {
+            "configuration": row["configuration"],
+            "runs": row["n_runs"],
+            "energy per month (kWh)": month.energy_wh / 1000 if month else None,
+            "CO2e per month (kg)": month.co2_g / 1000 if month else None,
+        }
+        if tariff.price_per_kwh is not None:  # no price given: no cost column rather than a column of blanks
+            shown[f"cost per month ({tariff.currency})"] = month.cost if month else None
+        rows.append(shown)
+    return pl.DataFrame(rows) if rows else pl.DataFrame()
+
+
+def picks_frame(group: GroupRecommendation) -> pl.DataFrame:
+    """A group's picks as a small table: which pick, which configuration, and why."""
+    return pl.DataFrame(
+        [{"pick": PICK_TITLES[pick.kind], "configuration": pick.config.label, "why": pick.reason,
+          "runs": pick.config.n_runs} for pick in group.picks],
+        schema={"pick": pl.String, "configuration": pl.String, "why": pl.String, "runs": pl.Int64},
+    )
+
+
+def fits_frame(estimates: Sequence[FitEstimate]) -> pl.DataFrame:
+    """Hardware-fit estimates as a table, smallest first."""
+    return pl.DataFrame(
+        [{"model": e.model, "Ollama tag": e.ollama_tag, "quantization": e.quantization,
+          "context (tokens)": e.context_tokens, "weights (GB)": e.weights_gb, "KV cache (GB)": e.kv_cache_gb,
+          "overhead (GB)": e.overhead_gb, "total (GB)": e.total_gb, "runs on": e.placement}
+         for e in estimates]
+    )
+
+
+@dataclass(frozen=True)
+class GroupAnalysis:
+    """One prompt group's runs analysed: per-configuration stats, their Pareto frontier, batch means over time."""
+
+    stats: pl.DataFrame
+    frontier: pl.DataFrame
+    batches: pl.DataFrame
+
+
+def analyze_group(frame: pl.DataFrame) -> GroupAnalysis:
+    """The runs of one prompt (a frame already limited to one `prompt_hash`)."""
+    stats = group_stats(frame, by=CONFIG_KEYS)
+    return GroupAnalysis(stats, pareto_frontier(stats), batch_trends(frame, by=CONFIG_KEYS))

@@ -1,0 +1,58 @@
+"""Analyze an exported file (ours, or the original EnviroLLM's CSV) in this session; save it only on request."""
+
+import streamlit as st
+
+from envirollm_core import charts
+from envirollm_core.errors import EnviroLLMError
+from envirollm_core.settings import read_only_mode
+from envirollm_core.store import ParsedFile, Store, parse_runs, runs_to_frame
+from envirollm_core.views import TABLE_FORMATS, analyze_group, group_label, plain, prompt_groups, runs_table
+
+
+@st.cache_data(show_spinner="Reading the file...", max_entries=4)
+def parsed_upload(data: bytes, name: str) -> ParsedFile:
+    """Validated once per file content (an upload is analysed across many reruns)."""
+    return parse_runs(data, name)
+
+
+st.title("Import")
+st.caption("Upload an export (CSV, Parquet or JSON from `envirollm export` or the Results page, or the CSV the original "
+           "EnviroLLM exports). It is analysed here, in your session only; nothing is stored unless you save it.")
+upload = st.file_uploader("Export file", type=["csv", "parquet", "json"])
+if upload is None:
+    st.stop()
+try:
+    parsed = parsed_upload(upload.getvalue(), upload.name)
+except EnviroLLMError as exc:
+    st.error(plain(str(exc)))
+    st.stop()
+if not parsed.runs:
+    st.warning(f"{upload.name} holds no runs.")
+    st.stop()
+
+frame = runs_to_frame(parsed.runs)
+st.success(f"{len(parsed.runs)} runs read from {upload.name} ({parsed.format}); not saved.")
+groups = prompt_groups(frame)
+labels = {row["prompt_hash"]: group_label(row) for row in groups.iter_rows(named=True)}
+prompt_hash = st.selectbox(f"Prompt group ({len(labels)} prompts)", list(labels), format_func=labels.get)
+group = frame.filter(frame["prompt_hash"] == prompt_hash)
+
+analysis = analyze_group(group)
+metric = st.selectbox("Metric for the bars and the trends", list(charts.METRICS),
+                      format_func=lambda name: charts.METRICS[name].axis_title)
+figures = charts.result_charts(analysis.stats, analysis.frontier, analysis.batches, metric)
+for tab, chart in zip(st.tabs(list(figures)), figures.values()):
+    tab.altair_chart(chart)
+st.dataframe(runs_table(group), hide_index=True,
+             column_config={name: st.column_config.NumberColumn(format=fmt) for name, fmt in TABLE_FORMATS.items()})
+
+st.divider()
+read_only = read_only_mode()
+if read_only:
+    st.info("Read-only instance: the runs can be analysed here but not saved (the database refuses it too).")
+if st.button("Save these runs to the database", help="Runs whose id is already stored are skipped.", disabled=read_only):
+    try:
+        added, skipped = Store().add_runs(parsed.runs, skip_existing=True)
+        st.success(f"Saved: {added} runs added, {skipped} already stored and skipped.")
+    except EnviroLLMError as exc:
+        st.error(plain(str(exc)))

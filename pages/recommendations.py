@@ -1,0 +1,101 @@
+"""What fits this machine, which configuration to pick per prompt or task, and what a month of use would cost."""
+
+import streamlit as st
+
+from envirollm_core.analysis import hardware_fit, make_tariff, recommend
+from envirollm_core.analysis.hardware import DEFAULT_CONTEXT_TOKENS, largest_fits
+from envirollm_core.analysis.recommend import QUALITY_FLOOR
+from envirollm_core.errors import EnviroLLMError
+from envirollm_core.settings import Settings, load_settings
+from envirollm_core.store import Store
+from envirollm_core.telemetry.system_info import system_info
+from envirollm_core.views import config_stats, fits_frame, monthly_table, picks_frame, plain
+
+PLACEMENT_TITLES = {"gpu": "Largest on the GPU alone", "gpu+cpu": "Largest split GPU + CPU", "cpu": "Largest on the CPU"}
+
+st.title("Recommendations")
+
+st.header("What fits this machine")
+info = system_info()
+largest_gpu_gb = max((gpu.memory_total_mb for gpu in info.gpus), default=0.0) / 1024
+ram_col, vram_col, context_col = st.columns(3)
+ram_gb = ram_col.number_input("RAM (GB)", min_value=0.0, max_value=4096.0, value=round(info.ram_total_gb, 1))
+vram_gb = vram_col.number_input("GPU memory (GB, largest GPU)", min_value=0.0, max_value=1024.0,
+                                value=round(largest_gpu_gb, 1), help="Detected through NVML; 0 without an NVIDIA GPU.")
+context_tokens = context_col.number_input("Context (tokens)", min_value=256, max_value=1_000_000,
+                                          value=DEFAULT_CONTEXT_TOKENS, step=1024)
+try:
+    fits = hardware_fit(ram_gb, vram_gb, context_tokens=int(context_tokens))
+except EnviroLLMError as exc:
+    st.error(plain(str(exc)))
+    fits = []
+best = largest_fits(fits)
+for column, placement in zip(st.columns(len(PLACEMENT_TITLES)), PLACEMENT_TITLES):
+    estimate = best.get(placement)
+    column.metric(PLACEMENT_TITLES[placement], f"{estimate.model} {estimate.quantization}" if estimate else "none",
+                  help=f"{estimate.total_gb:.1f} GB with a {estimate.context_tokens}-token context" if estimate else None)
+only_fitting = st.toggle("Only what fits", value=True)
+shown = [estimate for estimate in fits if estimate.placement != "does not fit" or not only_fitting]
+st.dataframe(fits_frame(shown), hide_index=True,
+             column_config={name: st.column_config.NumberColumn(format="%.2f")
+                            for name in ("weights (GB)", "KV cache (GB)", "overhead (GB)", "total (GB)")})
+st.caption("Weights at the quantization's bits per weight, plus the KV cache at this context (f16) and the runtime's "
+           "overhead; an estimate from data/model_catalog.csv, not a measurement.")
+
+st.header("Picks from your results")
+try:
+    store = Store()
+    frame = store.runs_frame()
+except EnviroLLMError as exc:
+    st.error(plain(str(exc)))
+    st.stop()
+if frame.is_empty():
+    st.info("No runs stored yet: benchmark a few models (Benchmark page) and their picks appear here.")
+    st.stop()
+group_col, floor_col = st.columns(2)
+by = group_col.radio("Compare within each", ["prompt_hash", "preset"], horizontal=True,
+                     format_func={"prompt_hash": "prompt", "preset": "task (preset)"}.get)
+quality_floor = floor_col.slider("Quality floor for the most efficient pick", 0, 100, int(QUALITY_FLOOR))
+recommendations = recommend(frame, by=by, quality_floor=quality_floor)
+if not recommendations:
+    st.info("No completed run to recommend from" + (" (no run has a task preset)." if by == "preset" else "."))
+for index, group in enumerate(recommendations):
+    with st.expander(plain(f"{group.label} · {group.n_configs} configurations"), expanded=index == 0):
+        st.dataframe(picks_frame(group), hide_index=True)
+        if group.pareto:
+            st.caption(plain("Pareto frontier (nothing else is both better and cheaper): "
+                             + " → ".join(config.label for config in group.pareto)))
+        for note in group.notes:
+            st.caption(plain(note))
+
+st.header("A month of your use")
+try:
+    settings = load_settings()
+except EnviroLLMError as exc:
+    st.error(plain(str(exc)))
+    settings = Settings()
+try:
+    tariff = make_tariff(settings.country_code, settings.carbon_intensity_g_per_kwh,
+                         settings.electricity_price_per_kwh, settings.currency)
+except EnviroLLMError as exc:
+    st.error(plain(str(exc)))
+    st.stop()
+price = (f"{tariff.price_per_kwh:g} {tariff.currency}/kWh" if tariff.price_per_kwh is not None
+         else "no electricity price set (Settings)")
+st.caption(f"Grid: {tariff.grid.country}, {tariff.grid.g_co2_per_kwh:.0f} g CO2e/kWh ({tariff.grid.source}); {price}.")
+labels = {group.group: group.label for group in recommendations}
+chosen = st.selectbox("For the configurations measured on", list(labels), format_func=labels.get)
+usage_col, amount_col = st.columns(2)
+usage = usage_col.radio("Usage", ["tokens", "requests"], horizontal=True,
+                        format_func={"tokens": "tokens generated per day", "requests": "requests per day"}.get)
+amount = amount_col.number_input(f"{usage.capitalize()} per day", min_value=0, max_value=10**10,
+                                 value=100_000 if usage == "tokens" else 500, step=1000 if usage == "tokens" else 50)
+if chosen is not None:
+    table = monthly_table(
+        config_stats(frame, by, chosen), tariff,
+        tokens_per_day=float(amount) if usage == "tokens" else None,
+        requests_per_day=float(amount) if usage == "requests" else None,
+    )
+    st.dataframe(table, hide_index=True,
+                 column_config={name: st.column_config.NumberColumn(format="%.3f") for name in table.columns[2:]})
+    st.caption("Measured mean energy of each configuration on this prompt or task, times your usage, times 30 days.")

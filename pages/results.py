@@ -1,0 +1,140 @@
+"""Stored runs, one prompt group at a time: table, charts, a run's response and samples, notes, delete, export."""
+
+import streamlit as st
+
+from envirollm_core import charts
+from envirollm_core.errors import EnviroLLMError
+from envirollm_core.store import Store
+from envirollm_core.views import (
+    TABLE_FORMATS,
+    TRACE_PANELS,
+    analyze_group,
+    components_frame,
+    export_bytes,
+    group_label,
+    plain,
+    runs_table,
+    trace_long,
+)
+
+st.title("Results")
+try:
+    store = Store()
+except EnviroLLMError as exc:
+    st.error(plain(str(exc)))
+    st.stop()
+
+groups = store.prompt_groups()
+if groups.is_empty():
+    st.info("No runs stored yet. Start one on the Benchmark page, import a file on the Import page, "
+            "or run `envirollm demo` in a terminal.")
+    st.stop()
+
+labels = {row["prompt_hash"]: group_label(row) for row in groups.iter_rows(named=True)}
+prompt_hash = st.selectbox(
+    f"Prompt group ({len(labels)} prompts; runs are only compared with runs of the same prompt)",
+    list(labels), format_func=labels.get,
+)
+frame = store.runs_frame(prompt_hash=prompt_hash)
+
+analysis = analyze_group(frame)
+metric = st.selectbox("Metric for the bars and the trends", list(charts.METRICS),
+                      format_func=lambda name: charts.METRICS[name].axis_title)
+figures = charts.result_charts(analysis.stats, analysis.frontier, analysis.batches, metric)
+for tab, chart in zip(st.tabs(list(figures)), figures.values()):
+    tab.altair_chart(chart)
+
+st.subheader(f"Runs ({frame.height})")
+table = runs_table(frame)
+selection = st.dataframe(
+    table, hide_index=True, on_select="rerun", selection_mode="single-row", key="runs_table",
+    column_config={
+        **{name: st.column_config.NumberColumn(format=fmt) for name, fmt in TABLE_FORMATS.items()},
+        "time (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
+    },
+)
+st.caption("Click a column header to sort; select a row to see that run below.")
+
+export_csv, export_parquet, export_all = st.columns(3)
+export_csv.download_button("Export this prompt's runs (CSV)", lambda: export_bytes(store, "csv", prompt_hash),
+                           file_name=f"envirollm-{prompt_hash}.csv", mime="text/csv")
+export_parquet.download_button("Export this prompt's runs (Parquet)", lambda: export_bytes(store, "parquet", prompt_hash),
+                               file_name=f"envirollm-{prompt_hash}.parquet", mime="application/vnd.apache.parquet")
+export_all.download_button("Export every run (CSV)", lambda: export_bytes(store, "csv"),
+                           file_name="envirollm-runs.csv", mime="text/csv")
+
+st.header("One run")
+rows = selection.selection.rows
+typed = st.text_input("Run id (or its first characters); a selected row above shows its run", key="run_id").strip()
+try:
+    if rows:
+        run_id = table["run id"][rows[0]]
+    elif typed:
+        run_id = store.resolve_run_id(typed)
+    else:
+        run_id = table["run id"][0]  # the newest run of the group
+    run = store.run(run_id)
+except EnviroLLMError as exc:
+    st.error(plain(str(exc)))
+    st.stop()
+
+st.subheader(plain(f"{run.model} · {run.status} · {run.created_at:%Y-%m-%d %H:%M:%S} UTC"))
+st.caption(plain(f"run {run.id} · batch {run.batch_id} · {run.backend} at {run.base_url} · "
+                 f"quantization {run.quantization or 'unknown'}"))
+ttft, speed, energy, quality = st.columns(4)
+ttft.metric("TTFT", f"{run.ttft_s:.3f} s" if run.ttft_s is not None else "n/a")
+speed.metric("Decode", f"{run.decode_tps:.1f} tokens/s" if run.decode_tps is not None else "n/a")
+energy.metric("Energy", f"{run.energy_wh:.4f} Wh" if run.energy_wh is not None else "unmeasured")
+quality.metric("Quality", f"{run.quality_score:.0f}" if run.quality_score is not None else "n/a",
+               help=f"by {run.quality_method}" if run.quality_method else None)
+# Prompts, answers and errors come from users and servers: shown as text, never as markdown or HTML.
+if run.error:
+    st.caption("Error")
+    st.code(run.error, language=None, wrap_lines=True)
+st.caption("Prompt")
+st.code(run.prompt, language=None, wrap_lines=True)
+st.caption("Response")
+st.code(run.response or "(empty)", language=None, wrap_lines=True)
+
+energy_tab, trace_tab = st.tabs(["Energy by component", "Samples during the run"])
+energy_tab.dataframe(components_frame(run), hide_index=True,
+                     column_config={"energy (Wh)": st.column_config.NumberColumn(format="%.5f")})
+samples = trace_long(store.trace_frame(run.id))
+if samples.is_empty():
+    trace_tab.caption("No samples were stored with this run.")
+panels = samples.partition_by("panel", as_dict=True)
+for panel, unit in TRACE_PANELS.items():
+    if (panel,) in panels:
+        trace_tab.altair_chart(charts.timeline(panels[(panel,)], title=panel, unit=unit, x_title="seconds since the request"))
+
+read_only = store.read_only
+if read_only:
+    st.info("Read-only instance: notes and deletes are disabled (the database refuses them too).")
+note_col, delete_col = st.columns([3, 1])
+with note_col.form("note"):
+    note = st.text_area("Note", value=run.notes, disabled=read_only)
+    if st.form_submit_button("Save the note", disabled=read_only):
+        try:
+            store.set_note(run.id, note)
+            st.success("Note saved.")
+        except EnviroLLMError as exc:
+            st.error(plain(str(exc)))
+
+
+def delete_run(run_id: str) -> None:
+    # A callback runs before the page is drawn again, so it may clear the run id box.
+    try:
+        store.delete_run(run_id)
+        st.session_state["run_id"] = ""
+        st.session_state["deleted_run"] = run_id
+    except EnviroLLMError as exc:
+        st.session_state["delete_error"] = str(exc)
+
+
+with delete_col:
+    sure = st.checkbox("Delete this run for good", disabled=read_only, key=f"sure-{run.id}")
+    st.button("Delete", disabled=read_only or not sure, type="primary", on_click=delete_run, args=(run.id,))
+if "deleted_run" in st.session_state:
+    st.toast(f"Run {st.session_state.pop('deleted_run')} deleted.")
+if "delete_error" in st.session_state:
+    st.error(plain(st.session_state.pop("delete_error")))

@@ -1,0 +1,82 @@
+"""Realistic runs for the app's tests: what three Ollama models and the embedded engine give on two tasks.
+
+Magnitudes follow what a desktop with one GPU measures (the paper's Table 1):
+energy per token of a few hundredths of a mWh to a few tenths, 20-150 tokens/s,
+GPU energy from the NVML counter, CPU and RAM estimated. Seeded, so each call
+gives the same runs.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from envirollm_core.bench.presets import get_preset
+from envirollm_core.results import ComponentEnergy, RunResult, TracePoint, prompt_hash
+
+# model, backend, quantization, decode tokens/s, GPU watts, quality
+CONFIGS = (
+    ("llama3.2:3b", "ollama", "q4_k_m", 95.0, 160.0, 74.0),
+    ("qwen2.5:7b", "ollama", "q4_k_m", 52.0, 210.0, 83.0),
+    ("gemma3:12b", "ollama", "q8_0", 24.0, 260.0, 88.0),
+    ("gemma-3-270m-q4_k_m", "embedded", "q4_k_m", 140.0, 0.0, 41.0),
+)
+TASKS = ("explanation", "code-generation")
+UNSAFE_RESPONSE = '<script>alert("x")</script> **not bold** [a link](http://example.invalid)'
+
+
+def realistic_runs(batches: int = 2, repeat: int = 3, seed: int = 7, failed: bool = True) -> list[RunResult]:
+    rng = random.Random(seed)
+    start = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
+    runs: list[RunResult] = []
+    for batch_index in range(batches):
+        batch_id = f"batch{batch_index:02d}{rng.randrange(16**6):06x}"
+        moment = start + timedelta(days=7 * batch_index)
+        for model, backend, quantization, tps, gpu_w, quality in CONFIGS:
+            for task in TASKS:
+                preset = get_preset(task)
+                for repeat_index in range(repeat):
+                    moment += timedelta(seconds=rng.uniform(5, 20))
+                    runs.append(_run(rng, batch_id, moment, model, backend, quantization, tps, gpu_w, quality,
+                                     preset.prompt, task, repeat_index))
+    if failed:
+        runs[-1].status, runs[-1].error = "failed", "Ollama at http://localhost:11434 did not answer in time (timeout 120 s)"
+        for name in ("ttft_s", "e2e_s", "decode_tps", "completion_tokens", "energy_wh", "energy_net_wh",
+                     "energy_per_token_wh", "quality_score"):
+            setattr(runs[-1], name, None)
+        runs[-1].response = ""
+    runs[0].response = UNSAFE_RESPONSE
+    return runs
+
+
+def _run(rng, batch_id, moment, model, backend, quantization, tps, gpu_w, quality, prompt, task, repeat_index):
+    decode_tps = tps * rng.uniform(0.93, 1.07)
+    tokens = rng.randint(180, 420) if task == "explanation" else rng.randint(250, 512)
+    ttft_s = rng.uniform(0.08, 0.35)
+    e2e_s = ttft_s + (tokens - 1) / decode_tps
+    cpu_w, ram_w = rng.uniform(28, 45), 6.0
+    gpu_wh = gpu_w * rng.uniform(0.9, 1.1) * e2e_s / 3600
+    cpu_wh, ram_wh = cpu_w * e2e_s / 3600, ram_w * e2e_s / 3600
+    components = [ComponentEnergy("cpu", cpu_wh, "estimate", "(0.1 + 0.9 x CPU utilization) x 65 W TDP"),
+                  ComponentEnergy("ram", ram_wh, "estimate", "0.375 W/GB x 16.0 GB installed = 6.0 W")]
+    if gpu_w:
+        components.append(ComponentEnergy("gpu:0", gpu_wh, "counter", "NVIDIA RTX 4090: NVML energy counter"))
+    energy_wh = sum(c.energy_wh for c in components)
+    trace = [TracePoint(t_s=i * 0.1, cpu_percent=rng.uniform(20, 60), ram_used_mb=9000 + i,
+                        cpu_power_w=cpu_w, gpu_power_w=gpu_w or None, gpu_util_percent=rng.uniform(80, 99) if gpu_w else None)
+             for i in range(int(e2e_s * 10) + 1)]
+    return RunResult(
+        id=uuid.UUID(int=rng.getrandbits(128)).hex[:12], batch_id=batch_id, created_at=moment, model=model,
+        backend=backend, base_url="http://localhost:11434" if backend == "ollama" else "http://127.0.0.1:41234/v1",
+        prompt=prompt, prompt_hash=prompt_hash(prompt), status="ok", preset=task, repeat_index=repeat_index,
+        ttft_s=ttft_s, e2e_s=e2e_s, decode_tps=decode_tps, prompt_tokens=rng.randint(20, 60),
+        completion_tokens=tokens, token_count_source="server-native" if backend == "ollama" else "chunks",
+        finish_reason="stop", energy_wh=energy_wh, energy_net_wh=energy_wh * 0.7,
+        energy_per_token_wh=energy_wh / tokens, components=components, avg_power_w=energy_wh * 3600 / e2e_s,
+        peak_power_w=(cpu_w + ram_w + gpu_w) * 1.15, cpu_percent_avg=rng.uniform(20, 60), ram_used_mb_peak=9400.0,
+        quantization=quantization, quantization_source="server", temperature=0.0, max_tokens=512,
+        response=f"Answer of {model} to {task}, repetition {repeat_index + 1}.",
+        environment={"os_name": "Linux 6.8", "cpu_model": "AMD Ryzen 9 7950X", "server": backend},
+        quality_score=min(100.0, max(0.0, quality + rng.uniform(-4, 4))), quality_method="heuristic", trace=trace,
+    )
