@@ -11,10 +11,10 @@ import argparse
 import sys
 
 from envirollm_core import __version__
-from envirollm_core.cli import bench, results, serve, telemetry
+from envirollm_core.cli import bench, quality, results, serve, telemetry
 from envirollm_core.errors import EnviroLLMError
 
-COMMAND_MODULES = (serve, bench, telemetry, results)
+COMMAND_MODULES = (serve, bench, telemetry, results, quality)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -65,13 +65,14 @@ OutputMode = Literal["json_schema", "json_object", "text"]
 # Tried in this order; the first one an endpoint accepts is remembered for it.
 OUTPUT_MODES: tuple[OutputMode, ...] = ("json_schema", "json_object", "text")
 
-REASONING_MAX_CHARS = 400
+REASONING_MAX_CHARS = 400  # of the judge's reasoning, kept in quality_detail
 
 VERDICT_SCHEMA: dict = {
     "type": "object",
     "properties": {
-        # Reasoning first: the judge writes why before it commits to numbers.
-        "reasoning": {"type": "string", "maxLength": REASONING_MAX_CHARS},
+        # Reasoning first: the judge writes why before it commits to numbers. No maxLength:
+        # llama-cpp-python turns it into a grammar hundreds of rules deep; max_tokens bounds it.
+        "reasoning": {"type": "string"},
         **{name: {"type": "integer", "enum": [1, 2, 3, 4, 5]} for name in CRITERIA},
     },
     "required": ["reasoning", *CRITERIA],
@@ -81,7 +82,7 @@ VERDICT_SCHEMA: dict = {
 PAIRWISE_SCHEMA: dict = {
     "type": "object",
     "properties": {
-        "reasoning": {"type": "string", "maxLength": REASONING_MAX_CHARS},
+        "reasoning": {"type": "string"},
         "winner": {"type": "string", "enum": ["A", "B", "tie"]},
     },
     "required": ["reasoning", "winner"],

@@ -1,0 +1,85 @@
+"""`envirollm judge`, `judge-pair`, `judge-check` against scripted judges."""
+
+from __future__ import annotations
+
+import json
+
+from envirollm_core.cli import main
+from tests.quality.conftest import user_text
+
+
+def _answer(request) -> str:
+    return user_text(request).split("<<ANSWER-")[1].split(">>", 1)[1].split("<</ANSWER-")[0].strip()
+
+
+def sound_grade(request) -> str:
+    """A judge that grades the canaries as a sound judge would."""
+    answer = _answer(request)
+    if answer == "The capital of Australia is Canberra.":
+        return "Rating: [[5]]"
+    if not answer or "Sydney" in answer or "Paris" in answer:
+        return "Rating: [[1]]"
+    return "Rating: [[3]]"  # padded
+
+
+def test_judge_prints_the_score_as_json(scripted_judge, capsys):
+    judge = scripted_judge(content="Rating: [[4]]")
+    code = main(["judge", "--prompt", "2+2?", "--answer", "4", "--judge-url", judge.base_url,
+                 "--judge-model", judge.model, "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["quality_score"] == 75.0 and out["quality_method"].startswith("judge:judge-model@")
+
+
+def test_judge_reads_the_answer_from_a_file(scripted_judge, tmp_path, capsys):
+    judge = scripted_judge(content="Rating: [[2]]")
+    path = tmp_path / "answer.txt"
+    path.write_text("four")
+    code = main(["judge", "--prompt", "2+2?", "--answer-file", str(path), "--judge-url", judge.base_url,
+                 "--judge-model", judge.model, "--json"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["quality_score"] == 25.0
+    assert "four" in user_text(judge.graded_chats()[0])
+
+
+def test_judge_with_an_unparseable_reply_exits_1_with_the_reason(scripted_judge, capsys):
+    judge = scripted_judge(content="no idea")
+    code = main(["judge", "--prompt", "2+2?", "--answer", "4", "--judge-url", judge.base_url, "--judge-model", judge.model])
+    assert code == 1 and "unscored" in capsys.readouterr().err
+
+
+def test_judge_bad_input_exits_2(capsys, tmp_path):
+    assert main(["judge", "--prompt", "x"]) == 2
+    assert main(["judge", "--prompt", "x", "--answer-file", str(tmp_path / "missing.txt")]) == 2
+    assert main(["judge", "--prompt", "x", "--answer", "y", "--judge", "gpt"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("envirollm: error:") == 3
+
+
+def test_judge_pair(scripted_judge, capsys):
+    judge = scripted_judge(content='{"reasoning": "A is first", "winner": "A"}')
+    code = main(["judge-pair", "--prompt", "Capital of Australia?", "--a", "Canberra", "--b", "Sydney",
+                 "--judge-url", judge.base_url, "--judge-model", judge.model, "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["winner"] == "tie" and out["verdicts"] == ["a", "b"]
+
+
+def test_judge_check_passes_a_sound_judge(scripted_judge, capsys):
+    judge = scripted_judge(content=sound_grade)
+    code = main(["judge-check", "--judge-url", judge.base_url, "--judge-model", judge.model, "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert {c["name"]: c["passed"] for c in out["canaries"]} == dict.fromkeys(
+        ["right", "injection", "padded", "wrong", "empty"], True)
+
+
+def test_judge_check_fails_a_judge_that_rates_everything_the_same(scripted_judge, capsys):
+    judge = scripted_judge(content="Rating: [[4]]")
+    code = main(["judge-check", "--judge-url", judge.base_url, "--judge-model", judge.model, "--json"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert {c["name"]: c["passed"] for c in out["canaries"]} == {
+        "right": True, "injection": False, "padded": False, "wrong": False, "empty": False}
+
+
+def test_judge_check_without_a_judge_is_a_usage_error(no_ollama, capsys):
+    assert main(["judge-check"]) == 2
+    assert "no LLM judge to check" in capsys.readouterr().err
