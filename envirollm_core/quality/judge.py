@@ -406,28 +406,15 @@ def judge_runs(
     """
     targets = [run for run in runs if run.status == "ok"]
     endpoint, note = resolve_judge(config, {run.model for run in targets}) if targets else (None, "")
-    endpoint_label = endpoint.label if endpoint else None
     window = f"quality-judge-{uuid.uuid4().hex[:8]}"
     window_open = _begin(sampler, window) if targets else False
     started = time.perf_counter()
     calls = unparsed = scored = 0
     down: str | None = None
     for run in targets:
-        if endpoint is None:
-            verdict = heuristic_verdict(run.prompt, run.response, note)
-        elif not run.response.strip():
-            verdict = empty_answer_verdict()
-        elif down is not None:
-            verdict = JudgeVerdict(
-                score=None, method=endpoint.label,
-                detail={"rubric_version": RUBRIC_VERSION, "judge_model": endpoint.model, "error": down},
-            )
-        else:
-            verdict = judge_answer(run.prompt, run.response, endpoint, reference_for(run, references))
-            if verdict.judge_down_for_good:
-                down = f"{verdict.judge_down} (not asked again in this batch)"
-        if note and verdict.method == endpoint_label:
-            verdict.detail["note"] = note
+        verdict = _grade_run(run, endpoint, note, down, references)
+        if verdict.judge_down_for_good:
+            down = f"{verdict.judge_down} (not asked again in this batch)"
         run.quality_score, run.quality_method, run.quality_detail = verdict.score, verdict.method, verdict.detail
         calls += verdict.calls
         unparsed += verdict.unparsed
@@ -445,6 +432,22 @@ def judge_runs(
         unparsed=unparsed,
         note="; ".join(part for part in (note, down or "", energy_note) if part),
     )
+
+
+def _grade_run(
+    run: RunResult, endpoint: JudgeEndpoint | None, note: str, down: str | None, references: Mapping[str, str] | None
+) -> JudgeVerdict:
+    if endpoint is None:
+        return heuristic_verdict(run.prompt, run.response, note)
+    if not run.response.strip():
+        return empty_answer_verdict()
+    if down is not None:
+        detail = {"rubric_version": RUBRIC_VERSION, "judge_model": endpoint.model, "error": down}
+        return JudgeVerdict(score=None, method=endpoint.label, detail=detail)
+    verdict = judge_answer(run.prompt, run.response, endpoint, reference_for(run, references))
+    if note:
+        verdict.detail["note"] = note
+    return verdict
 
 
 def _begin(sampler: Sampler | None, name: str) -> bool:
