@@ -1,4 +1,8 @@
-"""EnviroLLM's app: page config and navigation, nothing else."""
+"""EnviroLLM's app: page config and navigation, nothing else.
+
+The pages live in `app_pages/`, not `pages/`: Streamlit treats a `pages/` folder beside the entry file as a
+legacy multipage app until some session has run `st.navigation`, so a fresh server opened at /results would
+run that page alone, without this file's navigation and page config."""
 
 import streamlit as st
 
@@ -6,13 +10,13 @@ st.set_page_config(page_title="EnviroLLM", page_icon=":material/eco:", layout="w
 
 navigation = st.navigation(
     [
-        st.Page("pages/monitor.py", title="Monitor", icon=":material/monitor_heart:", default=True),
-        st.Page("pages/benchmark.py", title="Benchmark", icon=":material/speed:"),
-        st.Page("pages/results.py", title="Results", icon=":material/table_chart:"),
-        st.Page("pages/recommendations.py", title="Recommendations", icon=":material/recommend:"),
-        st.Page("pages/import_runs.py", title="Import", icon=":material/upload_file:", url_path="import"),
-        st.Page("pages/settings.py", title="Settings", icon=":material/settings:"),
-        st.Page("pages/system.py", title="System", icon=":material/memory:"),
+        st.Page("app_pages/monitor.py", title="Monitor", icon=":material/monitor_heart:", default=True),
+        st.Page("app_pages/benchmark.py", title="Benchmark", icon=":material/speed:"),
+        st.Page("app_pages/results.py", title="Results", icon=":material/table_chart:"),
+        st.Page("app_pages/recommendations.py", title="Recommendations", icon=":material/recommend:"),
+        st.Page("app_pages/import_runs.py", title="Import", icon=":material/upload_file:", url_path="import"),
+        st.Page("app_pages/settings.py", title="Settings", icon=":material/settings:"),
+        st.Page("app_pages/system.py", title="System", icon=":material/memory:"),
     ]
 )
 navigation.run()

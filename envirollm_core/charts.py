@@ -68,23 +68,27 @@ def _tooltip(*metrics: str) -> list[alt.Tooltip]:
     return tips
 
 
-def energy_vs_speed(stats: pl.DataFrame) -> alt.Chart:
+def energy_vs_speed(stats: pl.DataFrame) -> alt.LayerChart:
     """Energy per token against decode speed, one bubble per configuration, sized and coloured by quality."""
     shown = _shown(stats, "energy_per_token_wh", "decode_tps", "quality_score").filter(
         pl.col("energy_per_token_wh_mean").is_not_null() & pl.col("decode_tps_mean").is_not_null()
     )
-    return (
-        alt.Chart(shown, title="Energy per token against decode speed (bubble size and colour: quality)")
+    # Padding keeps the bubbles and their labels inside the plot at the ends of each axis.
+    x = alt.X("decode_tps_mean:Q", title=METRICS["decode_tps"].axis_title, scale=alt.Scale(zero=False, padding=90))
+    y = alt.Y("energy_per_token_wh_mean:Q", title=METRICS["energy_per_token_wh"].axis_title,
+              scale=alt.Scale(zero=False, padding=30))
+    bubbles = (
+        alt.Chart(shown)
         .mark_circle(opacity=0.85, stroke="#333", strokeWidth=0.5)
         .encode(
-            x=alt.X("decode_tps_mean:Q", title=METRICS["decode_tps"].axis_title, scale=alt.Scale(zero=False)),
-            y=alt.Y("energy_per_token_wh_mean:Q", title=METRICS["energy_per_token_wh"].axis_title,
-                    scale=alt.Scale(zero=False)),
+            x=x, y=y,
             size=alt.Size("quality_score_mean:Q", title="quality", scale=alt.Scale(domain=[0, 100], range=[60, 900])),
             color=alt.Color("quality_score_mean:Q", title="quality", scale=alt.Scale(scheme="greens", domain=[0, 100])),
             tooltip=_tooltip("energy_per_token_wh", "decode_tps", "quality_score"),
         )
     )
+    labels = alt.Chart(shown).mark_text(dy=-20, fontSize=11).encode(x=x, y=y, text=f"{CONFIG}:N")
+    return alt.layer(bubbles, labels, title="Energy per token against decode speed (bubble size and colour: quality)")
 
 
 def quality_vs_energy(stats: pl.DataFrame, frontier: pl.DataFrame) -> alt.LayerChart:

@@ -23,10 +23,16 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def app_home(tmp_path_factory) -> Path:
+    """The ENVIROLLM_HOME of the served app (its database is `app_home / "envirollm.duckdb"`)."""
+    return tmp_path_factory.mktemp("app-home")
+
+
+@pytest.fixture(scope="module")
+def app_url(app_home):
     """The app served by `streamlit run` on a free loopback port, with its own ENVIROLLM_HOME."""
     port = free_port("127.0.0.1")
-    env = {**os.environ, "ENVIROLLM_HOME": str(tmp_path_factory.mktemp("app-home"))}
+    env = {**os.environ, "ENVIROLLM_HOME": str(app_home)}
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],

@@ -40,12 +40,13 @@ def realistic_runs(batches: int = 2, repeat: int = 3, seed: int = 7, failed: boo
                     moment += timedelta(seconds=rng.uniform(5, 20))
                     runs.append(_run(rng, batch_id, moment, model, backend, quantization, tps, gpu_w, quality,
                                      preset.prompt, task, repeat_index))
-    if failed:
-        runs[-1].status, runs[-1].error = "failed", "Ollama at http://localhost:11434 did not answer in time (timeout 120 s)"
+    if failed:  # one run in the middle failed, as a server timeout leaves it
+        broken = runs[len(runs) // 2 + 3]
+        broken.status, broken.error = "failed", "Ollama at http://localhost:11434 did not answer in time (timeout 120 s)"
         for name in ("ttft_s", "e2e_s", "decode_tps", "completion_tokens", "energy_wh", "energy_net_wh",
                      "energy_per_token_wh", "quality_score"):
-            setattr(runs[-1], name, None)
-        runs[-1].response = ""
+            setattr(broken, name, None)
+        broken.response = ""
     runs[0].response = UNSAFE_RESPONSE
     return runs
 

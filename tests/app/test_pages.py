@@ -22,7 +22,7 @@ PAGES = ("monitor.py", "benchmark.py", "results.py", "recommendations.py", "impo
 
 
 def page(name: str, timeout_s: float = 60) -> AppTest:
-    return AppTest.from_file(str(REPO / "pages" / name), default_timeout=timeout_s)
+    return AppTest.from_file(str(REPO / "app_pages" / name), default_timeout=timeout_s)
 
 
 def charts_of(app: AppTest) -> list[dict]:
@@ -74,7 +74,7 @@ def test_navigation_reaches_every_page(isolated_home):
     assert app.title[0].value == "Monitor"
     for name, title in [("results.py", "Results"), ("import_runs.py", "Import"), ("settings.py", "Settings"),
                         ("recommendations.py", "Recommendations"), ("benchmark.py", "Benchmark"), ("system.py", "System")]:
-        app.switch_page(f"pages/{name}").run()
+        app.switch_page(f"app_pages/{name}").run()
         assert not app.exception
         assert app.title[0].value == title
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "system.py")
+PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "system.py")
 
 
 def test_system_page_shows_the_machine():

@@ -79,8 +79,8 @@ except EnviroLLMError as exc:
     st.stop()
 
 st.subheader(plain(f"{run.model} · {run.status} · {run.created_at:%Y-%m-%d %H:%M:%S} UTC"))
-st.caption(plain(f"run {run.id} · batch {run.batch_id} · {run.backend} at {run.base_url} · "
-                 f"quantization {run.quantization or 'unknown'}"))
+st.text(f"run {run.id} · batch {run.batch_id} · {run.backend} at {run.base_url} · "
+        f"quantization {run.quantization or 'unknown'}")
 ttft, speed, energy, quality = st.columns(4)
 ttft.metric("TTFT", f"{run.ttft_s:.3f} s" if run.ttft_s is not None else "n/a")
 speed.metric("Decode", f"{run.decode_tps:.1f} tokens/s" if run.decode_tps is not None else "n/a")
