@@ -133,11 +133,9 @@ def one_line(value: object, limit: int = 200) -> str:
     return text[:limit] + ("..." if len(text) > limit else "")
 
 
-def check_model_available(backend: Backend, model: str) -> None:
-    """Raise `UnknownModelError` (listing what the server has) when the model is not served."""
-    available = backend.list_models()
-    if model not in available:
-        raise UnknownModelError(model, backend.base_url, available)
+def model_listed(model: str, available: list[str]) -> bool:
+    """Whether the server lists the model; a name without a tag means `:latest`, as Ollama reads it."""
+    return model in available or (":" not in model and f"{model}:latest" in available)
 
 
 def check_url(url: str) -> str:

@@ -178,9 +178,9 @@ class OllamaBackend:
                     continue
                 chunk = _parse_line(line, count)
                 count += 1
-                message = chunk.get("message") or {}
+                message = chunk.get("message") if isinstance(chunk.get("message"), dict) else {}
                 piece = Delta(
-                    t_s, content=message.get("content") or "", reasoning=message.get("thinking") or "",
+                    t_s, content=_text(message.get("content")), reasoning=_text(message.get("thinking")),
                     tool_call=bool(message.get("tool_calls")),
                 )
                 if piece.carries_token:
@@ -207,6 +207,10 @@ def _parse_line(line: str, index: int) -> dict[str, Any]:
     if chunk.get("error"):
         raise BackendError(f"Ollama reported an error mid-stream: {one_line(chunk['error'])}")
     return chunk
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _timings(done: dict[str, Any]) -> ServerTimings:

@@ -151,19 +151,21 @@ class OpenAIBackend:
                 chunk = _parse_chunk(data, chunks)
                 chunks += 1
                 for choice in chunk.get("choices") or ():
-                    delta = choice.get("delta") or {}
+                    if not isinstance(choice, dict):
+                        raise BackendError(f"malformed chunk {chunks} from the server (a choice is not an object)")
+                    delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
                     piece = Delta(
                         t_s,
-                        content=delta.get("content") or "",
-                        reasoning=delta.get("reasoning_content") or delta.get("reasoning") or "",
+                        content=_text(delta.get("content")),
+                        reasoning=_text(delta.get("reasoning_content")) or _text(delta.get("reasoning")),
                         tool_call=bool(delta.get("tool_calls") or delta.get("function_call")),
                     )
                     if piece.carries_token:
                         yield piece
                     finish_reason = choice.get("finish_reason") or finish_reason
-                if chunk.get("usage"):
+                if isinstance(chunk.get("usage"), dict):
                     usage = _usage(chunk["usage"])
-                if chunk.get("timings"):
+                if isinstance(chunk.get("timings"), dict):
                     timings = _llamacpp_timings(chunk["timings"])
         except httpx2.TimeoutException:
             raise BackendError(
@@ -221,6 +223,10 @@ def _llamacpp_timings(timings: dict[str, Any]) -> ServerTimings:
         decode_tps=_float(timings.get("predicted_per_second")),
         prompt_tps=_float(timings.get("prompt_per_second")),
     )
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
 
 
 def _int(value: Any) -> int | None:

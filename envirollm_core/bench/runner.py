@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from envirollm_core import __version__
-from envirollm_core.backends.base import Backend, BackendError, ChatRequest, ModelInfo, UnknownModelError
+from envirollm_core.backends.base import Backend, BackendError, ChatRequest, ModelInfo, UnknownModelError, model_listed
 from envirollm_core.backends.quantization import resolve_quantization
 from envirollm_core.bench.metrics import StreamMetrics, measure_stream
 from envirollm_core.bench.presets import Prompt
@@ -182,7 +182,7 @@ def _unknown_model(backend: Backend, model: str) -> UnknownModelError | None:
         available = backend.list_models()
     except BackendError:
         return None
-    return None if model in available else UnknownModelError(model, backend.base_url, available)
+    return None if model_listed(model, available) else UnknownModelError(model, backend.base_url, available)
 
 
 def _model_info(backend: Backend, model: str) -> ModelInfo:

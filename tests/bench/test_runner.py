@@ -14,9 +14,10 @@ from envirollm_core.errors import UsageError
 from envirollm_core.quality import JudgeConfig
 from envirollm_core.store import Store
 from tests.fakes.scripted_server import TokenScript, openai_error, openai_routes, openai_stream
+from tests.fakes.timing import assert_timing_matches
 
 MODEL = "phi-3-mini-4k-instruct-q4"
-SCRIPT = TokenScript(tokens=[f"w{i} " for i in range(20)], ttft_s=0.05, tokens_per_s=200.0)
+SCRIPT = TokenScript(tokens=[f"w{i} " for i in range(30)], ttft_s=0.1, tokens_per_s=100.0)
 
 
 def scripted_sequence(*replies):
@@ -48,11 +49,12 @@ def test_batch_measures_stores_and_skips_warmups(serve):
     run = batch.runs[0]
     assert run.backend == "openai" and run.base_url == f"{server.url}/v1"
     assert (run.quantization, run.quantization_source) == ("q4", "name")
-    assert run.completion_tokens == 20 and run.token_count_source == "usage" and run.prompt_tokens == 12
-    first_timed = [r for r in server.requests if r.path == "/v1/chat/completions"][1]
-    assert abs(run.ttft_s - first_timed.true_ttft_s()) <= 0.010 + 0.02 * first_timed.true_ttft_s()
+    assert run.completion_tokens == 30 and run.token_count_source == "usage" and run.prompt_tokens == 12
+    timed = [r for r in server.requests if r.path == "/v1/chat/completions"][1:]
+    # The accuracy bar holds with the sampler's thread running beside the client, as in every benchmark.
+    assert_timing_matches([(r.ttft_s, r.decode_tps) for r in batch.runs], timed, SCRIPT)
     assert run.energy_wh > 0 and run.energy_net_wh is not None
-    assert run.energy_per_token_wh == pytest.approx(run.energy_wh / 20)
+    assert run.energy_per_token_wh == pytest.approx(run.energy_wh / 30)
     assert {c.source for c in run.components} <= {"counter", "power-integral", "average-power", "estimate", "unmeasured"}
     assert run.components and run.trace and run.avg_power_w > 0
     # The scripted server listens in this very process, so the tracked server process is this one.

@@ -60,6 +60,7 @@ Route = Callable[[Request], Reply] | Reply
 @dataclass
 class ScriptedServer:
     routes: dict[tuple[str, str], Route]
+    after_reply: Callable[[Request], None] | None = None  # called once a reply is fully sent
     requests: list[Request] = field(default_factory=list)
     _sock: socket.socket | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -126,7 +127,9 @@ class ScriptedServer:
             try:
                 _send_reply(conn, request, reply, self._stopping)
             except OSError:
-                pass  # the client hung up (a read timeout, say): nothing left to send to
+                return  # the client hung up (a read timeout, say): nothing left to send to
+            if self.after_reply is not None:
+                self.after_reply(request)
 
 
 def _read_request(conn: socket.socket) -> Request | None:
