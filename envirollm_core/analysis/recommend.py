@@ -1,0 +1,219 @@
+"""Which configuration to use, decided within one prompt group or one task, never across prompts.
+
+Energy per token and quality depend on the prompt far more than on anything
+else (the paper's Table 1), so a pick is only made among configurations that
+answered the same prompt(s). Picks are made on each configuration's mean:
+- best overall: the most quality per energy (quality score / energy per token);
+- most efficient: the lowest energy per token among configurations whose mean
+  quality reaches the floor;
+- fastest: the highest decode tokens/s;
+- highest quality: the highest mean quality score (less energy breaks a tie).
+The Pareto frontier holds every configuration no other beats on both quality
+(higher) and energy per token (lower).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import polars as pl
+
+from envirollm_core.analysis.stats import CONFIG_KEYS, group_stats, require_columns
+from envirollm_core.errors import UsageError
+
+GroupBy = Literal["prompt_hash", "preset"]
+PickKind = Literal["best_overall", "most_efficient", "fastest", "highest_quality"]
+PICK_TITLES: dict[str, str] = {
+    "best_overall": "best overall (quality per energy)",
+    "most_efficient": "most efficient",
+    "fastest": "fastest",
+    "highest_quality": "highest quality",
+}
+QUALITY_FLOOR = 70.0
+
+_QUALITY = "quality_score_mean"
+_ENERGY = "energy_per_token_wh_mean"
+_SPEED = "decode_tps_mean"
+
+
+@dataclass(frozen=True)
+class ConfigSummary:
+    """One configuration's means within a group."""
+
+    model: str
+    backend: str
+    quantization: str | None
+    n_runs: int
+    energy_per_token_wh: float | None
+    energy_wh: float | None
+    decode_tps: float | None
+    ttft_s: float | None
+    quality_score: float | None
+    completion_tokens: float | None
+
+    @property
+    def label(self) -> str:
+        details = ", ".join(part for part in (self.backend, self.quantization) if part)
+        return f"{self.model} ({details})" if details else self.model
+
+
+@dataclass(frozen=True)
+class Pick:
+    kind: PickKind
+    config: ConfigSummary
+    reason: str
+
+
+@dataclass(frozen=True)
+class GroupRecommendation:
+    """The picks and the Pareto frontier of one prompt group (or task)."""
+
+    group_by: GroupBy
+    group: str
+    label: str
+    n_configs: int
+    picks: tuple[Pick, ...]
+    pareto: tuple[ConfigSummary, ...]
+    notes: tuple[str, ...]
+
+
+def _summary(row: dict) -> ConfigSummary:
+    return ConfigSummary(
+        model=row["model"],
+        backend=row["backend"],
+        quantization=row["quantization"],
+        n_runs=row["n_runs"],
+        energy_per_token_wh=row[_ENERGY],
+        energy_wh=row["energy_wh_mean"],
+        decode_tps=row[_SPEED],
+        ttft_s=row["ttft_s_mean"],
+        quality_score=row[_QUALITY],
+        completion_tokens=row["completion_tokens_mean"],
+    )
+
+
+def pareto_frontier(stats: pl.DataFrame, quality: str = _QUALITY, cost: str = _ENERGY) -> pl.DataFrame:
+    """The rows no other row beats on both `quality` (higher) and `cost` (lower), cheapest first."""
+    candidates = stats.filter(pl.col(quality).is_not_null() & pl.col(cost).is_not_null()).sort(
+        [cost, quality], descending=[False, True]
+    )
+    return candidates[_frontier_indices(candidates[quality].to_list())]
+
+
+def _frontier_indices(qualities_cheapest_first: list[float]) -> list[int]:
+    # Cheapest first: a row is on the frontier when it beats the quality of every cheaper row.
+    frontier, best_quality = [], float("-inf")
+    for index, quality in enumerate(qualities_cheapest_first):
+        if quality > best_quality:
+            frontier.append(index)
+            best_quality = quality
+    return frontier
+
+
+def _best(rows: list[dict], key: str, *, highest: bool) -> dict | None:
+    """The row with the highest (or lowest) `key`; less energy per token breaks a tie."""
+    present = [row for row in rows if row[key] is not None]
+    if not present:
+        return None
+    sign = -1 if highest else 1
+    return min(present, key=lambda row: (sign * row[key], row[_ENERGY] if row[_ENERGY] is not None else float("inf")))
+
+
+def _picks(rows: list[dict], quality_floor: float) -> tuple[list[Pick], list[str]]:
+    """The four picks among one group's configurations (`group_stats` rows, a handful: plain Python)."""
+    picks: list[Pick] = []
+    notes: list[str] = []
+    rated = [{**row, "value": row[_QUALITY] / row[_ENERGY]} for row in rows
+             if row[_QUALITY] is not None and row[_ENERGY] is not None and row[_ENERGY] > 0]
+    best = _best(rated, "value", highest=True)
+    if best:
+        picks.append(Pick("best_overall", _summary(best),
+                          f"quality {best[_QUALITY]:.0f} at {best[_ENERGY] * 1000:.3g} mWh/token"))
+    else:
+        notes.append("no configuration has both a quality score and energy per token: no best overall")
+    measured = [row for row in rows if row[_ENERGY] is not None]
+    if all(row[_QUALITY] is None for row in rows):
+        eligible, floor_text = measured, "no quality scores, so no quality floor"
+        notes.append("no run has a quality score; the efficiency pick ignores quality")
+    else:
+        eligible = [row for row in measured if row[_QUALITY] is not None and row[_QUALITY] >= quality_floor]
+        floor_text = f"quality >= {quality_floor:g}"
+    efficient = _best(eligible, _ENERGY, highest=False)
+    if efficient:
+        picks.append(Pick("most_efficient", _summary(efficient),
+                          f"{efficient[_ENERGY] * 1000:.3g} mWh/token ({floor_text})"))
+    elif measured:
+        notes.append(f"no configuration with energy per token reaches quality {quality_floor:g}")
+    fastest = _best(rows, _SPEED, highest=True)
+    if fastest:
+        picks.append(Pick("fastest", _summary(fastest), f"{fastest[_SPEED]:.1f} tokens/s decode"))
+    top = _best(rows, _QUALITY, highest=True)
+    if top:
+        picks.append(Pick("highest_quality", _summary(top), f"quality {top[_QUALITY]:.1f}"))
+    return picks, notes
+
+
+def _complete_configurations(runs: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, list[str]]]:
+    """Per task, keep the configurations that answered every one of its prompts, so all are compared on
+    the same prompts; say which were left out."""
+    keys = ["preset", *CONFIG_KEYS]
+    coverage = (
+        runs.group_by(keys).agg(pl.col("prompt_hash").n_unique().alias("covered"))
+        .join(runs.group_by("preset").agg(pl.col("prompt_hash").n_unique().alias("prompts")), on="preset")
+    )
+    notes: dict[str, list[str]] = {}
+    for row in coverage.filter(pl.col("covered") < pl.col("prompts")).iter_rows(named=True):
+        notes.setdefault(row["preset"], []).append(
+            f"{row['model']} ({row['backend']}) left out: it ran {row['covered']} of the task's {row['prompts']} prompts"
+        )
+    complete = coverage.filter(pl.col("covered") == pl.col("prompts")).select(keys)
+    return runs.join(complete, on=keys, how="semi", nulls_equal=True), notes
+
+
+def recommend(
+    frame: pl.DataFrame,
+    *,
+    by: GroupBy = "prompt_hash",
+    quality_floor: float = QUALITY_FLOOR,
+    group: str | None = None,
+) -> list[GroupRecommendation]:
+    """Picks and Pareto frontier for each prompt group (`by="prompt_hash"`) or task (`by="preset"`),
+    most recently run first, from a runs frame (`Store.runs_frame()` or `runs_to_frame`); `group`
+    limits it to one."""
+    if by not in ("prompt_hash", "preset"):
+        raise UsageError(f"recommendations group by prompt_hash or preset, not {by!r}")
+    require_columns(frame, [by, "prompt_hash", "status", *CONFIG_KEYS])
+    ok = frame.filter((pl.col("status") == "ok") & pl.col(by).is_not_null())
+    if group is not None:
+        ok = ok.filter(pl.col(by) == group)
+    notes: dict[str, list[str]] = {}
+    if by == "preset":
+        ok, notes = _complete_configurations(ok)
+    labels = _labels(ok, by)
+    stats = group_stats(ok, by=[by, *CONFIG_KEYS])
+    results = []
+    for (key,), group_rows in stats.sort("last_run_at", descending=True).group_by(by, maintain_order=True):
+        rows = group_rows.to_dicts()
+        picks, pick_notes = _picks(rows, quality_floor)
+        scored = sorted((row for row in rows if row[_QUALITY] is not None and row[_ENERGY] is not None),
+                        key=lambda row: (row[_ENERGY], -row[_QUALITY]))
+        frontier = [scored[index] for index in _frontier_indices([row[_QUALITY] for row in scored])]
+        results.append(
+            GroupRecommendation(
+                group_by=by, group=key, label=labels.get(key, key), n_configs=len(rows), picks=tuple(picks),
+                pareto=tuple(_summary(row) for row in frontier), notes=tuple(notes.get(key, []) + pick_notes),
+            )
+        )
+    return results
+
+
+def _labels(runs: pl.DataFrame, by: str) -> dict[str, str]:
+    """A prompt group is shown by its prompt's first words; a task by its name."""
+    if by == "preset":
+        return {}
+    column = next((c for c in ("prompt_preview", "prompt", "preset") if c in runs.columns), None)
+    if column is None:
+        return {}
+    firsts = runs.group_by(by).agg(pl.col(column).drop_nulls().first())
+    return {key: label for key, label in firsts.iter_rows() if label is not None}

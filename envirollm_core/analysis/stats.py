@@ -1,0 +1,86 @@
+"""Per-configuration statistics within a prompt group: n, mean, std and a t-interval.
+
+A configuration is a model on a backend at a quantization: the same weights
+served by Ollama and by LM Studio are two configurations (the paper's Table 2
+compares exactly that). Only completed runs (`status == "ok"`) enter the
+statistics; failed ones are counted beside them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import polars as pl
+from scipy import stats as scipy_stats
+
+from envirollm_core.errors import UsageError
+
+CONFIG_KEYS: tuple[str, ...] = ("model", "backend", "quantization")
+PROMPT_KEYS: tuple[str, ...] = ("prompt_hash", *CONFIG_KEYS)
+# The issue's four, then the two more that make the paper's Table 1 (energy per run, tokens per run).
+METRICS: tuple[str, ...] = (
+    "energy_per_token_wh", "decode_tps", "ttft_s", "quality_score", "energy_wh", "completion_tokens",
+)
+CONFIDENCE = 0.95
+# What the analysis reads from a runs frame: ask the store for just these (`runs_frame(columns=...)`).
+ANALYSIS_COLUMNS: tuple[str, ...] = (
+    "id", "batch_id", "created_at", *PROMPT_KEYS, "preset", "status", "prompt_preview", *METRICS,
+)
+
+
+def t_critical(n: np.ndarray, confidence: float = CONFIDENCE) -> np.ndarray:
+    """Two-sided Student-t critical values for samples of size `n` (NaN where n < 2)."""
+    n = np.asarray(n, dtype=float)
+    values = scipy_stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1))
+    return np.where(n >= 2, values, np.nan)
+
+
+def require_columns(frame: pl.DataFrame, columns: Sequence[str]) -> None:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise UsageError(f"the runs frame lacks column(s) {', '.join(missing)}")
+
+
+def group_stats(
+    frame: pl.DataFrame,
+    by: Sequence[str] = PROMPT_KEYS,
+    metrics: Sequence[str] = METRICS,
+    confidence: float = CONFIDENCE,
+) -> pl.DataFrame:
+    """One row per group of `by`: `n_runs` (completed), `n_failed`, `last_run_at`, the group's
+    `preset` and `prompt_preview` when the frame has them, and per metric `{m}_n`, `{m}_mean`,
+    `{m}_std`, `{m}_ci_low`, `{m}_ci_high` (a `confidence` t-interval of the mean; null when n < 2)."""
+    if not 0 < confidence < 1:
+        raise UsageError(f"confidence must be between 0 and 1, not {confidence}")
+    by, metrics = list(by), list(metrics)
+    require_columns(frame, [*by, *metrics, "status", "created_at"])
+    labels = [pl.col(c).drop_nulls().first().alias(c) for c in ("preset", "prompt_preview")
+              if c in frame.columns and c not in by]
+    aggregations = [
+        (pl.col("status") == "ok").sum().alias("n_runs"),
+        (pl.col("status") != "ok").sum().alias("n_failed"),
+        pl.col("created_at").max().alias("last_run_at"),
+        *labels,
+    ]
+    ok = pl.col("status") == "ok"
+    for metric in metrics:
+        value = pl.col(metric).cast(pl.Float64).filter(ok)
+        aggregations += [
+            value.count().alias(f"{metric}_n"),
+            value.mean().alias(f"{metric}_mean"),
+            value.std(ddof=1).alias(f"{metric}_std"),
+        ]
+    grouped = frame.group_by(by, maintain_order=True).agg(aggregations)
+    intervals = []
+    for metric in metrics:
+        n = grouped[f"{metric}_n"].to_numpy()
+        half = t_critical(n, confidence) * grouped[f"{metric}_std"].fill_null(np.nan).to_numpy() / np.sqrt(
+            np.maximum(n, 1)
+        )
+        half_width = pl.Series(values=half).fill_nan(None)
+        intervals += [
+            (pl.col(f"{metric}_mean") - half_width).alias(f"{metric}_ci_low"),
+            (pl.col(f"{metric}_mean") + half_width).alias(f"{metric}_ci_high"),
+        ]
+    return grouped.with_columns(intervals).sort(by, nulls_last=True)

@@ -1,0 +1,463 @@
+"""The stored results: `list`, `compare`, `recommend`, `fit`, `export`, `import`, `delete`, `note`, `clean`.
+
+Tables go to stdout (one glance, like llama-bench); with `--json` stdout holds
+only the JSON. Messages go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import re
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, info
+from envirollm_core.errors import UsageError
+
+_NUMBER = re.compile(r"-|[-+]?\d[\d.,]*(e[-+]?\d+)?%?( ± \d[\d.]*)?")
+
+
+def register(subcommands: argparse._SubParsersAction) -> None:
+    listing = subcommands.add_parser(
+        "list", help="list stored runs, newest first",
+        description="List stored runs, newest first: when, model, backend, quantization, task, status, tokens, "
+                    "TTFT, decode tokens/s, energy and quality. Ids are shortened; any unique prefix works elsewhere.",
+    )
+    _add_filters(listing)
+    listing.add_argument("--batch", default=None, metavar="ID", help="only this batch")
+    listing.add_argument("--limit", type=int, default=50, metavar="N", help="at most N runs (default 50; 0 for all)")
+    _common(listing, run_list)
+
+    compare = subcommands.add_parser(
+        "compare", help="compare configurations per prompt (mean, std, 95%% interval) and find regressions",
+        description="Per prompt and configuration (model, backend, quantization): runs, mean energy, tokens, "
+                    "decode tokens/s and energy per token with 95%% t-intervals, TTFT and quality. Then each "
+                    "configuration's latest batch against the one before it (or --baseline/--latest), with "
+                    "Welch's t-test (Holm-adjusted); a significant change for the worse is a regression.",
+    )
+    _add_filters(compare)
+    compare.add_argument("--baseline", default=None, metavar="BATCH", help="baseline batch (default: each group's previous one)")
+    compare.add_argument("--latest", default=None, metavar="BATCH", help="batch to judge (default: each group's newest)")
+    compare.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    compare.add_argument("--min-change", type=float, default=0.05, metavar="FRACTION",
+                         help="smallest change that counts, as a fraction of the baseline (default 0.05)")
+    compare.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a regression is found (for CI)")
+    _common(compare, run_compare)
+
+    recommend = subcommands.add_parser(
+        "recommend", help="pick a configuration per prompt or task from your history, with carbon and cost",
+        description="Within each prompt group (or task, --by preset), never across prompts: best overall "
+                    "(quality per energy), most efficient (lowest energy per token meeting the quality floor), "
+                    "fastest, highest quality, and the Pareto frontier of quality against energy per token; "
+                    "with CO2 and cost per 1,000 tokens and per month for a usage you state.",
+    )
+    recommend.add_argument("--prompt-hash", default=None, metavar="H", help="only this prompt group")
+    recommend.add_argument("--by", choices=("prompt", "preset"), default="prompt", help="group by prompt (default) or preset")
+    recommend.add_argument("--quality-floor", type=float, default=70.0, metavar="Q",
+                           help="quality the most efficient pick must reach, 0-100 (default 70)")
+    _add_tariff(recommend)
+    usage = recommend.add_mutually_exclusive_group()
+    usage.add_argument("--tokens-per-day", type=float, default=None, metavar="N", help="projected usage: generated tokens a day")
+    usage.add_argument("--requests-per-day", type=float, default=None, metavar="N", help="projected usage: requests a day")
+    _common(recommend, run_recommend)
+
+    fit = subcommands.add_parser(
+        "fit", help="which models and quantizations fit this machine's RAM and VRAM",
+        description="Memory each catalog model needs (weights at its quantization's bits per weight, KV cache "
+                    "for the context, runtime overhead) and whether it runs on the GPU, split, or on the CPU. "
+                    "RAM and VRAM default to this machine's.",
+    )
+    fit.add_argument("--ram-gb", type=float, default=None, help="RAM in GB (default: this machine's)")
+    fit.add_argument("--vram-gb", type=float, default=None, help="GPU memory in GB (default: this machine's first GPU)")
+    fit.add_argument("--context", type=int, default=4096, metavar="TOKENS", help="context length (default 4096)")
+    fit.add_argument("--quant", default="Q4_K_M,Q5_K_M,Q8_0,F16", help="quantizations, comma-separated")
+    fit.add_argument("--all", action="store_true", help="also list what does not fit")
+    add_json_option(fit)
+    fit.set_defaults(handler=run_fit)
+
+    export = subcommands.add_parser(
+        "export", help="write stored runs to CSV, Parquet or JSON",
+        description="Write stored runs with the original EnviroLLM's CSV columns first, then every field "
+                    "(components, environment, quality detail and the sample trace as JSON). API keys are never "
+                    "stored, so never exported.",
+    )
+    export.add_argument("--format", choices=("csv", "parquet", "json"), default=None,
+                        help="file format (default: from --output's extension, else csv)")
+    export.add_argument("--output", default=None, metavar="FILE",
+                        help="where to write ('-' for stdout; default envirollm-export-<time>.<format>)")
+    _add_filters(export)
+    _common(export, run_export)
+
+    importing = subcommands.add_parser(
+        "import", help="add runs from an export (ours, or the original EnviroLLM's CSV)",
+        description="Validate the whole file, then add its runs in one transaction; runs already stored (same "
+                    "id) are skipped and counted. A bad file changes nothing and gets one line naming the row "
+                    "and column at fault (exit 2).",
+    )
+    importing.add_argument("file", type=Path, metavar="FILE", help="a CSV, Parquet or JSON export")
+    importing.add_argument("--dry-run", action="store_true", help="validate only; store nothing")
+    _common(importing, run_import)
+
+    delete = subcommands.add_parser("delete", help="delete one stored run", description="Delete one run and its samples.")
+    delete.add_argument("run_id", metavar="RUN_ID", help="the run's id, or a unique prefix of it")
+    _common(delete, run_delete)
+
+    note = subcommands.add_parser("note", help="set a stored run's note", description="Replace a run's note ('' clears it).")
+    note.add_argument("run_id", metavar="RUN_ID", help="the run's id, or a unique prefix of it")
+    note.add_argument("text", metavar="TEXT", help="the note")
+    _common(note, run_note)
+
+    clean = subcommands.add_parser(
+        "clean", help="delete every stored run", description="Delete every stored run, sample and batch."
+    )
+    clean.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _common(clean, run_clean)
+
+
+def _common(parser: argparse.ArgumentParser, handler: Any) -> None:
+    add_db_option(parser)
+    add_json_option(parser)
+    parser.set_defaults(handler=handler)
+
+
+def _add_filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--prompt-hash", default=None, metavar="H", help="only runs of this prompt")
+    parser.add_argument("--model", default=None, help="only runs of this model")
+
+
+def _add_tariff(parser: argparse.ArgumentParser) -> None:
+    grid = parser.add_mutually_exclusive_group()
+    grid.add_argument("--country", default=None, metavar="CODE",
+                      help="grid carbon intensity of this country (ISO alpha-3 like FRA, or a name; default: "
+                           "your settings, else the world mean)")
+    grid.add_argument("--grid-g-per-kwh", type=float, default=None, metavar="G", help="your own grid intensity, g CO2e/kWh")
+    parser.add_argument("--price-per-kwh", type=float, default=None, metavar="P", help="electricity price per kWh (default: your settings)")
+    parser.add_argument("--currency", default=None, help="currency label for prices (default: your settings)")
+
+
+def _store(args: argparse.Namespace) -> Any:
+    from envirollm_core.store import Store
+
+    return Store(db_path(args))
+
+
+# -- tables -----------------------------------------------------------------------------------
+
+
+def _table(columns: list[str], rows: list[list[str]]) -> str:
+    """Aligned columns under a dashed rule; a column of numbers is aligned to the right."""
+    widths = [max(len(cell) for cell in column) for column in zip(columns, *rows)]
+    numeric = [all(_NUMBER.fullmatch(row[index]) for row in rows) for index in range(len(columns))]
+    lines = []
+    for line in (columns, ["-" * width for width in widths], *rows):
+        cells = [cell.rjust(width) if right else cell.ljust(width) for cell, width, right in zip(line, widths, numeric)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _mwh(value_wh: float | None) -> str:
+    return "-" if value_wh is None else f"{value_wh * 1000:.3g}"
+
+
+def _with_ci(mean: float | None, low: float | None, high: float | None, digits: int, scale: float = 1.0) -> str:
+    if mean is None:
+        return "-"
+    if low is None or high is None:
+        return f"{mean * scale:.{digits}f}"
+    return f"{mean * scale:.{digits}f} ± {(high - low) / 2 * scale:.{digits}f}"
+
+
+def _config_label(row: dict[str, Any]) -> list[str]:
+    return [row["model"], row["backend"], row["quantization"] or "-"]
+
+
+def _jsonable(frame: pl.DataFrame) -> list[dict[str, Any]]:
+    """Rows for JSON, times as ISO 8601 in UTC."""
+    return frame.with_columns(pl.col(pl.Datetime).dt.strftime("%Y-%m-%dT%H:%M:%S%.6fZ")).to_dicts()
+
+
+# -- commands ---------------------------------------------------------------------------------
+
+
+def run_list(args: argparse.Namespace) -> int:
+    if args.limit < 0:
+        raise UsageError(f"--limit must be 0 or more, not {args.limit}")
+    frame = _store(args).runs_frame(
+        prompt_hash=args.prompt_hash, model=args.model, batch_id=args.batch, limit=args.limit or None
+    )
+    if args.json:
+        emit_json(_jsonable(frame))
+        return 0
+    if frame.height == 0:
+        info(f"no stored runs in {db_path(args)}")
+        return 0
+    columns = ["id", "when (UTC)", "model", "backend", "quant", "task", "status", "tokens", "TTFT s", "tok/s", "Wh",
+               "mWh/tok", "quality", "note"]
+    rows = [
+        [row["id"][:8], row["created_at"].strftime("%Y-%m-%d %H:%M"), row["model"], row["backend"],
+         row["quantization"] or "-", row["preset"] or (row["prompt_preview"] or "")[:24], row["status"],
+         "-" if row["completion_tokens"] is None else str(row["completion_tokens"]), _num(row["ttft_s"], 3),
+         _num(row["decode_tps"], 1), _num(row["energy_wh"], 4), _mwh(row["energy_per_token_wh"]),
+         _num(row["quality_score"], 0), row["notes"][:30]]
+        for row in frame.iter_rows(named=True)
+    ]
+    sys.stdout.write(_table(columns, rows))
+    info(f"{frame.height} run(s) shown from {db_path(args)}")
+    return 0
+
+
+def run_compare(args: argparse.Namespace) -> int:
+    from envirollm_core.analysis.stats import ANALYSIS_COLUMNS, group_stats
+    from envirollm_core.analysis.trends import compare_batches, regressions
+
+    frame = _store(args).runs_frame(prompt_hash=args.prompt_hash, model=args.model, columns=ANALYSIS_COLUMNS)
+    stats = group_stats(frame)
+    changes = compare_batches(frame, baseline_batch=args.baseline, latest_batch=args.latest,
+                              alpha=args.alpha, min_change=args.min_change)
+    found = regressions(changes)
+    if args.json:
+        emit_json({"groups": _jsonable(stats), "changes": [dataclasses.asdict(c) for c in changes],
+                   "regressions": len(found)})
+    elif stats.height == 0:
+        info(f"no stored runs to compare in {db_path(args)}")
+    else:
+        _print_compare(stats, changes)
+    if found:
+        info(f"{len(found)} regression(s) found")
+    return 1 if found and args.fail_on_regression else 0
+
+
+def _print_compare(stats: pl.DataFrame, changes: list[Any]) -> None:
+    columns = ["model", "backend", "quant", "n", "fail", "Wh", "tokens", "tok/s (95% CI)", "TTFT s", "mWh/tok (95% CI)",
+               "quality"]
+    for (prompt,), group in stats.group_by("prompt_hash", maintain_order=True):
+        first = group.row(0, named=True)
+        label = first.get("preset") or ""
+        preview = first.get("prompt_preview") or ""
+        sys.stdout.write(f"\nprompt {prompt}{f' ({label})' if label else ''}: {preview}\n")
+        rows = [
+            [*_config_label(row), str(row["n_runs"]), str(row["n_failed"]), _num(row["energy_wh_mean"], 4),
+             _num(row["completion_tokens_mean"], 0),
+             _with_ci(row["decode_tps_mean"], row["decode_tps_ci_low"], row["decode_tps_ci_high"], 1),
+             _num(row["ttft_s_mean"], 3),
+             _with_ci(row["energy_per_token_wh_mean"], row["energy_per_token_wh_ci_low"],
+                      row["energy_per_token_wh_ci_high"], 4, scale=1000),
+             _num(row["quality_score_mean"], 0)]
+            for row in group.sort("energy_per_token_wh_mean", nulls_last=True).iter_rows(named=True)
+        ]
+        sys.stdout.write(_table(columns, rows))
+    judged = [c for c in changes if c.verdict in ("regression", "improvement")]
+    if not changes:
+        sys.stdout.write("\nno configuration has two batches on one prompt yet: nothing to compare over time\n")
+        return
+    sys.stdout.write(f"\nlatest batch against baseline: {len(changes)} metric(s) tested, "
+                     f"{sum(c.verdict == 'regression' for c in changes)} regression(s), "
+                     f"{sum(c.verdict == 'improvement' for c in changes)} improvement(s)\n")
+    if judged:
+        columns = ["verdict", "model", "backend", "quant", "prompt", "metric", "baseline", "latest", "change",
+                   "p (Holm)"]
+        rows = [
+            [c.verdict, c.model, c.backend, c.quantization or "-", c.prompt_hash[:8], c.metric,
+             f"{c.baseline_mean:.4g}", f"{c.latest_mean:.4g}", f"{c.change_fraction:+.1%}", f"{c.p_adjusted:.2g}"]
+            for c in judged
+        ]
+        sys.stdout.write(_table(columns, rows))
+
+
+def _tariff(args: argparse.Namespace) -> Any:
+    from envirollm_core.analysis.carbon import make_tariff
+    from envirollm_core.settings import load_settings
+
+    settings = load_settings()
+    own = args.grid_g_per_kwh
+    country = args.country
+    if own is None and country is None:
+        own, country = settings.carbon_intensity_g_per_kwh, settings.country_code
+    return make_tariff(
+        country=country, g_co2_per_kwh=own,
+        price_per_kwh=args.price_per_kwh if args.price_per_kwh is not None else settings.electricity_price_per_kwh,
+        currency=args.currency if args.currency is not None else settings.currency,
+    )
+
+
+def run_recommend(args: argparse.Namespace) -> int:
+    from envirollm_core.analysis.carbon import monthly, per_thousand_tokens
+    from envirollm_core.analysis.recommend import PICK_TITLES, recommend
+    from envirollm_core.analysis.stats import ANALYSIS_COLUMNS
+
+    if not 0 <= args.quality_floor <= 100:
+        raise UsageError(f"--quality-floor is a score from 0 to 100, not {args.quality_floor:g}")
+    tariff = _tariff(args)
+    by = "preset" if args.by == "preset" else "prompt_hash"
+    frame = _store(args).runs_frame(prompt_hash=args.prompt_hash, columns=ANALYSIS_COLUMNS)
+    groups = recommend(frame, by=by, quality_floor=args.quality_floor)
+
+    def costs(config: Any) -> dict[str, Any]:
+        thousand = None if config.energy_per_token_wh is None else per_thousand_tokens(config.energy_per_token_wh, tariff)
+        month = monthly(tariff, energy_per_token_wh=config.energy_per_token_wh, tokens_per_day=args.tokens_per_day,
+                        energy_per_request_wh=config.energy_wh, requests_per_day=args.requests_per_day)
+        return {"per_1k_tokens": thousand and dataclasses.asdict(thousand),
+                "per_month": month and dataclasses.asdict(month)}
+
+    if args.json:
+        emit_json({
+            "tariff": dataclasses.asdict(tariff),
+            "usage": {"tokens_per_day": args.tokens_per_day, "requests_per_day": args.requests_per_day},
+            "groups": [
+                {**dataclasses.asdict(group),
+                 "picks": [{**dataclasses.asdict(pick), **costs(pick.config)} for pick in group.picks]}
+                for group in groups
+            ],
+        })
+        return 0
+    if not groups:
+        info(f"no completed runs to recommend from in {db_path(args)}")
+        return 0
+    money = f" {tariff.currency}" if tariff.currency else ""
+    columns = ["pick", "model", "backend", "quant", "n", "mWh/tok", "tok/s", "quality", "CO2 g/1k tok"]
+    if tariff.price_per_kwh is not None:
+        columns.append(f"cost{money}/1k tok")
+    projected = args.tokens_per_day is not None or args.requests_per_day is not None
+    if projected:
+        columns += ["month kWh", "month kg CO2"] + ([f"month cost{money}"] if tariff.price_per_kwh is not None else [])
+    for group in groups:
+        sys.stdout.write(f"\n{'task' if by == 'preset' else 'prompt'} {group.group}: {group.label}"
+                         f" ({group.n_configs} configuration(s))\n")
+        rows = []
+        for pick in group.picks:
+            config, cost = pick.config, costs(pick.config)
+            row = [PICK_TITLES[pick.kind], config.model, config.backend, config.quantization or "-", str(config.n_runs),
+                   _mwh(config.energy_per_token_wh), _num(config.decode_tps, 1), _num(config.quality_score, 0)]
+            thousand, month = cost["per_1k_tokens"], cost["per_month"]
+            row.append("-" if thousand is None else f"{thousand['co2_g']:.3g}")
+            if tariff.price_per_kwh is not None:
+                row.append("-" if thousand is None else f"{thousand['cost']:.3g}")
+            if projected:
+                row += ["-", "-"] if month is None else [f"{month['energy_wh'] / 1000:.3g}", f"{month['co2_g'] / 1000:.3g}"]
+                if tariff.price_per_kwh is not None:
+                    row.append("-" if month is None else f"{month['cost']:.3g}")
+            rows.append(row)
+        if rows:
+            sys.stdout.write(_table(columns, rows))
+        if group.pareto:
+            sys.stdout.write("Pareto frontier (quality vs energy/token, cheapest first): "
+                             + " -> ".join(f"{c.label} [q {c.quality_score:.0f}, {_mwh(c.energy_per_token_wh)} mWh/tok]"
+                                           for c in group.pareto) + "\n")
+        for note in group.notes:
+            sys.stdout.write(f"note: {note}\n")
+    grid = tariff.grid
+    info(f"grid: {grid.country} {grid.g_co2_per_kwh:g} g CO2e/kWh ({grid.source}"
+         + (f", {grid.year}" if grid.year else "") + ")"
+         + ("" if tariff.price_per_kwh is not None else "; give --price-per-kwh for costs"))
+    return 0
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    from envirollm_core.analysis.hardware import hardware_fit, largest_fits
+
+    ram_gb, vram_gb = args.ram_gb, args.vram_gb
+    if ram_gb is None or vram_gb is None:
+        from envirollm_core.telemetry.system_info import system_info
+
+        machine = system_info()
+        ram_gb = machine.ram_total_gb if ram_gb is None else ram_gb
+        if vram_gb is None:
+            vram_gb = machine.gpus[0].memory_total_mb * 2**20 / 1e9 if machine.gpus else 0.0
+    quantizations = tuple(q.strip() for q in args.quant.split(",") if q.strip())
+    if not quantizations:
+        raise UsageError("--quant needs at least one quantization, e.g. Q4_K_M")
+    estimates = hardware_fit(ram_gb, vram_gb, context_tokens=args.context, quantizations=quantizations)
+    shown = estimates if args.all else [e for e in estimates if e.placement != "does not fit"]
+    if args.json:
+        emit_json({"ram_gb": ram_gb, "vram_gb": vram_gb, "context_tokens": args.context,
+                   "estimates": [dataclasses.asdict(e) for e in shown]})
+        return 0
+    columns = ["model", "ollama", "quant", "weights GB", "KV GB", "total GB", "runs on"]
+    rows = [[e.model, e.ollama_tag, e.quantization, f"{e.weights_gb:.2f}", f"{e.kv_cache_gb:.2f}", f"{e.total_gb:.2f}",
+             e.placement] for e in shown]
+    sys.stdout.write(_table(columns, rows) if rows else "nothing in the catalog fits\n")
+    for place, estimate in largest_fits(estimates).items():
+        info(f"largest on {place}: {estimate.model} {estimate.quantization} ({estimate.total_gb:.1f} GB)")
+    info(f"for {ram_gb:.1f} GB RAM and {vram_gb:.1f} GB VRAM at {args.context} tokens of context; "
+         "estimates, not measurements (see envirollm_core/analysis/hardware.py)")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    fmt = args.format
+    if fmt is None:
+        suffix = Path(args.output).suffix.lower().lstrip(".") if args.output else ""
+        fmt = suffix if suffix in ("csv", "parquet", "json") else "csv"
+    output = args.output or f"envirollm-export-{datetime.now():%Y%m%d-%H%M%S}.{fmt}"
+    if output == "-" and args.json:
+        raise UsageError("--json prints a summary on stdout, so it cannot go with --output -")
+    count = _store(args).export(Path(output), fmt, prompt_hash=args.prompt_hash, model=args.model)
+    if args.json:
+        emit_json({"path": str(Path(output).resolve()), "format": fmt, "runs": count})
+    info(f"exported {count} run(s) as {fmt}" + ("" if output == "-" else f" to {output}"))
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from envirollm_core.store import read_runs_file
+
+    if args.dry_run:
+        parsed = read_runs_file(args.file)
+        if args.json:
+            emit_json({"path": str(args.file), "format": parsed.format, "valid_runs": len(parsed.runs)})
+        info(f"{args.file}: {len(parsed.runs)} valid run(s) ({parsed.format}); nothing stored (--dry-run)")
+        return 0
+    report = _store(args).import_file(args.file)
+    if args.json:
+        emit_json(dataclasses.asdict(report))
+    info(f"imported {report.added} run(s) from {args.file} ({report.format}); "
+         f"{report.skipped_existing} already stored, skipped")
+    return 0
+
+
+def run_delete(args: argparse.Namespace) -> int:
+    store = _store(args)
+    run_id = store.resolve_run_id(args.run_id)
+    store.delete_run(run_id)
+    if args.json:
+        emit_json({"deleted": run_id})
+    info(f"deleted run {run_id}")
+    return 0
+
+
+def run_note(args: argparse.Namespace) -> int:
+    store = _store(args)
+    run_id = store.resolve_run_id(args.run_id)
+    store.set_note(run_id, args.text)
+    if args.json:
+        emit_json({"run": run_id, "notes": args.text})
+    info(f"note of run {run_id} {'set' if args.text else 'cleared'}")
+    return 0
+
+
+def run_clean(args: argparse.Namespace) -> int:
+    store = _store(args)
+    store.require_writable("deleting all runs")
+    count = store.count()
+    if count and not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError(f"clean deletes all {count} run(s) in {store.path}; pass --yes to confirm")
+        sys.stderr.write(f"Delete all {count} run(s) in {store.path}? [y/N] ")
+        sys.stderr.flush()
+        if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+            info("nothing deleted")
+            return 0
+    deleted = store.clean() if count else 0
+    if args.json:
+        emit_json({"deleted": deleted})
+    info(f"deleted {deleted} run(s) from {store.path}")
+    return 0

@@ -1,0 +1,224 @@
+"""`RunResult` <-> the store's columns, in one place.
+
+Each `RunResult` field is described once (`RUN_FIELDS`, derived from the
+dataclass's type hints, so a new field shows up here and in a test that checks
+the schema) and that description drives the Polars frames the store inserts,
+the rows it reads back, and the import validator.
+
+Conventions: `created_at` is stored as naive UTC (an aware datetime is
+converted; a naive one is taken as local time, like Python does) and read back
+aware in UTC; a float that is NaN or infinite is not a reading and is stored
+as null; `environment` and `quality_detail` are canonical JSON text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import types
+import typing
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+import polars as pl
+
+from envirollm_core.errors import UsageError
+from envirollm_core.results import ComponentEnergy, RunResult, TracePoint
+
+FieldKind = Literal["str", "float", "int", "datetime", "json_object", "components", "trace"]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    kind: FieldKind
+    optional: bool
+    choices: tuple[str, ...] = ()
+
+
+def _spec(name: str, hint: Any) -> FieldSpec:
+    args = typing.get_args(hint)
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args
+    if optional:
+        (hint,) = [arg for arg in args if arg is not type(None)]
+    if typing.get_origin(hint) is Literal:
+        return FieldSpec(name, "str", optional, tuple(typing.get_args(hint)))
+    if hint is datetime:
+        return FieldSpec(name, "datetime", optional)
+    if typing.get_origin(hint) is dict:
+        return FieldSpec(name, "json_object", optional)
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        return FieldSpec(name, "components" if item is ComponentEnergy else "trace", optional)
+    kinds = {str: "str", float: "float", int: "int"}
+    if hint not in kinds:
+        raise TypeError(f"RunResult.{name}: the store has no column type for {hint!r}")
+    return FieldSpec(name, kinds[hint], optional)
+
+
+RUN_FIELDS: tuple[FieldSpec, ...] = tuple(
+    _spec(name, hint) for name, hint in typing.get_type_hints(RunResult).items()
+)
+FIELD_BY_NAME = {spec.name: spec for spec in RUN_FIELDS}
+TRACE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TracePoint))
+COMPONENT_SOURCES: tuple[str, ...] = typing.get_args(typing.get_type_hints(ComponentEnergy)["source"])
+
+_POLARS_TYPES: dict[str, pl.DataType] = {
+    "str": pl.String(),
+    "float": pl.Float64(),
+    "int": pl.Int64(),
+    "datetime": pl.Datetime("us"),
+    "json_object": pl.String(),
+    "components": pl.List(
+        pl.Struct({"component": pl.String(), "energy_wh": pl.Float64(), "source": pl.String(), "note": pl.String()})
+    ),
+}
+
+
+
+def _column(spec: FieldSpec) -> str:
+    """The `runs` column of a field: the environment is stored once, elsewhere, and named by its id."""
+    return "environment_id" if spec.name == "environment" else spec.name
+
+
+# The `runs` table's columns as the store writes them (`run_seq` is given by the database).
+RUN_TABLE_SCHEMA: dict[str, pl.DataType] = {
+    _column(spec): _POLARS_TYPES[spec.kind] for spec in RUN_FIELDS if spec.kind != "trace"
+}
+TRACE_TABLE_SCHEMA: dict[str, pl.DataType] = {"run_id": pl.String(), **{name: pl.Float64() for name in TRACE_FIELDS}}
+ENVIRONMENT_TABLE_SCHEMA: dict[str, pl.DataType] = {
+    "id": pl.String(),
+    "environment": pl.String(),
+    "first_seen": pl.Datetime("us"),
+}
+
+
+@dataclass(frozen=True)
+class EncodedRuns:
+    """Runs as the three frames the store appends: runs, their samples, their environments."""
+
+    runs: pl.DataFrame
+    trace: pl.DataFrame
+    environments: pl.DataFrame
+
+
+def to_utc_naive(moment: datetime) -> datetime:
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """A NaN or infinite float is not a reading: null."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def environment_id(environment_json: str) -> str:
+    """Must equal `schema.ENVIRONMENT_ID_SQL` over the same text."""
+    return hashlib.sha256(environment_json.encode("utf-8")).hexdigest()[:16]
+
+
+def check_run(run: RunResult) -> None:
+    """Refuse a run the store could not give back as it was given."""
+    for spec in RUN_FIELDS:
+        value = getattr(run, spec.name)
+        if value is None:
+            if not spec.optional:
+                raise UsageError(f"run {run.id!r}: {spec.name} is required")
+            continue
+        if spec.choices and value not in spec.choices:
+            raise UsageError(f"run {run.id!r}: {spec.name} must be one of {', '.join(spec.choices)}, not {value!r}")
+    for name in ("id", "batch_id", "model", "backend"):
+        if not getattr(run, name):
+            raise UsageError(f"run {run.id!r}: {name} must not be empty")
+    for component in run.components:
+        if component.source not in COMPONENT_SOURCES:
+            raise UsageError(f"run {run.id!r}: component {component.component!r} has unknown source {component.source!r}")
+
+
+def encode_runs(runs: typing.Sequence[RunResult]) -> EncodedRuns:
+    columns: dict[str, list[Any]] = {name: [] for name in RUN_TABLE_SCHEMA}
+    trace: dict[str, list[Any]] = {name: [] for name in TRACE_TABLE_SCHEMA}
+    environments: dict[str, tuple[str, datetime]] = {}
+    for run in runs:
+        check_run(run)
+        created_at = to_utc_naive(run.created_at)
+        for spec in RUN_FIELDS:
+            value = getattr(run, spec.name)
+            if spec.kind == "trace":
+                for point in value:
+                    trace["run_id"].append(run.id)
+                    for name in TRACE_FIELDS:
+                        trace[name].append(finite_or_none(getattr(point, name)))
+            elif spec.name == "environment":
+                text = canonical_json(value)
+                env_id = environment_id(text)
+                if env_id not in environments or created_at < environments[env_id][1]:
+                    environments[env_id] = (text, created_at)
+                columns["environment_id"].append(env_id)
+            else:
+                columns[spec.name].append(_encode_value(spec, value))
+    return EncodedRuns(
+        runs=pl.DataFrame(columns, schema=RUN_TABLE_SCHEMA),
+        trace=pl.DataFrame(trace, schema=TRACE_TABLE_SCHEMA),
+        environments=pl.DataFrame(
+            {
+                "id": list(environments),
+                "environment": [text for text, _ in environments.values()],
+                "first_seen": [seen for _, seen in environments.values()],
+            },
+            schema=ENVIRONMENT_TABLE_SCHEMA,
+        ),
+    )
+
+
+def _encode_value(spec: FieldSpec, value: Any) -> Any:
+    if value is None:
+        return None
+    if spec.kind == "datetime":
+        return to_utc_naive(value)
+    if spec.kind == "float":
+        return finite_or_none(value)
+    if spec.kind == "int":
+        return int(value)
+    if spec.kind == "json_object":
+        return canonical_json(value)
+    if spec.kind == "components":
+        return [{**asdict(c), "energy_wh": finite_or_none(c.energy_wh)} for c in value]
+    return value
+
+
+def decode_run(row: dict[str, Any], environment_json: str | None, trace: list[TracePoint] | None = None) -> RunResult:
+    """A `RunResult` from a `runs` row (as `to_pylist` gives it), its environment's JSON and its samples."""
+    values: dict[str, Any] = {}
+    for spec in RUN_FIELDS:
+        if spec.kind == "trace":
+            values[spec.name] = trace or []
+        elif spec.name == "environment":
+            values[spec.name] = json.loads(environment_json) if environment_json else {}
+        else:
+            values[spec.name] = _decode_value(spec, row[spec.name])
+    return RunResult(**values)
+
+
+def _decode_value(spec: FieldSpec, value: Any) -> Any:
+    if value is None:
+        return None
+    if spec.kind == "datetime":
+        return value.replace(tzinfo=timezone.utc)
+    if spec.kind == "json_object":
+        return json.loads(value)
+    if spec.kind == "components":
+        return [ComponentEnergy(**item) for item in value]
+    return value
+
+
+def decode_trace(rows: typing.Iterable[dict[str, Any]]) -> list[TracePoint]:
+    return [TracePoint(**{name: row[name] for name in TRACE_FIELDS}) for row in rows]

@@ -1,0 +1,603 @@
+"""Export runs to CSV, Parquet or JSON; read them back, and read the original EnviroLLM's CSV.
+
+An export has the original EnviroLLM's columns first (so tools built for it
+keep working), then one column per `RunResult` field; in CSV and Parquet the
+nested fields (`components`, `environment`, `quality_detail`, `trace`) are
+JSON text, in JSON they are JSON. API keys are never stored, so never exported.
+
+An import reads the whole file and validates every row before anything is
+written: a bad file is one `BadFileError` naming the row and column at fault,
+and the database is not touched. CSV cannot tell an empty text from a missing
+one: an empty optional text field reads back as null.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import sys
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from envirollm_core.errors import UsageError
+from envirollm_core.results import ComponentEnergy, RunResult, TracePoint, prompt_hash
+from envirollm_core.store.codec import (
+    COMPONENT_SOURCES,
+    RUN_FIELDS,
+    TRACE_FIELDS,
+    FieldSpec,
+    canonical_json,
+)
+from envirollm_core.store.errors import BadFileError
+
+if TYPE_CHECKING:
+    from envirollm_core.store.store import Store
+
+ExportFormat = Literal["csv", "parquet", "json"]
+EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "parquet", "json")
+
+# The original EnviroLLM's `envirollm export` header, in its order.
+ORIGINAL_COLUMNS: tuple[str, ...] = (
+    "ID", "Model", "Timestamp", "Status", "Source", "Energy (Wh)", "Energy/Token (Wh)", "Duration (s)",
+    "Speed (tok/s)", "Quality Score", "CPU %", "Memory %", "Power (W)", "Prompt", "Response Preview",
+)
+OUR_COLUMNS: tuple[str, ...] = tuple(spec.name for spec in RUN_FIELDS)
+EXPORT_COLUMNS: tuple[str, ...] = ORIGINAL_COLUMNS + OUR_COLUMNS
+RESPONSE_PREVIEW_CHARS = 200
+MAX_FIELD_CHARS = 16 * 2**20  # one run's trace over ten minutes at 10 Hz is about 1 MiB of JSON
+EXPORT_CHUNK_RUNS = 2000
+
+# Where an original EnviroLLM run keeps what has no field of its own.
+ORIGINAL_FORMAT_TAG = "envirollm-original-csv"
+ORIGINAL_STATUS = {"completed": "ok", "failed": "failed"}
+
+_ORIGINAL_TYPES: dict[str, pl.DataType] = {
+    name: (pl.String() if name in ("ID", "Model", "Timestamp", "Status", "Source", "Prompt", "Response Preview")
+           else pl.Float64())
+    for name in ORIGINAL_COLUMNS
+}
+_OUR_TYPES: dict[str, pl.DataType] = {
+    spec.name: {"float": pl.Float64(), "int": pl.Int64(), "datetime": pl.Datetime("us", "UTC")}.get(
+        spec.kind, pl.String()
+    )
+    for spec in RUN_FIELDS
+}
+EXPORT_SCHEMA: dict[str, pl.DataType] = {**_ORIGINAL_TYPES, **_OUR_TYPES}
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What an import did: runs added, runs skipped because their id was already stored, the file's format."""
+
+    path: str
+    format: str
+    added: int
+    skipped_existing: int
+
+
+@dataclass(frozen=True)
+class ParsedFile:
+    """A validated import file: its format and its runs, not yet stored anywhere."""
+
+    format: str
+    runs: list[RunResult]
+
+
+# -- export ----------------------------------------------------------------------------------
+
+
+def original_row(run: RunResult) -> dict[str, Any]:
+    """The original EnviroLLM's columns for a run."""
+    return {
+        "ID": run.id,
+        "Model": run.model,
+        "Timestamp": run.created_at.isoformat(),
+        "Status": "completed" if run.status == "ok" else run.status,
+        "Source": run.backend,
+        "Energy (Wh)": run.energy_wh,
+        "Energy/Token (Wh)": run.energy_per_token_wh,
+        "Duration (s)": run.e2e_s,
+        "Speed (tok/s)": run.decode_tps,
+        "Quality Score": run.quality_score,
+        "CPU %": run.cpu_percent_avg,
+        # We record memory in MB, not as a share of the machine; only imported original runs carry it.
+        "Memory %": run.environment.get("memory_percent") if isinstance(run.environment, dict) else None,
+        "Power (W)": run.avg_power_w,
+        "Prompt": run.prompt,
+        "Response Preview": run.response[:RESPONSE_PREVIEW_CHARS],
+    }
+
+
+def export_row(run: RunResult, *, nested_as_text: bool) -> dict[str, Any]:
+    """A run as one export row: the original columns, then every field (nested ones as JSON text or as JSON)."""
+    row = original_row(run)
+    for spec in RUN_FIELDS:
+        value = getattr(run, spec.name)
+        if spec.kind == "components":
+            value = [{"component": c.component, "energy_wh": c.energy_wh, "source": c.source, "note": c.note}
+                     for c in value]
+        elif spec.kind == "trace":
+            value = [{name: getattr(point, name) for name in TRACE_FIELDS} for point in value]
+        elif spec.kind == "datetime":
+            value = value.astimezone(timezone.utc)
+        if nested_as_text and spec.kind in ("components", "trace", "json_object"):
+            value = canonical_json(value)
+        row[spec.name] = value
+    return row
+
+
+def export_runs(
+    store: Store, path: Path, fmt: ExportFormat, *, prompt_hash: str | None = None, model: str | None = None
+) -> int:
+    """Write every matching run to `path` (`-` is stdout for csv and json); returns how many.
+
+    The file appears whole or not at all: it is written beside its place and moved there at the end."""
+    if fmt not in EXPORT_FORMATS:
+        raise UsageError(f"unknown export format {fmt!r}; choose csv, parquet or json")
+    chunks = store.iter_runs(EXPORT_CHUNK_RUNS, prompt_hash=prompt_hash, model=model)
+    if str(path) == "-":
+        if fmt == "parquet":
+            raise UsageError("Parquet is binary: give --output FILE")
+        return _WRITERS[fmt](chunks, sys.stdout.buffer)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with open(temporary, "wb") as out:
+            count = _WRITERS[fmt](chunks, out)
+        os.replace(temporary, path)
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        temporary.unlink(missing_ok=True)
+    return count
+
+
+def _frame(runs: list[RunResult]) -> pl.DataFrame:
+    rows = [export_row(run, nested_as_text=True) for run in runs]
+    return pl.DataFrame(rows, schema=EXPORT_SCHEMA, orient="row") if rows else pl.DataFrame(schema=EXPORT_SCHEMA)
+
+
+def _write_csv(chunks: Iterable[list[RunResult]], out: BinaryIO) -> int:
+    count = 0
+    header_written = False
+    for runs in chunks:
+        _frame(runs).write_csv(out, include_header=not header_written)
+        header_written = True
+        count += len(runs)
+    if not header_written:
+        _frame([]).write_csv(out)
+    out.flush()
+    return count
+
+
+def _write_parquet(chunks: Iterable[list[RunResult]], out: BinaryIO) -> int:
+    count = 0
+    with pq.ParquetWriter(out, _frame([]).to_arrow().schema) as writer:
+        for runs in chunks:
+            writer.write_table(_frame(runs).to_arrow())
+            count += len(runs)
+    return count
+
+
+def _write_json(chunks: Iterable[list[RunResult]], out: BinaryIO) -> int:
+    count = 0
+    out.write(b"[")
+    for runs in chunks:
+        for run in runs:
+            out.write(b",\n" if count else b"\n")
+            row = export_row(run, nested_as_text=False)
+            row["created_at"] = row["created_at"].isoformat()
+            out.write(json.dumps(row, ensure_ascii=False, default=str).encode("utf-8"))
+            count += 1
+    out.write(b"\n]\n")
+    out.flush()
+    return count
+
+
+_WRITERS: dict[str, Callable[[Iterable[list[RunResult]], BinaryIO], int]] = {
+    "csv": _write_csv,
+    "parquet": _write_parquet,
+    "json": _write_json,
+}
+
+
+# -- import ----------------------------------------------------------------------------------
+
+
+def import_runs(store: Store, path: Path) -> ImportReport:
+    """Validate the whole file, then add its runs in one transaction; runs already stored are skipped."""
+    store.require_writable("importing runs")
+    parsed = read_runs_file(path)
+    added, skipped = store.add_runs(parsed.runs, skip_existing=True)
+    return ImportReport(path=str(path), format=parsed.format, added=added, skipped_existing=skipped)
+
+
+@dataclass(frozen=True)
+class _Record:
+    """One data row of a file, numbered from 1, with where it sits (for messages)."""
+
+    number: int
+    where: str
+    values: dict[str, Any]
+
+
+def read_runs_file(path: Path) -> ParsedFile:
+    """Read and validate an export (ours in CSV, Parquet or JSON, or the original EnviroLLM's CSV)
+    without storing it. Raises `BadFileError` naming the row and column at fault."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise BadFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return parse_runs(data, path.name)
+
+
+def parse_runs(data: bytes, name: str) -> ParsedFile:
+    """`read_runs_file` over bytes already in memory (an upload); `name` is used in messages."""
+    if not data.strip():
+        raise BadFileError(f"{name} is empty")
+    if data[:4] == b"PAR1":
+        container, header, records = "parquet", *_parquet_records(data, name)
+    else:
+        text = _decode_text(data, name)
+        if text.lstrip()[:1] in ("[", "{"):
+            container, header, records = "json", *_json_records(text, name)
+        else:
+            container, header, records = "csv", *_csv_records(text, name)
+    # Any of our own columns makes it our export, which must then have them all (never half-read as the original).
+    if set(OUR_COLUMNS) & set(header):
+        _require_columns(header, OUR_COLUMNS, "an EnviroLLM", name)
+        runs = [_our_run(record, name) for record in records]
+        fmt = container
+    else:
+        _require_columns(header, ORIGINAL_COLUMNS, "an EnviroLLM (or original EnviroLLM)", name)
+        batch_id = f"import-{_digest(data)}"
+        runs = [_original_run(record, name, batch_id) for record in records]
+        fmt = f"original-{container}"
+    _refuse_repeated_ids(runs, records, name)
+    return ParsedFile(format=fmt, runs=runs)
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()[:12]
+
+
+def _decode_text(data: bytes, name: str) -> str:
+    if b"\x00" in data:
+        if data[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            raise BadFileError(f"{name} is UTF-16 text; save it as UTF-8")
+        raise BadFileError(f"{name} is binary, not CSV, JSON or Parquet")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise BadFileError(
+            f"{name} is not UTF-8 text (byte 0x{data[exc.start]:02X} on line {line}); save it as UTF-8"
+        ) from None
+
+
+def _parquet_records(data: bytes, name: str) -> tuple[list[str], list[_Record]]:
+    try:
+        table = pq.read_table(pa.BufferReader(data))
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise BadFileError(f"{name} is not a readable Parquet file: {str(exc).splitlines()[0]}") from None
+    return table.column_names, [
+        _Record(number, f"row {number}", values) for number, values in enumerate(table.to_pylist(), start=1)
+    ]
+
+
+def _json_records(text: str, name: str) -> tuple[list[str], list[_Record]]:
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadFileError(f"{name} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    if isinstance(document, dict) and isinstance(document.get("runs"), list):
+        document = document["runs"]
+    if not isinstance(document, list):
+        raise BadFileError(f"{name}: a JSON export is a list of runs (objects)")
+    if not document:
+        raise BadFileError(f"{name} holds no runs")
+    records = []
+    for number, item in enumerate(document, start=1):
+        if not isinstance(item, dict):
+            raise BadFileError(f"{name}: row {number} is a JSON {type(item).__name__}, not an object")
+        records.append(_Record(number, f"row {number}", item))
+    header = list(document[0])
+    for record in records[1:]:
+        missing = [column for column in header if column not in record.values]
+        if missing:
+            raise BadFileError(f"{name}: row {record.number}, column {missing[0]!r}: missing")
+    return header, records
+
+
+def _csv_records(text: str, name: str) -> tuple[list[str], list[_Record]]:
+    # The whole text is in memory already; the cells' own checks name the column of a field too long.
+    csv.field_size_limit(sys.maxsize)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    records: list[_Record] = []
+    try:
+        header = next(reader)
+        _check_header(header, name)
+        start_line = reader.line_num + 1
+        for fields in reader:
+            # A quoted field may span lines: name the line a row starts on.
+            where, start_line = f"row {len(records) + 1} (line {start_line})", reader.line_num + 1
+            if not fields:
+                continue  # a blank line
+            number = len(records) + 1
+            if len(fields) != len(header):
+                raise BadFileError(
+                    f"{name}: {where} has {len(fields)} fields but the header has {len(header)}"
+                )
+            records.append(_Record(number, where, dict(zip(header, fields))))
+    except csv.Error as exc:
+        where = f"row {len(records) + 1} (line {start_line})"
+        raise BadFileError(f"{name}: {where} is not valid CSV: {exc}") from None
+    if not records:
+        raise BadFileError(f"{name} has a header but no runs")
+    return header, records
+
+
+def _check_header(header: list[str], name: str) -> None:
+    if len(header) == 1:
+        for delimiter, label in ((";", "semicolons"), ("\t", "tabs"), ("|", "bars")):
+            if header[0].count(delimiter) >= 2:
+                raise BadFileError(f"{name} separates fields with {label}; EnviroLLM reads comma-separated files")
+    seen: set[str] = set()
+    for column in header:
+        if column in seen:
+            raise BadFileError(f"{name}: the header names column {column!r} twice")
+        seen.add(column)
+
+
+def _require_columns(header: list[str], wanted: tuple[str, ...], kind: str, name: str) -> None:
+    missing = [column for column in wanted if column not in header]
+    if missing:
+        shown = ", ".join(repr(column) for column in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise BadFileError(f"{name} is not {kind} export: missing column(s) {shown}{more}")
+
+
+def _refuse_repeated_ids(runs: list[RunResult], records: list[_Record], name: str) -> None:
+    first_seen: dict[str, _Record] = {}
+    for run, record in zip(runs, records):
+        if run.id in first_seen:
+            raise BadFileError(
+                f"{name}: {record.where}, column 'id': {run.id!r} repeats {first_seen[run.id].where}"
+            )
+        first_seen[run.id] = record
+
+
+# -- cells ------------------------------------------------------------------------------------
+
+
+class _CellError(Exception):
+    """A problem with one cell; the caller adds the file, row and column."""
+
+
+def _cell(name: str, record: _Record, column: str, parse: Callable[[Any], Any]) -> Any:
+    try:
+        return parse(record.values[column])
+    except _CellError as exc:
+        raise BadFileError(f"{name}: {record.where}, column {column!r}: {exc}") from None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "...'"
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _text(value: Any, *, optional: bool) -> str | None:
+    if value is None:
+        if optional:
+            return None
+        raise _CellError("is required")
+    if not isinstance(value, str):
+        raise _CellError(f"{_shown(value)} is not text")
+    if optional and value == "":
+        return None
+    if len(value) > MAX_FIELD_CHARS:
+        raise _CellError(f"is longer than {MAX_FIELD_CHARS:,} characters")
+    return value
+
+
+def _number(value: Any, *, optional: bool) -> float | None:
+    if _blank(value):
+        if optional:
+            return None
+        raise _CellError("is required")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise _CellError(f"{_shown(value)} is not a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise _CellError(f"{_shown(value)} is not a number") from None
+    if not math.isfinite(number):
+        raise _CellError(f"{_shown(value)} is not a finite number")
+    return number
+
+
+def _whole(value: Any, *, optional: bool) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
+        return int(value)  # exactly, even past 2**53
+    number = _number(value, optional=optional)
+    if number is None:
+        return None
+    if not number.is_integer():
+        raise _CellError(f"{_shown(value)} is not a whole number")
+    return int(number)
+
+
+def _moment(value: Any, *, optional: bool) -> datetime | None:
+    if _blank(value):
+        if optional:
+            return None
+        raise _CellError("is required")
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise _CellError(f"{_shown(value)} is not an ISO 8601 date and time") from None
+    else:
+        raise _CellError(f"{_shown(value)} is not a date and time")
+    # A time without an offset is local time, as the original EnviroLLM wrote it.
+    return moment.astimezone(timezone.utc)
+
+
+def _json_value(value: Any, expected: type) -> Any:
+    if isinstance(value, str):
+        if len(value) > MAX_FIELD_CHARS:
+            raise _CellError(f"is longer than {MAX_FIELD_CHARS:,} characters")
+        try:
+            value = json.loads(value) if value.strip() else expected()
+        except json.JSONDecodeError as exc:
+            raise _CellError(f"is not valid JSON ({exc.msg} at character {exc.pos})") from None
+    if value is None:
+        value = expected()
+    if not isinstance(value, expected):
+        raise _CellError(f"is JSON {type(value).__name__}, not a{'n object' if expected is dict else ' list'}")
+    return value
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return _json_value(value, dict)
+
+
+def _components(value: Any) -> list[ComponentEnergy]:
+    components = []
+    for index, item in enumerate(_json_value(value, list), start=1):
+        if not isinstance(item, dict) or not isinstance(item.get("component"), str):
+            raise _CellError(f"component {index} is not an object with a 'component' name")
+        source = item.get("source")
+        if source not in COMPONENT_SOURCES:
+            raise _CellError(f"component {index} has source {_shown(source)}, not one of {', '.join(COMPONENT_SOURCES)}")
+        note = item.get("note", "")
+        if not isinstance(note, str):
+            raise _CellError(f"component {index} has a note that is not text")
+        try:
+            energy_wh = _number(item.get("energy_wh"), optional=True)
+        except _CellError as exc:
+            raise _CellError(f"component {index} energy_wh: {exc}") from None
+        components.append(ComponentEnergy(item["component"], energy_wh, source, note))
+    return components
+
+
+def _trace(value: Any) -> list[TracePoint]:
+    points = []
+    for index, item in enumerate(_json_value(value, list), start=1):
+        if not isinstance(item, dict):
+            raise _CellError(f"sample {index} is not an object")
+        unknown = set(item) - set(TRACE_FIELDS)
+        if unknown:
+            raise _CellError(f"sample {index} has unknown key {sorted(unknown)[0]!r}")
+        try:
+            values = {
+                name: _number(item.get(name), optional=name != "t_s") for name in TRACE_FIELDS
+            }
+        except _CellError as exc:
+            raise _CellError(f"sample {index}: {exc}") from None
+        points.append(TracePoint(**values))
+    return points
+
+
+# Checked here as `codec.check_run` checks a run before storing it: whatever the store holds, it can read back.
+_NON_EMPTY = {"id", "batch_id", "model", "backend"}
+_HEX16 = re.compile(r"[0-9a-f]{16}")
+
+
+def _field_parser(spec: FieldSpec) -> Callable[[Any], Any]:
+    if spec.kind == "str":
+        def parse_text(value: Any) -> str | None:
+            text = _text(value, optional=spec.optional)
+            if spec.name in _NON_EMPTY and not (text or "").strip():
+                raise _CellError("must not be empty")
+            if spec.choices and text is not None and text not in spec.choices:
+                raise _CellError(f"{_shown(text)} is not one of {', '.join(spec.choices)}")
+            if spec.name == "prompt_hash" and not _HEX16.fullmatch(text or ""):
+                raise _CellError(f"{_shown(text)} is not 16 lowercase hex characters")
+            return text
+        return parse_text
+    if spec.kind == "float":
+        return lambda value: _number(value, optional=spec.optional)
+    if spec.kind == "int":
+        return lambda value: _whole(value, optional=spec.optional)
+    if spec.kind == "datetime":
+        return lambda value: _moment(value, optional=spec.optional)
+    return {"json_object": _object, "components": _components, "trace": _trace}[spec.kind]
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {spec.name: _field_parser(spec) for spec in RUN_FIELDS}
+
+
+def _our_run(record: _Record, name: str) -> RunResult:
+    values = {spec.name: _cell(name, record, spec.name, _PARSERS[spec.name]) for spec in RUN_FIELDS}
+    return RunResult(**values)
+
+
+def _original_run(record: _Record, name: str, batch_id: str) -> RunResult:
+    """An original EnviroLLM row as a run: its energy was its own estimate (a fixed 50 W base plus CPU
+    and GPU power), its speed is tokens over the whole request, and it stored only a preview of the answer."""
+
+    def number(column: str) -> float | None:
+        return _cell(name, record, column, lambda value: _number(value, optional=True))
+
+    run_id = _cell(name, record, "ID", _PARSERS["id"])
+    model = _cell(name, record, "Model", _PARSERS["model"])
+    created_at = _cell(name, record, "Timestamp", _PARSERS["created_at"])
+    status_text = _cell(name, record, "Status", lambda value: _text(value, optional=False).strip().lower())
+    if status_text not in ORIGINAL_STATUS:
+        raise BadFileError(
+            f"{name}: {record.where}, column 'Status': {status_text!r} is not one of {', '.join(ORIGINAL_STATUS)}"
+        )
+    source = _cell(name, record, "Source", lambda value: _text(value, optional=True)) or "imported"
+    prompt = _cell(name, record, "Prompt", lambda value: _text(value, optional=False))
+    response = _cell(name, record, "Response Preview", lambda value: _text(value, optional=True)) or ""
+    energy_wh = number("Energy (Wh)")
+    quality_score = number("Quality Score")
+    memory_percent = number("Memory %")
+    environment: dict[str, Any] = {"source_format": ORIGINAL_FORMAT_TAG}
+    if memory_percent is not None:
+        environment["memory_percent"] = memory_percent
+    return RunResult(
+        id=run_id,
+        batch_id=batch_id,
+        created_at=created_at,
+        model=model,
+        backend=source,
+        base_url="",
+        prompt=prompt,
+        prompt_hash=prompt_hash(prompt),
+        status=ORIGINAL_STATUS[status_text],
+        e2e_s=number("Duration (s)"),
+        decode_tps=number("Speed (tok/s)"),
+        energy_wh=energy_wh,
+        energy_per_token_wh=number("Energy/Token (Wh)"),
+        components=[] if energy_wh is None else [
+            ComponentEnergy("system", energy_wh, "estimate", "original EnviroLLM: 50 W base + CPU % x 2 W + GPU power")
+        ],
+        avg_power_w=number("Power (W)"),
+        cpu_percent_avg=number("CPU %"),
+        response=response,
+        environment=environment,
+        quality_score=quality_score,
+        quality_method=None if quality_score is None else "original EnviroLLM",
+    )

@@ -1,0 +1,329 @@
+"""Export and import: round trips, the original EnviroLLM's CSV, and a corpus of bad files."""
+
+import csv
+import dataclasses
+import io
+import json
+import random
+import tempfile
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import hypothesis.strategies as st
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+from envirollm_core.results import ComponentEnergy, RunResult, TracePoint, prompt_hash
+from envirollm_core.store import EXPORT_COLUMNS, ORIGINAL_COLUMNS, BadFileError, Store, read_runs_file
+from envirollm_core.store.exchange import MAX_FIELD_CHARS, OUR_COLUMNS
+
+from .test_store import assert_same_run
+
+FORMATS = ["csv", "parquet", "json"]
+
+
+def sparse_run(make_run) -> RunResult:
+    """A failed run: most readings missing, nothing nested."""
+    return dataclasses.replace(
+        make_run(), status="failed", error="HTTP 500: model 'x' not found", preset=None, ttft_s=None, e2e_s=None,
+        decode_tps=None, completion_tokens=None, token_count_source=None, energy_wh=None, energy_per_token_wh=None,
+        components=[], quality_score=None, quality_method=None, quality_detail={}, environment={}, trace=[],
+        response="", notes="", quantization=None, seed=None,
+    )
+
+
+@pytest.fixture
+def stored(store, make_run):
+    runs = [make_run() for _ in range(5)] + [sparse_run(make_run)]
+    store.add_runs(runs)
+    return runs
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_export_then_import_into_an_empty_database_gives_the_same_runs(tmp_path, store, stored, fmt):
+    path = tmp_path / f"runs.{fmt}"
+    assert store.export(path, fmt) == len(stored)
+    fresh = Store(tmp_path / "fresh.duckdb")
+    report = fresh.import_file(path)
+    assert (report.added, report.skipped_existing, report.format) == (len(stored), 0, fmt)
+    back = {run.id: run for run in fresh.runs(with_trace=True)}
+    for run in stored:
+        assert_same_run(back[run.id], run)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_importing_again_skips_and_counts(tmp_path, store, stored, fmt):
+    path = tmp_path / f"runs.{fmt}"
+    store.export(path, fmt)
+    report = store.import_file(path)
+    assert (report.added, report.skipped_existing) == (0, len(stored))
+    assert store.count() == len(stored)
+
+
+def test_the_original_columns_come_first_then_ours_and_no_key(tmp_path, store, stored):
+    path = tmp_path / "runs.csv"
+    store.export(path, "csv")
+    header = next(csv.reader(path.open(encoding="utf-8")))
+    assert tuple(header) == EXPORT_COLUMNS
+    assert tuple(header[: len(ORIGINAL_COLUMNS)]) == ORIGINAL_COLUMNS
+    assert not any("key" in column.lower() for column in header)
+    rows = list(csv.DictReader(path.open(encoding="utf-8")))
+    by_id = {run.id: run for run in stored}
+    for row in rows:
+        run = by_id[row["ID"]]
+        assert row["Status"] == ("completed" if run.status == "ok" else "failed")
+        assert row["Source"] == run.backend and row["Prompt"] == run.prompt
+        assert (float(row["Energy (Wh)"]) if row["Energy (Wh)"] else None) == run.energy_wh
+        assert row["Response Preview"] == run.response[:200]
+
+
+def test_export_filters_and_writes_whole_files(tmp_path, store, stored):
+    one_model = stored[0].model
+    path = tmp_path / "some.json"
+    count = store.export(path, "json", model=one_model)
+    assert count == sum(run.model == one_model for run in stored)
+    assert len(json.loads(path.read_text(encoding="utf-8"))) == count
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no partial file left
+
+
+def test_an_empty_database_exports_a_header_or_an_empty_list(tmp_path, store):
+    assert store.export(tmp_path / "e.csv", "csv") == 0
+    assert tuple(next(csv.reader((tmp_path / "e.csv").open()))) == EXPORT_COLUMNS
+    assert store.export(tmp_path / "e.json", "json") == 0 and json.loads((tmp_path / "e.json").read_text()) == []
+    assert store.export(tmp_path / "e.parquet", "parquet") == 0
+    assert pl.read_parquet(tmp_path / "e.parquet").columns == list(EXPORT_COLUMNS)
+
+
+# -- the original EnviroLLM's CSV -----------------------------------------------------------------
+
+
+def original_csv(path: Path, rows: list[dict]) -> Path:
+    """Written the way the original's `export_csv` writes: csv.writer, None as empty, 6-decimal Wh/token."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(ORIGINAL_COLUMNS)
+        for row in rows:
+            writer.writerow(["" if row.get(column) is None else row[column] for column in ORIGINAL_COLUMNS])
+    return path
+
+
+def original_rows() -> list[dict]:
+    return [
+        {"ID": str(uuid.uuid4()), "Model": "gemma3:1b", "Timestamp": "2025-10-02T14:03:07.123456",
+         "Status": "completed", "Source": "ollama", "Energy (Wh)": 0.457, "Energy/Token (Wh)": "0.000583",
+         "Duration (s)": 6.43, "Speed (tok/s)": 121.9, "Quality Score": 75.0, "CPU %": 12.5, "Memory %": 61.2,
+         "Power (W)": 255.9, "Prompt": "Explain quantum computing in simple terms.",
+         "Response Preview": "Quantum computing uses qubits, which..."},
+        {"ID": str(uuid.uuid4()), "Model": "gemma-3-1b", "Timestamp": "2025-10-02T14:05:00", "Status": "completed",
+         "Source": "lmstudio", "Energy (Wh)": 0.41, "Energy/Token (Wh)": "0.000565", "Duration (s)": 6.57,
+         "Speed (tok/s)": 110.3, "Quality Score": 95.0, "CPU %": 10.0, "Memory %": 60.0, "Power (W)": 224.6,
+         "Prompt": "Explain quantum computing in simple terms.", "Response Preview": "Imagine a coin spinning..."},
+        {"ID": str(uuid.uuid4()), "Model": "llama3:8b", "Timestamp": "2025-10-02T14:06:00", "Status": "failed",
+         "Source": "ollama", "Prompt": "Explain quantum computing in simple terms."},
+    ]
+
+
+def test_the_original_envirollm_csv_imports(tmp_path, store):
+    rows = original_rows()
+    report = store.import_file(original_csv(tmp_path / "envirollm_benchmarks_20251002_140700.csv", rows))
+    assert (report.added, report.format) == (3, "original-csv")
+    runs = {run.id: run for run in store.runs()}
+    first = runs[rows[0]["ID"]]
+    assert first.model == "gemma3:1b" and first.backend == "ollama" and first.status == "ok"
+    assert first.created_at == datetime(2025, 10, 2, 14, 3, 7, 123456).astimezone(timezone.utc)
+    assert (first.energy_wh, first.energy_per_token_wh, first.e2e_s, first.decode_tps) == (0.457, 0.000583, 6.43, 121.9)
+    assert (first.quality_score, first.cpu_percent_avg, first.avg_power_w) == (75.0, 12.5, 255.9)
+    assert first.prompt_hash == prompt_hash(rows[0]["Prompt"])
+    assert first.components == [ComponentEnergy("system", 0.457, "estimate", first.components[0].note)]
+    assert first.response == rows[0]["Response Preview"]
+    failed = runs[rows[2]["ID"]]
+    assert failed.status == "failed" and failed.energy_wh is None and failed.components == []
+    assert len({run.batch_id for run in runs.values()}) == 1
+    assert store.import_file(tmp_path / "envirollm_benchmarks_20251002_140700.csv").skipped_existing == 3
+
+
+def test_an_original_csv_survives_import_and_export(tmp_path, store):
+    rows = original_rows()
+    store.import_file(original_csv(tmp_path / "orig.csv", rows))
+    store.export(tmp_path / "again.csv", "csv")
+    again = {row["ID"]: row for row in csv.DictReader((tmp_path / "again.csv").open(encoding="utf-8"))}
+    for row in rows:
+        out = again[row["ID"]]
+        for column in ORIGINAL_COLUMNS:
+            if column == "Timestamp":
+                assert datetime.fromisoformat(out[column]) == datetime.fromisoformat(row[column]).astimezone(timezone.utc)
+            elif column in ("ID", "Model", "Status", "Source", "Prompt", "Response Preview"):
+                assert out[column] == str(row.get(column) or ""), column
+            else:
+                want = row.get(column)
+                assert (float(out[column]) if out[column] else None) == (None if want is None else float(want)), column
+
+
+# -- bad files ----------------------------------------------------------------------------------
+
+
+def _good_csv(tmp_path, store_path, make_run) -> str:
+    source = Store(store_path)
+    source.add_runs([make_run() for _ in range(3)])
+    source.export(tmp_path / "good.csv", "csv")
+    return (tmp_path / "good.csv").read_text(encoding="utf-8")
+
+
+def _replace_cell(text: str, row: int, column: str, value: str) -> str:
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    rows[row][rows[0].index(column)] = value
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(rows)
+    return out.getvalue()
+
+
+def _bad_files(tmp_path, make_run) -> dict[str, tuple[bytes, str]]:
+    good = _good_csv(tmp_path, tmp_path / "source.duckdb", make_run)
+    original = original_csv(tmp_path / "orig.csv", original_rows()).read_text(encoding="utf-8")
+    frame = pl.read_csv(io.StringIO(good), infer_schema=False)
+    semicolons = io.BytesIO()
+    frame.write_csv(semicolons, separator=";")
+    lines = original.splitlines(keepends=True)
+    ragged = lines[0] + lines[1] + ",".join(lines[2].split(",")[:-2]) + "\n"
+    junk = random.Random(7).randbytes(5000)
+    huge = _replace_cell(original, 1, "Prompt", "x" * (MAX_FIELD_CHARS + 10))
+    return {
+        "wrong delimiter": (semicolons.getvalue(), "semicolons"),
+        "tab delimiter": (original.replace(",", "\t").encode(), "tabs"),
+        "missing columns (original)": (
+            pl.read_csv(io.StringIO(original), infer_schema=False).drop("Energy (Wh)").write_csv().encode(),
+            "missing column(s) 'Energy (Wh)'"),
+        "missing columns (ours)": (
+            frame.drop("batch_id", "trace").write_csv().encode(), "missing column(s) 'batch_id', 'trace'"),
+        "text in a numeric column": (_replace_cell(good, 2, "energy_wh", "lots").encode(),
+                                     "row 2 (line 7), column 'energy_wh': 'lots' is not a number"),
+        "text in an original numeric column": (_replace_cell(original, 1, "Speed (tok/s)", "fast").encode(),
+                                               "row 1 (line 2), column 'Speed (tok/s)': 'fast' is not a number"),
+        "ragged rows": (ragged.encode(), "row 2 (line 3) has 13 fields but the header has 15"),
+        "empty file": (b"", "is empty"),
+        "only blank lines": (b"\n\n  \n", "is empty"),
+        "header only": (lines[0].encode(), "has a header but no runs"),
+        "binary junk": (junk, ""),
+        "a huge field": (huge.encode(), f"row 1 (line 2), column 'Prompt': is longer than {MAX_FIELD_CHARS:,} characters"),
+        "wrong encoding (latin-1)": (original.replace("simple", "simplé").encode("latin-1"), "not UTF-8 text"),
+        "wrong encoding (UTF-16)": (original.encode("utf-16"), "UTF-16"),
+        "bad JSON": (b'[{"id": "x",]', "not valid JSON"),
+        "JSON that is not a list": (b'{"id": 1}', "list of runs"),
+        "truncated Parquet": (b"PAR1" + junk[:300], "not a readable Parquet file"),
+        "bad status": (_replace_cell(original, 1, "Status", "exploded").encode(), "column 'Status': 'exploded'"),
+        "bad time": (_replace_cell(good, 1, "created_at", "yesterday").encode(),
+                     "column 'created_at': 'yesterday' is not an ISO 8601"),
+        "bad nested JSON": (_replace_cell(good, 1, "components", '[{"component": "cpu"').encode(),
+                            "column 'components': is not valid JSON"),
+        "unknown energy source": (
+            _replace_cell(good, 1, "components", '[{"component": "cpu", "energy_wh": 1, "source": "guess"}]').encode(),
+            "has source 'guess'"),
+        "a fraction of a token": (_replace_cell(good, 3, "completion_tokens", "12.5").encode(),
+                                  "row 3 (line 12), column 'completion_tokens': '12.5' is not a whole number"),
+        "a repeated id": (_replace_cell(good, 3, "id", next(csv.DictReader(io.StringIO(good)))["id"]).encode(),
+                          "repeats row 1"),
+        "a bad prompt hash": (_replace_cell(good, 1, "prompt_hash", "XYZ").encode(), "16 lowercase hex"),
+    }
+
+
+def test_every_bad_file_is_one_line_and_changes_nothing(tmp_path, store, make_run):
+    kept = [make_run(), make_run()]
+    store.add_runs(kept)
+    before = store.runs(with_trace=True)
+    for label, (data, expected) in _bad_files(tmp_path, make_run).items():
+        path = tmp_path / f"bad-{label.replace(' ', '_')}.csv"
+        path.write_bytes(data)
+        with pytest.raises(BadFileError) as caught:
+            store.import_file(path)
+        message = str(caught.value)
+        assert "\n" not in message and len(message) < 400, label
+        assert expected in message, f"{label}: {message}"
+        assert path.name in message, label
+    assert store.runs(with_trace=True) == before
+
+
+def test_a_bad_row_late_in_a_file_stores_nothing_of_it(tmp_path, store, make_run):
+    text = _good_csv(tmp_path, tmp_path / "src.duckdb", make_run)
+    bad = tmp_path / "late.csv"
+    bad.write_text(_replace_cell(text, 3, "decode_tps", "n/a"), encoding="utf-8")
+    with pytest.raises(BadFileError, match="row 3"):
+        store.import_file(bad)
+    assert store.count() == 0
+
+
+def test_a_file_that_cannot_be_read(tmp_path, store):
+    with pytest.raises(BadFileError, match="cannot read"):
+        store.import_file(tmp_path / "missing.csv")
+
+
+def test_read_runs_file_validates_without_a_database(tmp_path, make_run):
+    text = _good_csv(tmp_path, tmp_path / "src.duckdb", make_run)
+    (tmp_path / "upload.csv").write_text(text, encoding="utf-8")
+    parsed = read_runs_file(tmp_path / "upload.csv")
+    assert parsed.format == "csv" and len(parsed.runs) == 3
+
+
+# -- any run survives a CSV round trip ------------------------------------------------------------
+
+_text = st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=40)
+_some_text = _text.filter(lambda value: value != "")
+_float = st.floats(allow_nan=False, allow_infinity=False)
+_maybe_float = st.none() | _float
+_maybe_int = st.none() | st.integers(-(2**62), 2**62)
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**52), 2**52) | _float | _text,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_text, children, max_size=3),
+    max_leaves=8,
+)
+
+
+@st.composite
+def any_run(draw) -> RunResult:
+    prompt = draw(_text)
+    return RunResult(
+        id=draw(st.uuids()).hex, batch_id=draw(st.text("abc-123", min_size=1, max_size=8)),
+        created_at=draw(st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1),
+                                     timezones=st.just(timezone.utc))),
+        model=draw(_text.filter(str.strip)), backend=draw(_text.filter(str.strip)), base_url=draw(_text),
+        prompt=prompt, prompt_hash=prompt_hash(prompt), status=draw(st.sampled_from(["ok", "failed", "cancelled"])),
+        preset=draw(st.none() | _some_text), repeat_index=draw(st.integers(0, 1000)), error=draw(st.none() | _some_text),
+        ttft_s=draw(_maybe_float), e2e_s=draw(_maybe_float), decode_tps=draw(_maybe_float),
+        prompt_tokens=draw(_maybe_int), completion_tokens=draw(_maybe_int),
+        token_count_source=draw(st.none() | st.sampled_from(["usage", "server-native", "chunks"])),
+        energy_wh=draw(_maybe_float), energy_net_wh=draw(_maybe_float), energy_per_token_wh=draw(_maybe_float),
+        components=draw(st.lists(st.builds(
+            ComponentEnergy, _text, _maybe_float,
+            st.sampled_from(["counter", "power-integral", "average-power", "estimate", "unmeasured"]), _text),
+            max_size=3)),
+        seed=draw(_maybe_int), response=draw(_text),
+        environment=draw(st.dictionaries(_text, _json, max_size=4)),
+        quality_score=draw(_maybe_float), quality_detail=draw(st.dictionaries(_text, _json, max_size=3)),
+        notes=draw(_text),
+        trace=draw(st.lists(st.builds(TracePoint, _float, _maybe_float, _maybe_float), max_size=4)),
+    )
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(runs=st.lists(any_run(), min_size=1, max_size=4, unique_by=lambda run: run.id),
+       fmt=st.sampled_from(FORMATS))
+def test_any_run_survives_an_export_and_import(runs, fmt):
+    with tempfile.TemporaryDirectory() as folder:
+        source = Store(Path(folder) / "a.duckdb")
+        source.add_runs(runs)
+        source.export(Path(folder) / f"runs.{fmt}", fmt)
+        target = Store(Path(folder) / "b.duckdb")
+        assert target.import_file(Path(folder) / f"runs.{fmt}").added == len(runs)
+        back = {run.id: run for run in target.runs(with_trace=True)}
+        for run in runs:
+            assert_same_run(back[run.id], dict_sorted_trace(run))
+
+
+def dict_sorted_trace(run: RunResult) -> RunResult:
+    """The store keeps samples in time order (ties in their given order)."""
+    return dataclasses.replace(run, trace=sorted(run.trace, key=lambda point: point.t_s))
+
+
+def test_our_columns_are_every_field():
+    assert OUR_COLUMNS == tuple(field.name for field in dataclasses.fields(RunResult))

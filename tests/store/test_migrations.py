@@ -1,0 +1,89 @@
+"""An old database file opens and is brought forward without losing anything."""
+
+import duckdb
+import pytest
+
+from envirollm_core.errors import UsageError
+from envirollm_core.store import Store
+from envirollm_core.store import schema
+from envirollm_core.store.codec import RUN_TABLE_SCHEMA, canonical_json, encode_runs
+
+
+def _version_1_file(path, runs) -> None:
+    """A file as version 1 of the schema made it: the first migration only, environments inline."""
+    encoded = encode_runs(runs)
+    environments = dict(zip(encoded.environments["id"], encoded.environments["environment"]))
+    v1_runs = encoded.runs.with_columns(encoded.runs["environment_id"].replace_strict(environments).alias("environment"))
+    columns = ", ".join(name if name != "environment_id" else "environment" for name in RUN_TABLE_SCHEMA)
+    with duckdb.connect(str(path)) as conn:
+        schema.migrate(conn, target=1)
+        conn.register("v1_runs", v1_runs)
+        conn.execute(f"INSERT INTO runs ({columns}) SELECT {columns} FROM v1_runs")
+        conn.execute("INSERT INTO batches SELECT batch_id, min(created_at) FROM v1_runs GROUP BY batch_id")
+        seqs = dict(conn.execute("SELECT id, run_seq FROM runs").fetchall())
+        for run in runs:
+            for point in run.trace:
+                conn.execute("INSERT INTO trace (run_seq, t_s, cpu_percent, gpu_power_w) VALUES (?, ?, ?, ?)",
+                             [seqs[run.id], point.t_s, point.cpu_percent, point.gpu_power_w])
+
+
+def test_a_version_1_file_migrates_and_keeps_every_run(tmp_path, make_run):
+    path = tmp_path / "old.duckdb"
+    other_machine = {"cpu_model": "Other CPU", "ram_total_gb": 8.0}
+    runs = [make_run(), make_run(), make_run(environment=other_machine)]
+    for run in runs:  # version 1 is written here with only three trace columns
+        run.trace[:] = [type(point)(t_s=point.t_s, cpu_percent=point.cpu_percent, gpu_power_w=point.gpu_power_w)
+                        for point in run.trace]
+    _version_1_file(path, runs)
+    with duckdb.connect(str(path), read_only=True) as conn:
+        assert schema.schema_version(conn) == 1
+
+    store = Store(path)
+
+    with duckdb.connect(str(path), read_only=True) as conn:
+        assert schema.schema_version(conn) == schema.SCHEMA_VERSION
+        assert conn.execute("SELECT count(*) FROM environments").fetchall() == [(2,)]
+        assert [row[0] for row in conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()] == [1, 2]
+    by_id = {run.id: run for run in store.runs(with_trace=True)}
+    for run in runs:
+        assert by_id[run.id] == run
+    batch = store.batches().filter(store.batches()["batch_id"] == runs[0].batch_id).row(0, named=True)
+    assert store.environment(batch["environment_id"]) == runs[0].environment
+    store.add_run(make_run(environment=other_machine))  # new runs share the migrated fingerprint
+    with duckdb.connect(str(path), read_only=True) as conn:
+        assert conn.execute("SELECT count(*) FROM environments").fetchall() == [(2,)]
+
+
+def test_the_environment_id_is_the_same_in_sql_and_python(tmp_path):
+    text = canonical_json({"cpu": "é", "n": [1, 2.5]})
+    with duckdb.connect() as conn:
+        (sql_id,) = conn.execute(f"SELECT {schema.ENVIRONMENT_ID_SQL.format(json='?')}", [text]).fetchall()[0]
+    from envirollm_core.store.codec import environment_id
+
+    assert sql_id == environment_id(text)
+
+
+def test_read_only_cannot_migrate(tmp_path, make_run):
+    path = tmp_path / "old.duckdb"
+    _version_1_file(path, [make_run()])
+    with pytest.raises(UsageError, match="needs migrating"):
+        Store(path, read_only=True)
+    Store(path)
+    assert Store(path, read_only=True).count() == 1
+
+
+def test_a_migration_step_is_all_or_nothing(tmp_path, monkeypatch, make_run):
+    path = tmp_path / "old.duckdb"
+    _version_1_file(path, [make_run()])
+
+    def broken_step(conn):
+        conn.execute("CREATE TABLE half_done (x INTEGER)")
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(schema, "MIGRATIONS", (schema.MIGRATIONS[0], broken_step))
+    with pytest.raises(RuntimeError):
+        Store(path)
+    with duckdb.connect(str(path), read_only=True) as conn:
+        assert schema.schema_version(conn) == 1
+        tables = {row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    assert "half_done" not in tables and "environments" not in tables
