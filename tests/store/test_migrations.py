@@ -4,8 +4,7 @@ import duckdb
 import pytest
 
 from envirollm_core.errors import UsageError
-from envirollm_core.store import Store
-from envirollm_core.store import schema
+from envirollm_core.store import Store, schema
 from envirollm_core.store.codec import RUN_TABLE_SCHEMA, canonical_json, encode_runs
 
 

@@ -198,7 +198,7 @@ def test_read_only_mode_refuses_every_write(tmp_path, monkeypatch, make_run, how
         "set_note": lambda: store.set_note(run.id, "x"),
         "import_file": lambda: store.import_file(export),
     }
-    for name, write in writes.items():
+    for write in writes.values():
         with pytest.raises(ReadOnlyError, match="read-only"):
             write()
     assert store.runs(with_trace=True) == [run]  # reads still work, nothing changed
