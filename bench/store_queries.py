@@ -16,6 +16,7 @@ far slower than the data (100x).
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -209,6 +210,8 @@ def main() -> int:
                   f" ({size_mb:.0f} MB)", file=sys.stderr)
             results[n_runs] = {name: median_s(query, args.repeat) for name, query in queries(store, random.Random(1)).items()}
     small, large = sizes[0], sizes[-1]
+    load = " / ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"machine: {os.cpu_count()} CPUs, load average {load} (1/5/15 min) at the end of the run", file=sys.stderr)
     print(f"| query | median at {small:,} runs (s) | median at {large:,} runs (s) | ratio (data x{large // small}) |")
     print("| --- | ---: | ---: | ---: |")
     worst = 0.0

@@ -36,7 +36,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     compare = subcommands.add_parser(
         "compare", help="compare configurations per prompt (mean, std, 95%% interval) and find regressions",
         description="Per prompt and configuration (model, backend, quantization): runs, mean energy, tokens, "
-                    "decode tokens/s and energy per token with 95%% t-intervals, TTFT and quality. Then each "
+                    "decode tokens/s and energy per token with 95 % t-intervals, TTFT and quality. Then each "
                     "configuration's latest batch against the one before it (or --baseline/--latest), with "
                     "Welch's t-test (Holm-adjusted); a significant change for the worse is a regression.",
     )

@@ -65,10 +65,11 @@ class Store:
         self.read_only = read_only_mode() if read_only is None else read_only
         if self.path.is_dir():
             raise UsageError(f"{self.path} is a directory, not a database file")
+        if self.path.exists():
+            with self._read() as conn:
+                if schema.check_version(conn, read_only=self.read_only) == schema.SCHEMA_VERSION:
+                    return  # the usual case: no write lock needed just to open the store
         if self.read_only:
-            if self.path.exists():
-                with self._read() as conn:
-                    schema.check_version(conn, read_only=True)
             return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
