@@ -217,18 +217,22 @@ class ProgressBar:
         self.stream.flush()
 
 
-_COLUMNS = ("model", "task", "#", "status", "TTFT s", "tok/s", "tokens", "energy Wh", "net Wh", "mWh/tok", "energy source", "quality")
+_COLUMNS = ("model", "task", "#", "status", "TTFT s", "tok/s", "tokens", "energy mWh", "net mWh", "mWh/tok", "energy source",
+            "quality")
 
 
 def print_table(batch: BatchResult, stream: TextIO) -> None:
     rows = [_row(run) for run in batch.runs]
     widths = [max(len(str(cell)) for cell in column) for column in zip(_COLUMNS, *rows)]
-    right = {"#", "TTFT s", "tok/s", "tokens", "energy Wh", "net Wh", "mWh/tok", "quality"}
+    right = {"#", "TTFT s", "tok/s", "tokens", "energy mWh", "net mWh", "mWh/tok", "quality"}
     for line in (_COLUMNS, tuple("-" * w for w in widths), *rows):
         cells = [c.rjust(w) if name in right else c.ljust(w) for c, w, name in zip(map(str, line), widths, _COLUMNS)]
         stream.write("  ".join(cells).rstrip() + "\n")
     if any(run.completion_tokens and run.token_count_source != "usage" for run in batch.runs):
         stream.write("* tokens counted from the server's own fields or one per streamed chunk (no usage report)\n")
+    methods = sorted({run.quality_method for run in batch.runs if run.quality_method})
+    if methods:
+        stream.write(f"quality (0-100) by: {', '.join(methods)}\n")
     for run in batch.runs:
         if run.status != "ok":
             stream.write(f"run {run.id} failed: {run.error}\n")
@@ -241,10 +245,13 @@ def _row(run: RunResult) -> tuple[str, ...]:
         run.model, run.preset or f"prompt {run.prompt_hash[:8]}", str(run.repeat_index + 1), run.status,
         _num(run.ttft_s, 3), _num(run.decode_tps, 1),
         f"{run.completion_tokens}{'' if run.token_count_source == 'usage' else '*'}" if run.completion_tokens else "-",
-        _num(run.energy_wh, 4), _num(run.energy_net_wh, 4),
-        _num(run.energy_per_token_wh * 1000 if run.energy_per_token_wh is not None else None, 4),
+        _num(_milli(run.energy_wh), 2), _num(_milli(run.energy_net_wh), 2), _num(_milli(run.energy_per_token_wh), 4),
         " ".join(sources) or "-", _num(run.quality_score, 0),
     )
+
+
+def _milli(value_wh: float | None) -> float | None:
+    return value_wh * 1000 if value_wh is not None else None
 
 
 def _num(value: float | None, digits: int) -> str:

@@ -66,6 +66,7 @@ def test_table_for_people(serve):
     header, rule, row = result.stdout.splitlines()[:3]
     assert header.split()[:4] == ["model", "task", "#", "status"] and set(rule.replace(" ", "")) == {"-"}
     assert row.startswith(MODEL) and "explanation" in row and " ok " in row and "cpu:" in row
+    assert "quality (0-100) by: heuristic" in result.stdout
 
 
 def test_faults_are_failed_runs_exit_1_no_traceback(serve):
