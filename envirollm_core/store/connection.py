@@ -13,7 +13,9 @@ Two locks guard a connection, from its opening to the end of its closing:
   read enough bytes from file" (tests/store/test_concurrency.py); `flock`
   belongs to the open file, so nothing else in the process can drop it early;
 - within a process, one lock per file: DuckDB refuses a read-only connection
-  while a read-write one is open on the same file in the same process.
+  while a read-write one is open on the same file in the same process (the
+  app reads from several threads while a job writes). `flock` alone would
+  serialize those threads too; this lock also covers systems without it.
 DuckDB's own lock still answers for processes that are not EnviroLLM.
 """
 
@@ -58,12 +60,18 @@ def _process_lock(path: Path) -> threading.RLock:
 def connect(path: Path, *, read_only: bool, wait_s: float = LOCK_WAIT_S) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection to `path` for the length of one `with` block."""
     deadline = time.monotonic() + wait_s
-    with _process_lock(path), _file_lock(path, shared=read_only, deadline=deadline, wait_s=wait_s):
-        conn = _wait(lambda: _try_open(path, read_only), path, deadline, wait_s)
-        try:
-            yield conn
-        finally:
-            conn.close()
+    in_process = _process_lock(path)
+    if not in_process.acquire(timeout=wait_s):
+        raise StoreBusyError(f"the database {path} stayed busy in this process for {wait_s:g} s; try again")
+    try:
+        with _file_lock(path, shared=read_only, deadline=deadline, wait_s=wait_s):
+            conn = _wait(lambda: _try_open(path, read_only), path, deadline, wait_s)
+            try:
+                yield conn
+            finally:
+                conn.close()
+    finally:
+        in_process.release()
 
 
 @contextmanager

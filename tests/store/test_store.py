@@ -245,3 +245,24 @@ def test_runs_are_listed_by_time_not_by_insertion(store, make_run):
     store.add_run(old)
     assert [run.id for run in store.runs()] == [new.id, old.id]
     assert store.runs_frame()["created_at"][0] - store.runs_frame()["created_at"][1] > timedelta(days=3000)
+
+
+def test_threads_of_one_process_take_turns(store, make_run):
+    """The app reads from several threads while a job writes: DuckDB would refuse the mix in one process."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def work(writer: bool) -> None:
+        try:
+            for _ in range(10):
+                store.add_run(make_run()) if writer else store.runs_frame(limit=5)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(writer,)) for writer in (True, False, False)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [] and store.count() == 10
