@@ -5,6 +5,7 @@ import streamlit as st
 from envirollm_core.analysis import hardware_fit, make_tariff, recommend
 from envirollm_core.analysis.hardware import DEFAULT_CONTEXT_TOKENS, largest_fits
 from envirollm_core.analysis.recommend import QUALITY_FLOOR
+from envirollm_core.analysis.stats import ANALYSIS_COLUMNS
 from envirollm_core.errors import EnviroLLMError
 from envirollm_core.settings import Settings, load_settings
 from envirollm_core.store import Store
@@ -45,7 +46,7 @@ st.caption("Weights at the quantization's bits per weight, plus the KV cache at 
 st.header("Picks from your results")
 try:
     store = Store()
-    frame = store.runs_frame()
+    frame = store.runs_frame(columns=ANALYSIS_COLUMNS)
 except EnviroLLMError as exc:
     st.error(plain(str(exc)))
     st.stop()

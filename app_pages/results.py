@@ -35,6 +35,13 @@ prompt_hash = st.selectbox(
     f"Prompt group ({len(labels)} prompts; runs are only compared with runs of the same prompt)",
     list(labels), format_func=labels.get,
 )
+with st.expander(f"History: every prompt group ({len(labels)})"):
+    st.dataframe(
+        groups.select("preset", "prompt_preview", "n_runs", "n_models", "last_run_at", "prompt_hash"), hide_index=True,
+        column_config={"preset": "task", "prompt_preview": "prompt", "n_runs": "runs", "n_models": "models",
+                       "last_run_at": st.column_config.DatetimeColumn("last run (UTC)", format="YYYY-MM-DD HH:mm"),
+                       "prompt_hash": "prompt hash"},
+    )
 frame = store.runs_frame(prompt_hash=prompt_hash)
 
 analysis = analyze_group(frame)
@@ -47,7 +54,7 @@ for tab, chart in zip(st.tabs(list(figures)), figures.values()):
 st.subheader(f"Runs ({frame.height})")
 table = runs_table(frame)
 selection = st.dataframe(
-    table, hide_index=True, on_select="rerun", selection_mode="single-row", key="runs_table",
+    table, hide_index=True, on_select="rerun", selection_mode="single-row", key=f"runs-{prompt_hash}",
     column_config={
         **{name: st.column_config.NumberColumn(format=fmt) for name, fmt in TABLE_FORMATS.items()},
         "time (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
@@ -64,7 +71,7 @@ export_all.download_button("Export every run (CSV)", lambda: export_bytes(store,
                            file_name="envirollm-runs.csv", mime="text/csv")
 
 st.header("One run")
-rows = selection.selection.rows
+rows = [row for row in selection.selection.rows if row < table.height]  # a deleted run's row may be gone
 typed = st.text_input("Run id (or its first characters); a selected row above shows its run", key="run_id").strip()
 try:
     if rows:

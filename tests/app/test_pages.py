@@ -40,6 +40,11 @@ def chart_titles(app: AppTest) -> list[str]:
             else spec.get("title") for spec in charts_of(app)]
 
 
+def runs_table_of(app: AppTest):
+    """The Results page's table of runs (the one with a run id per row)."""
+    return next(frame.value for frame in app.dataframe if "run id" in frame.value.columns)
+
+
 def assert_clean(app: AppTest) -> None:
     assert not app.exception, [e.value for e in app.exception]
     assert not app.error, [e.value for e in app.error]
@@ -265,8 +270,10 @@ def test_results_groups_by_prompt_and_draws_the_four_charts(populated_store):
         "Energy per token per configuration",
         "Energy per token over time, per configuration (one point per batch)",
     ]
-    table = app.dataframe[0].value
+    table = runs_table_of(app)
     assert len(table) == 24
+    history = app.dataframe[0].value
+    assert sorted(history["n_runs"]) == [24, 24] and set(history["preset"]) == {"explanation", "code-generation"}
     assert "energy per token (mWh)" in table.columns and "decode (tokens/s)" in table.columns
     app.selectbox[1].set_value("decode_tps").run()
     assert chart_titles(app)[2] == "Decode speed per configuration"
@@ -307,7 +314,7 @@ def test_results_in_read_only_mode_disable_writes_and_the_core_refuses(populated
     assert_clean(app)
     assert next(b for b in app.button if b.label == "Delete").disabled
     assert app.text_area[0].disabled
-    run_id = app.dataframe[0].value["run id"][0]
+    run_id = runs_table_of(app)["run id"][0]
     with pytest.raises(Exception, match="read-only"):
         Store().set_note(run_id, "x")
 
