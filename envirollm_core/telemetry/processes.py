@@ -22,7 +22,8 @@ import psutil
 from envirollm_core.errors import UsageError
 from envirollm_core.telemetry.nvml import NvmlSession, gpu_mem_by_pid_mb
 
-CHILDREN_REFRESH_S = 1.0
+CHILDREN_REFRESH_S = 1.0  # at most this often...
+CHILDREN_REFRESH_BUDGET = 0.001  # ...and at most 0.1 % of a core: finding children scans every process
 DEFAULT_DETECT_SAMPLE_S = 0.25
 
 _PYTHON = re.compile(r"^python(?:w)?(?:\d+(?:\.\d+)*)?$")
@@ -131,8 +132,9 @@ class ProcessTree:
     """One process and its descendants, sampled again and again.
 
     CPU % is the tree's CPU time over the time between two samples (like
-    `top`), so the first sample has none; children are looked up again every
-    second, which is costly on a busy machine, not every tick.
+    `top`), so the first sample has none. Children are looked up again every
+    second, or less often where that scan of every process is slow (a machine
+    with many processes), never every tick.
     """
 
     def __init__(self, pid: int) -> None:
@@ -148,16 +150,19 @@ class ProcessTree:
         self._members: dict[int, psutil.Process] = {pid: self.root}
         self._cpu_s: dict[int, float] = {}
         self._last_time_s: float | None = None
-        self._children_at = -CHILDREN_REFRESH_S
+        self._children_due = 0.0
 
     def _refresh_children(self, now: float) -> None:
-        if now - self._children_at < CHILDREN_REFRESH_S:
+        if now < self._children_due:
             return
-        self._children_at = now
+        cpu_start = time.process_time()
         try:
             children = self.root.children(recursive=True)
         except psutil.Error:
             return
+        finally:
+            cost_s = time.process_time() - cpu_start
+            self._children_due = now + max(CHILDREN_REFRESH_S, cost_s / CHILDREN_REFRESH_BUDGET)
         known = self._members
         self._members = {self.pid: self.root}
         for child in children:

@@ -2,7 +2,8 @@
 
 Everything in a process (CLI runs, the app's sessions) shares one `Sampler`
 (`get_sampler()`). It samples CPU, RAM, power per component, GPUs and the
-tracked processes every `interval_s` (0.1 s by default) into a bounded ring
+tracked processes (these two at most 4 times a second, and processes also at
+window edges) every `interval_s` (0.1 s by default) into a bounded ring
 buffer for live charts, and feeds every open energy window, Zeus-style:
 
     sampler.begin_window("run-1", pids=[server_pid])
@@ -42,6 +43,7 @@ MIN_INTERVAL_S = 0.01
 MAX_INTERVAL_S = 60.0
 RECENT_BUFFER_S = 600.0  # how far back `recent()` reaches
 MAX_TRACE_POINTS = 2000  # per window; longer windows keep every 2nd, 4th... sample
+SLOW_SAMPLE_INTERVAL_S = 0.25  # RAM and tracked processes move slowly and cost the most to read
 GPU_PROCESS_REFRESH_S = 1.0
 MIN_COUNTER_POWER_INTERVAL_S = 0.02  # power from two counter reads closer than this is noise
 _MIB = 2**20
@@ -66,7 +68,8 @@ class ComponentInfo:
 
 @dataclass(frozen=True)
 class Sample:
-    """The machine at one tick. `time_s` is `time.monotonic()`; power is per component."""
+    """The machine at one tick. `time_s` is `time.monotonic()`; power is per component;
+    RAM and the tracked `processes` are as last read (at most 0.25 s ago)."""
 
     time_s: float
     unix_time: float
@@ -212,10 +215,10 @@ class _RaplPart(_Component):
 
 
 class _GpuPart(_Component):
-    def __init__(self, gpu: NvidiaGpu) -> None:
+    def __init__(self, gpu: NvidiaGpu, use_counter: bool) -> None:
         self.gpu = gpu
         source: EnergySource
-        if gpu.has_energy_counter:
+        if gpu.has_energy_counter and use_counter:
             source, note = "counter", "NVML energy counter at window edges"
         elif gpu.power_source == "instant":
             source, note = "power-integral", "NVML instant power, integrated"
@@ -226,7 +229,7 @@ class _GpuPart(_Component):
         else:
             source, note = "unmeasured", "this GPU reports neither energy nor power"
         super().__init__(ComponentInfo(f"gpu:{gpu.index}", "gpu", source, f"{gpu.name}: {note}"))
-        self.is_counter = gpu.has_energy_counter
+        self.is_counter = gpu.has_energy_counter and use_counter
         self.fallback_source = {"instant": "power-integral", "average": "average-power"}.get(gpu.power_source or "", "unmeasured")
         self._last_util: float | None = None
 
@@ -338,6 +341,20 @@ class _Window:
             self.integrals[name].add(edge.time_s, power)
         self.power.add(_sum_known(edge.power_w.values()))
 
+    def add_processes(self, sampled: dict[int, ProcessStats | None]) -> None:
+        """Tracked processes just sampled; None for one that has exited."""
+        for pid, stat in self.processes.items():
+            if pid not in sampled:
+                continue
+            stats = sampled[pid]
+            if stats is None:
+                stat.exited = True
+                continue
+            stat.rss.add(stats.rss_mb)
+            stat.cpu.add(stats.cpu_percent)
+            stat.threads.add(stats.threads)
+            stat.gpu_mem.add(stats.gpu_mem_mb)
+
     def add_tick(self, sample: Sample) -> None:
         for name, power in sample.power_w:
             self.integrals[name].add(sample.time_s, power)
@@ -349,16 +366,6 @@ class _Window:
         self.gpu_util.add(gpu_util)
         self.gpu_mem.add(gpu_mem)
         self.gpu_temp.add(gpu_temp)
-        seen = {stats.pid: stats for stats in sample.processes}
-        for pid, stat in self.processes.items():
-            stats = seen.get(pid)
-            if stats is None:
-                stat.exited = True
-                continue
-            stat.rss.add(stats.rss_mb)
-            stat.cpu.add(stats.cpu_percent)
-            stat.threads.add(stats.threads)
-            stat.gpu_mem.add(stats.gpu_mem_mb)
         if (self.ticks - 1) % self.trace_stride == 0:
             self.trace.append(TracePoint(
                 t_s=sample.time_s - self.start.time_s,
@@ -416,7 +423,9 @@ class _CpuBusy:
 class Sampler:
     """The background thread and the windows it feeds; thread-safe."""
 
-    def __init__(self, interval_s: float = DEFAULT_INTERVAL_S, sysfs_root: Path | None = None) -> None:
+    def __init__(self, interval_s: float = DEFAULT_INTERVAL_S, sysfs_root: Path | None = None, gpu_counters: bool = True) -> None:
+        """`gpu_counters=False` integrates GPU power even where the energy counter exists
+        (bench/gpu_energy_accuracy.py compares the two)."""
         if not MIN_INTERVAL_S <= interval_s <= MAX_INTERVAL_S:
             raise UsageError(f"the sampling interval must be between {MIN_INTERVAL_S} and {MAX_INTERVAL_S} s, not {interval_s}")
         self.interval_s = interval_s
@@ -424,13 +433,16 @@ class Sampler:
         self._nvml = NvmlSession()
         self._gpus = self._nvml.gpus
         self.notes: tuple[str, ...] = ()
-        self._components = self._discover(sysfs_root)
+        self._components = self._discover(sysfs_root, gpu_counters)
         self._cpu = _CpuBusy()
         self._busy: float | None = None
         self._buffer: deque[Sample] = deque(maxlen=max(1, int(RECENT_BUFFER_S / interval_s)))
         self._windows: dict[str, _Window] = {}
         self._trees: dict[int, ProcessTree] = {}
         self._tree_users: dict[int, int] = {}
+        self._process_stats: dict[int, ProcessStats] = {}  # the latest of each tracked tree
+        self._slow_due = 0.0
+        self._ram_used_mb = 0.0
         self._gpu_mem: dict[int, float | None] | None = None
         self._gpu_mem_at = -GPU_PROCESS_REFRESH_S
         self._stop = threading.Event()
@@ -438,7 +450,7 @@ class Sampler:
         self._thread = threading.Thread(target=self._run, name="envirollm-sampler", daemon=True)
         self._thread.start()
 
-    def _discover(self, sysfs_root: Path | None) -> list[_Component]:
+    def _discover(self, sysfs_root: Path | None, gpu_counters: bool) -> list[_Component]:
         rapl = discover_rapl(sysfs_root)
         notes = [note for note in (rapl.problem, self._nvml.problem) if note]
         components: list[_Component] = [_RaplPart(zone) for zone in rapl.zones]
@@ -450,7 +462,7 @@ class Sampler:
             components.insert(0, _CpuEstimate(cpu_power_model(cpu_model_name(), logical, is_virtual_machine()), why))
         if "ram" not in kinds:
             components.append(_RamEstimate(memory_gb))
-        components.extend(_GpuPart(gpu) for gpu in self._gpus)
+        components.extend(_GpuPart(gpu, gpu_counters) for gpu in self._gpus)
         self.notes = tuple(notes)
         return components
 
@@ -469,7 +481,9 @@ class Sampler:
                 self._trees[pid] = tree
                 self._tree_users[pid] = self._tree_users.get(pid, 0) + 1
             names = [component.info.name for component in self._components]
-            self._windows[name] = _Window(name, self._edge(), {pid: t.process_name for pid, t in trees.items()}, names)
+            window = _Window(name, self._edge(), {pid: t.process_name for pid, t in trees.items()}, names)
+            window.add_processes(self._sample_trees(trees))  # also the baseline of the first CPU %
+            self._windows[name] = window
 
     def end_window(self, name: str) -> Measurement:
         """Close a window and return what it measured."""
@@ -477,11 +491,13 @@ class Sampler:
             window = self._windows.pop(name, None)
             if window is None:
                 raise EnviroLLMError(f"no energy window named {name!r} is open")
+            measurement = self._measure(window, self._edge())
             for pid in window.processes:
                 self._tree_users[pid] -= 1
                 if not self._tree_users[pid]:
                     del self._tree_users[pid], self._trees[pid]
-            return self._measure(window, self._edge())
+                    self._process_stats.pop(pid, None)
+            return measurement
 
     def read_window(self, name: str) -> Measurement:
         """What an open window has measured so far; it stays open."""
@@ -529,10 +545,12 @@ class Sampler:
     # internals (the lock is held)
 
     def _edge(self) -> _Edge:
-        now = time.monotonic()
         if self._busy is None:
             self._busy = self._cpu.fraction()
+        before = time.monotonic()
         counters = {c.info.name: c.counter_j() for c in self._components if c.is_counter}
+        after = time.monotonic()
+        now = (before + after) / 2  # an NVML counter read takes ~4 ms: date the readings at its middle
         power = {c.info.name: c.power_w(now, self._busy, None) for c in self._components}
         return _Edge(now, time.time(), counters, power)
 
@@ -542,32 +560,43 @@ class Sampler:
                 return
             now = time.monotonic()
             self._busy = self._cpu.fraction()
-            memory = psutil.virtual_memory()
             readings = {gpu.index: gpu.read() for gpu in self._gpus}
-            processes = self._sample_processes(now)
+            sampled = None
+            if now >= self._slow_due:
+                memory = psutil.virtual_memory()
+                self._ram_used_mb = (memory.total - memory.available) / _MIB
+                sampled = self._sample_trees(self._trees) if self._trees else None
+                self._slow_due = now + SLOW_SAMPLE_INTERVAL_S
             sample = Sample(
                 time_s=now,
                 unix_time=time.time(),
                 cpu_percent=self._busy * 100 if self._busy is not None else None,
-                ram_used_mb=(memory.total - memory.available) / _MIB,
+                ram_used_mb=self._ram_used_mb,
                 power_w=tuple((c.info.name, c.power_w(now, self._busy, readings)) for c in self._components),
                 gpus=tuple(readings.values()),
-                processes=processes,
+                processes=tuple(self._process_stats.values()),
             )
             self._buffer.append(sample)
             for window in self._windows.values():
                 window.add_tick(sample)
+                if sampled is not None:
+                    window.add_processes(sampled)
 
-    def _sample_processes(self, now: float) -> tuple[ProcessStats, ...]:
-        if not self._trees:
-            return ()
-        if self._gpus and now - self._gpu_mem_at >= GPU_PROCESS_REFRESH_S:
+    def _sample_trees(self, trees: dict[int, ProcessTree]) -> dict[int, ProcessStats | None]:
+        now = time.monotonic()
+        if self._gpus and trees and now - self._gpu_mem_at >= GPU_PROCESS_REFRESH_S:
             self._gpu_mem, self._gpu_mem_at = gpu_mem_by_pid_mb(self._gpus), now
-        samples = (tree.sample(self._gpu_mem) for tree in self._trees.values())
-        return tuple(stats for stats in samples if stats is not None)
+        sampled = {pid: tree.sample(self._gpu_mem) for pid, tree in trees.items()}
+        for pid, stats in sampled.items():
+            if stats is None:
+                self._process_stats.pop(pid, None)
+            else:
+                self._process_stats[pid] = stats
+        return sampled
 
     def _measure(self, window: _Window, end: _Edge) -> Measurement:
         window.add_edge(end)
+        window.add_processes(self._sample_trees({pid: self._trees[pid] for pid in window.processes}))
         duration_s = end.time_s - window.start.time_s
         components = []
         for component in self._components:
