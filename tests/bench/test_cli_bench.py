@@ -151,11 +151,12 @@ def test_read_only_database_refuses_before_running(serve):
 @pytest.mark.engine
 def test_demo_on_a_fresh_install_stores_two_measured_runs(isolated_home):
     assert not isolated_home.exists()  # a fresh install: no database yet
-    result = run_cli("demo", "--preset", "explanation", "--repeat", "2", "--json", "--max-tokens", "48",
-                     "--idle-s", "1", timeout=300)
-    assert result.returncode == 0, result.stderr
-    assert "Traceback" not in result.stderr
-    runs = json.loads(result.stdout)
+    command = [*CLI, "demo", "--preset", "explanation", "--repeat", "2", "--json", "--max-tokens", "48", "--idle-s", "1"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as demo:
+        stdout, stderr = demo.communicate(timeout=300)
+    assert demo.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    runs = json.loads(stdout)
     assert len(runs) == 2
     for run in runs:
         assert (run["backend"], run["status"], run["preset"]) == ("embedded", "ok", "explanation")
@@ -166,6 +167,6 @@ def test_demo_on_a_fresh_install_stores_two_measured_runs(isolated_home):
         assert {c["source"] for c in run["components"]} <= {"counter", "power-integral", "average-power", "estimate"}
         assert run["server_peak_rss_mb"] > 50  # the engine's process was tracked: it holds the model
     assert sorted(r.id for r in Store().runs()) == sorted(r["id"] for r in runs)
-    engines = [p for p in psutil.process_iter(["cmdline"]) if "envirollm_core.backends.engine_child" in " ".join(p.info["cmdline"] or [])
-               and str(os.getpid()) in " ".join(p.info["cmdline"] or [])]
-    assert not engines, "the demo left its engine running"
+    marker = f"--parent-pid {demo.pid} "
+    left = [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or []) + " "]
+    assert not left, "the demo left its engine running"
