@@ -190,30 +190,20 @@ def recommend(
     notes: dict[str, list[str]] = {}
     if by == "preset":
         ok, notes = _complete_configurations(ok)
-    labels = _labels(ok, by)
     stats = group_stats(ok, by=[by, *CONFIG_KEYS])
     results = []
     for (key,), group_rows in stats.sort("last_run_at", descending=True).group_by(by, maintain_order=True):
         rows = group_rows.to_dicts()
+        # A task is shown by its name, a prompt group by its prompt's first words.
+        label = key if by == "preset" else next((row["prompt_preview"] for row in rows if row.get("prompt_preview")), key)
         picks, pick_notes = _picks(rows, quality_floor)
         scored = sorted((row for row in rows if row[_QUALITY] is not None and row[_ENERGY] is not None),
                         key=lambda row: (row[_ENERGY], -row[_QUALITY]))
         frontier = [scored[index] for index in _frontier_indices([row[_QUALITY] for row in scored])]
         results.append(
             GroupRecommendation(
-                group_by=by, group=key, label=labels.get(key, key), n_configs=len(rows), picks=tuple(picks),
+                group_by=by, group=key, label=label, n_configs=len(rows), picks=tuple(picks),
                 pareto=tuple(_summary(row) for row in frontier), notes=tuple(notes.get(key, []) + pick_notes),
             )
         )
     return results
-
-
-def _labels(runs: pl.DataFrame, by: str) -> dict[str, str]:
-    """A prompt group is shown by its prompt's first words; a task by its name."""
-    if by == "preset":
-        return {}
-    column = next((c for c in ("prompt_preview", "prompt", "preset") if c in runs.columns), None)
-    if column is None:
-        return {}
-    firsts = runs.group_by(by).agg(pl.col(column).drop_nulls().first())
-    return {key: label for key, label in firsts.iter_rows() if label is not None}

@@ -25,14 +25,16 @@ METRICS: tuple[str, ...] = (
 CONFIDENCE = 0.95
 # What the analysis reads from a runs frame: ask the store for just these (`runs_frame(columns=...)`).
 ANALYSIS_COLUMNS: tuple[str, ...] = (
-    "id", "batch_id", "created_at", *PROMPT_KEYS, "preset", "status", "prompt_preview", *METRICS,
+    "batch_id", "created_at", *PROMPT_KEYS, "preset", "status", "prompt_preview", *METRICS,
 )
 
 
 def t_critical(n: np.ndarray, confidence: float = CONFIDENCE) -> np.ndarray:
     """Two-sided Student-t critical values for samples of size `n` (NaN where n < 2)."""
     n = np.asarray(n, dtype=float)
-    values = scipy_stats.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1))
+    # Groups share a handful of sizes: one quantile per distinct size is enough.
+    sizes, position = np.unique(np.maximum(n, 2), return_inverse=True)
+    values = scipy_stats.t.ppf(0.5 + confidence / 2, sizes - 1)[position.reshape(n.shape)]
     return np.where(n >= 2, values, np.nan)
 
 
