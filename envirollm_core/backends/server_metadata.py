@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 PROBE_TIMEOUT_S = 2.0
+LMSTUDIO_URL = "http://localhost:1234/v1"  # LM Studio's default server address
 
 
 @dataclass(frozen=True)

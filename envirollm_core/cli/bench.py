@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
+from envirollm_core.backends.server_metadata import LMSTUDIO_URL
 from envirollm_core.bench.presets import load_presets, select_prompts
 from envirollm_core.bench.runner import BatchResult, BenchmarkConfig, run_benchmark
 from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, info
@@ -39,7 +40,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         description="Benchmark models on an OpenAI-compatible server (LM Studio, vLLM, llama.cpp, "
                     "text-generation-webui...). The API key is used for the requests only, never stored.",
     )
-    openai_cmd.add_argument("--url", required=True, help="the server's base URL, e.g. http://localhost:1234/v1")
+    openai_cmd.add_argument("--url", default=LMSTUDIO_URL, help=f"the server's base URL (default: LM Studio's, {LMSTUDIO_URL})")
     openai_cmd.add_argument("--model", "--models", dest="models", required=True, help="model name(s), comma-separated")
     openai_cmd.add_argument("--api-key", default=None, help="API key, if the server wants one (never stored)")
     _add_run_options(openai_cmd, DEFAULT_MAX_TOKENS)

@@ -59,13 +59,20 @@ def test_benchmark_openai_json_is_the_only_stdout(serve):
     assert server.requests[-1].headers["authorization"] == "Bearer sk-never-stored"
 
 
-def test_table_for_people(serve):
+def test_table_for_people_and_the_default_judge_offline(serve, closed_port, tmp_path):
     server = serve(openai_routes([MODEL], openai_stream(MODEL, SCRIPT)))
-    result = run_cli("benchmark-openai", "--url", f"{server.url}/v1", "--model", MODEL, "--repeat", "1", *QUICK)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Name a prime.\n---\nName a colour.\n", encoding="utf-8")
+    # No judge named and no Ollama to lend one: the heuristic grades, and says so.
+    result = run_cli("benchmark-openai", "--url", f"{server.url}/v1", "--model", MODEL, "--repeat", "1",
+                     "--prompt-file", str(prompts), "--idle-s", "0.2", "--max-tokens", "16",
+                     env={"OLLAMA_HOST": f"127.0.0.1:{closed_port}"})
     assert result.returncode == 0, result.stderr
-    header, rule, row = result.stdout.splitlines()[:3]
+    header, rule, *rows = result.stdout.splitlines()[:4]
     assert header.split()[:4] == ["model", "task", "#", "status"] and set(rule.replace(" ", "")) == {"-"}
-    assert row.startswith(MODEL) and "explanation" in row and " ok " in row and "cpu:" in row
+    assert len(rows) == 2 and all(row.startswith(MODEL) and " ok " in row and "cpu:" in row for row in rows)
+    assert [r.body["messages"][0]["content"] for r in server.requests if r.path == "/v1/chat/completions"][-2:] == [
+        "Name a prime.", "Name a colour."]
     assert "quality (0-100) by: heuristic" in result.stdout
 
 
