@@ -146,6 +146,16 @@ def check_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
+def public_url(url: str) -> str:
+    """The URL without user:password or query: what may be shown, logged and stored (keys never are)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return parts._replace(netloc=netloc, query="", fragment="").geturl()
+
+
 def is_local_url(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":

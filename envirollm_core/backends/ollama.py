@@ -34,6 +34,7 @@ from envirollm_core.backends.base import (
     check_url,
     listening_pid,
     one_line,
+    public_url,
 )
 from envirollm_core.backends.quantization import resolve_quantization
 
@@ -68,12 +69,13 @@ class OllamaBackend:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         keep_alive: str = KEEP_ALIVE,
     ) -> None:
-        self.base_url = check_url(base_url) if base_url else ollama_url()
+        url = check_url(base_url) if base_url else ollama_url()
+        self.base_url = public_url(url)  # shown in messages and stored with each run
         self.read_timeout_s = read_timeout_s
         self.keep_alive = keep_alive
         self._request_sent_s = 0.0
         self._client = httpx.Client(
-            base_url=self.base_url, timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
+            base_url=url, timeout=httpx.Timeout(read_timeout_s, connect=connect_timeout_s),
             event_hooks={"request": [self._stamp_request]},
         )
         self._tags: list[dict[str, Any]] | None = None

@@ -38,6 +38,7 @@ from envirollm_core.backends.base import (
     check_url,
     listening_pid,
     one_line,
+    public_url,
 )
 from envirollm_core.backends import server_metadata
 from envirollm_core.backends.quantization import resolve_quantization
@@ -60,7 +61,8 @@ class OpenAIBackend:
         server: server_metadata.ServerDescription | None = None,
         gguf_path: Path | None = None,
     ) -> None:
-        self.base_url = check_url(base_url)
+        url = check_url(base_url)
+        self.base_url = public_url(url)  # shown in messages and stored with each run
         self.read_timeout_s = read_timeout_s
         self._pid = pid
         self._request_sent_s = 0.0
@@ -68,7 +70,7 @@ class OpenAIBackend:
         http_client = openai.DefaultHttpxClient(timeout=timeout, event_hooks={"request": [self._stamp_request]})
         # The key lives only in this client object: never in a result, a log line or an error message.
         self._client = openai.OpenAI(
-            base_url=self.base_url, api_key=api_key or NO_API_KEY, max_retries=0, timeout=timeout,
+            base_url=url, api_key=api_key or NO_API_KEY, max_retries=0, timeout=timeout,
             http_client=http_client,
         )
         self._probe_key = api_key  # for the servers' own endpoints; the placeholder key is not sent there

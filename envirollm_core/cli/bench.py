@@ -170,6 +170,10 @@ def _run(backend: Backend, prepared: _Prepared, args: argparse.Namespace) -> int
         emit_json([run_to_json(run) for run in batch.runs])
     else:
         print_table(batch, sys.stdout)
+    cost = batch.judge_cost
+    if cost is not None and cost.calls:
+        energy = f", {cost.energy_wh * 1000:.2f} mWh" if cost.energy_wh is not None else ""
+        info(f"grading cost ({cost.method}): {cost.calls} call(s), {cost.duration_s:.1f} s{energy}, outside the runs' energy")
     info(f"stored {len(batch.runs)} run(s) of batch {batch.batch_id} in {db_path(args)}"
          + (f"; {batch.failed} failed" if batch.failed else ""))
     return 1 if batch.failed else 0

@@ -174,3 +174,16 @@ def test_stream_text_yields_the_content(serve):
 def test_stream_text_raises_a_one_line_error(closed_port):
     with pytest.raises(BackendError, match="cannot connect"):
         list(stream_text(f"http://127.0.0.1:{closed_port}/v1", MODEL, "hi"))
+
+
+def test_credentials_in_the_url_are_used_but_never_shown_or_stored(serve):
+    from envirollm_core.backends.base import public_url
+
+    assert public_url("http://user:s3cret@10.0.0.5:8000/v1?api_key=k") == "http://10.0.0.5:8000/v1"
+    assert public_url("http://[::1]:8000/v1") == "http://[::1]:8000/v1"
+    server = serve(openai_routes([MODEL], openai_stream(MODEL, FAST)))
+    backend = OpenAIBackend(server.url.replace("http://", "http://user:s3cret@") + "/v1", name="openai")
+    assert backend.base_url == f"{server.url}/v1"
+    metrics = measure_stream(backend.stream(request()))
+    assert metrics.error is None
+    assert server.requests[-1].headers["authorization"] == "Basic dXNlcjpzM2NyZXQ="  # user:s3cret, used as basic auth
