@@ -305,7 +305,7 @@ def any_run(draw) -> RunResult:
     )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(runs=st.lists(any_run(), min_size=1, max_size=4, unique_by=lambda run: run.id),
        fmt=st.sampled_from(FORMATS))
 def test_any_run_survives_an_export_and_import(runs, fmt):
