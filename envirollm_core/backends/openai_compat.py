@@ -22,6 +22,7 @@ import httpx
 import httpx2  # the transport the openai 3.x client is built on; its stream errors are httpx2's
 import openai
 
+from envirollm_core.backends import server_metadata
 from envirollm_core.backends.base import (
     CONNECT_TIMEOUT_S,
     DEFAULT_READ_TIMEOUT_S,
@@ -40,7 +41,6 @@ from envirollm_core.backends.base import (
     one_line,
     public_url,
 )
-from envirollm_core.backends import server_metadata
 from envirollm_core.backends.quantization import resolve_quantization
 
 # Local servers need no key, but the client insists on one.

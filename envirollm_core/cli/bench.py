@@ -62,7 +62,9 @@ def _add_run_options(parser: argparse.ArgumentParser, max_tokens: int) -> None:
         "--preset", default=None,
         help=f"task preset(s), comma-separated, or 'all': {', '.join(load_presets())}",
     )
-    prompts.add_argument("--prompt-file", default=None, type=Path, help="a text file; several prompts separated by a line holding only ---")
+    prompts.add_argument(
+        "--prompt-file", default=None, type=Path, help="a text file; several prompts separated by a line holding only ---"
+    )
     runs = parser.add_argument_group("runs")
     runs.add_argument("--repeat", type=int, default=3, help="timed runs per model and prompt (default: 3)")
     runs.add_argument("--warmup", type=int, default=1, help="untimed, unstored warm-up runs per model (default: 1)")
@@ -73,7 +75,9 @@ def _add_run_options(parser: argparse.ArgumentParser, max_tokens: int) -> None:
         "--timeout", type=float, default=DEFAULT_READ_TIMEOUT_S,
         help=f"seconds to wait for the server's next byte before the run fails (default: {DEFAULT_READ_TIMEOUT_S:g})",
     )
-    runs.add_argument("--idle-s", type=float, default=3.0, help="seconds of idle-power baseline before the batch (default: 3; 0 skips it)")
+    runs.add_argument(
+        "--idle-s", type=float, default=3.0, help="seconds of idle-power baseline before the batch (default: 3; 0 skips it)"
+    )
     runs.add_argument("--notes", default="", help="a note stored with every run")
     judge = parser.add_argument_group("quality judge (default: a small model your Ollama has, else the heuristic)")
     judge.add_argument("--judge-url", default=None, help="OpenAI-compatible URL of the judge")

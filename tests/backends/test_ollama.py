@@ -7,7 +7,6 @@ import pytest
 from envirollm_core.backends.base import ChatRequest, UnknownModelError
 from envirollm_core.backends.ollama import OllamaBackend, ollama_url
 from envirollm_core.bench.metrics import measure_stream
-from tests.fakes.timing import REPEATS, assert_timing_matches
 from tests.fakes.scripted_server import (
     TokenScript,
     json_reply,
@@ -16,6 +15,7 @@ from tests.fakes.scripted_server import (
     ollama_show,
     ollama_tags,
 )
+from tests.fakes.timing import REPEATS, assert_timing_matches
 
 MODEL = "llama3:8b-instruct-q4_K_M"
 SCRIPT = TokenScript(tokens=[f"w{i} " for i in range(40)], ttft_s=0.25, tokens_per_s=50.0)

@@ -9,16 +9,16 @@ import pytest
 from envirollm_core.backends.base import BackendError, ChatRequest, UnknownModelError
 from envirollm_core.backends.openai_compat import OpenAIBackend, stream_text
 from envirollm_core.bench.metrics import measure_stream
-from tests.fakes.timing import REPEATS, assert_timing_matches
 from tests.fakes.scripted_server import (
     Reply,
     TokenScript,
+    openai_chunk,
     openai_error,
     openai_routes,
     openai_stream,
     sse,
-    openai_chunk,
 )
+from tests.fakes.timing import REPEATS, assert_timing_matches
 
 MODEL = "llama-3-8b-instruct"
 SCRIPT = TokenScript(tokens=[f"w{i} " for i in range(40)], ttft_s=0.25, tokens_per_s=50.0)
@@ -131,7 +131,8 @@ def test_stream_dropped_midway_keeps_what_arrived(serve):
 
 def test_malformed_chunk(serve):
     server = serve(openai_routes([MODEL], openai_stream(MODEL, FAST, malformed_after=3)))
-    assert error_of(backend_for(server)).startswith("malformed chunk 6 from the server")  # role, token, empty delta, 2 tokens, then it
+    # Chunk 6: after the role chunk, a token, the empty delta and two more tokens.
+    assert error_of(backend_for(server)).startswith("malformed chunk 6 from the server")
 
 
 def test_read_timeout(serve):

@@ -332,7 +332,9 @@ def ollama_tags(models: Sequence[dict]) -> Reply:
     return json_reply({"models": list(models)})
 
 
-def ollama_model_entry(name: str, quantization_level: str = "Q4_K_M", parameter_size: str = "8.0B", family: str = "llama") -> dict:
+def ollama_model_entry(
+    name: str, quantization_level: str = "Q4_K_M", parameter_size: str = "8.0B", family: str = "llama"
+) -> dict:
     return {
         "name": name, "model": name, "modified_at": "2025-01-01T00:00:00Z", "size": 4_920_000_000,
         "digest": "sha256:" + "0" * 64,
