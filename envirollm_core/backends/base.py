@@ -14,6 +14,8 @@ stored as failed with that message.
 from __future__ import annotations
 
 import ipaddress
+import math
+import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -129,8 +131,42 @@ class Backend(Protocol):
 
 def one_line(value: object, limit: int = 200) -> str:
     """A server's message squeezed onto one line and cut to `limit` characters, for error messages."""
-    text = " ".join(str(value).split())
+    text = " ".join(server_text(str(value)).split())
     return text[:limit] + ("..." if len(text) > limit else "")
+
+
+# What servers send is not always what their API says: NaN, Infinity, -1, 1e30 or text where a count
+# belongs, a number where text belongs, a lone surrogate (`"\ud800"` is valid JSON) in a token. A value
+# that cannot be what the field means is not a reading (None); text always ends up storable as UTF-8.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_SERVER_COUNT = 2**53
+
+
+def server_text(value: Any) -> str:
+    """Text from a server ("" for anything that is not text), any lone surrogate replaced by U+FFFD."""
+    if not isinstance(value, str):
+        return ""
+    return value if value.isascii() else _LONE_SURROGATE.sub("\ufffd", value)
+
+
+def server_count(value: Any) -> int | None:
+    """A count from a server: a whole number from 0 to 2**53 (JSON may write it 12.0), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        return None
+    return int(value) if 0 <= value < MAX_SERVER_COUNT else None
+
+
+def server_number(value: Any) -> float | None:
+    """A rate or a duration from a server: a finite number from 0 up, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past any float
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def model_listed(model: str, available: list[str]) -> bool:

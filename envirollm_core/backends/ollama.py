@@ -35,6 +35,9 @@ from envirollm_core.backends.base import (
     listening_pid,
     one_line,
     public_url,
+    server_count,
+    server_number,
+    server_text,
 )
 from envirollm_core.backends.quantization import resolve_quantization
 
@@ -182,13 +185,13 @@ class OllamaBackend:
                 count += 1
                 message = chunk.get("message") if isinstance(chunk.get("message"), dict) else {}
                 piece = Delta(
-                    t_s, content=_text(message.get("content")), reasoning=_text(message.get("thinking")),
+                    t_s, content=server_text(message.get("content")), reasoning=server_text(message.get("thinking")),
                     tool_call=bool(message.get("tool_calls")),
                 )
                 if piece.carries_token:
                     yield piece
-                if chunk.get("done"):
-                    yield StreamEnd(server=_timings(chunk), finish_reason=chunk.get("done_reason"))
+                if chunk.get("done") is True:
+                    yield StreamEnd(server=_timings(chunk), finish_reason=server_text(chunk.get("done_reason")) or None)
                     return
         except httpx.TimeoutException:
             raise BackendError(
@@ -211,25 +214,21 @@ def _parse_line(line: str, index: int) -> dict[str, Any]:
     return chunk
 
 
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
 def _timings(done: dict[str, Any]) -> ServerTimings:
-    eval_count, eval_ns = done.get("eval_count"), done.get("eval_duration")
-    prompt_count, prompt_ns = done.get("prompt_eval_count"), done.get("prompt_eval_duration")
-    load_ns = done.get("load_duration")
+    eval_count, eval_ns = server_count(done.get("eval_count")), server_number(done.get("eval_duration"))
+    prompt_count, prompt_ns = server_count(done.get("prompt_eval_count")), server_number(done.get("prompt_eval_duration"))
+    load_ns = server_number(done.get("load_duration"))
     return ServerTimings(
-        prompt_tokens=prompt_count if isinstance(prompt_count, int) else None,
-        completion_tokens=eval_count if isinstance(eval_count, int) else None,
+        prompt_tokens=prompt_count,
+        completion_tokens=eval_count,
         decode_tps=_rate(eval_count, eval_ns),
         prompt_tps=_rate(prompt_count, prompt_ns),
-        load_s=load_ns / _NS if isinstance(load_ns, (int, float)) else None,
+        load_s=load_ns / _NS if load_ns is not None else None,
     )
 
 
-def _rate(count: Any, duration_ns: Any) -> float | None:
-    if isinstance(count, int) and isinstance(duration_ns, (int, float)) and duration_ns > 0:
+def _rate(count: int | None, duration_ns: float | None) -> float | None:
+    if count is not None and duration_ns:
         return count / (duration_ns / _NS)
     return None
 

@@ -40,6 +40,9 @@ from envirollm_core.backends.base import (
     listening_pid,
     one_line,
     public_url,
+    server_count,
+    server_number,
+    server_text,
 )
 from envirollm_core.backends.quantization import resolve_quantization
 
@@ -152,19 +155,22 @@ class OpenAIBackend:
                     return
                 chunk = _parse_chunk(data, chunks)
                 chunks += 1
-                for choice in chunk.get("choices") or ():
+                choices = chunk.get("choices") or []
+                if not isinstance(choices, list):
+                    raise BackendError(f"malformed chunk {chunks} from the server (its choices are not a list)")
+                for choice in choices:
                     if not isinstance(choice, dict):
                         raise BackendError(f"malformed chunk {chunks} from the server (a choice is not an object)")
                     delta = choice.get("delta") if isinstance(choice.get("delta"), dict) else {}
                     piece = Delta(
                         t_s,
-                        content=_text(delta.get("content")),
-                        reasoning=_text(delta.get("reasoning_content")) or _text(delta.get("reasoning")),
+                        content=server_text(delta.get("content")),
+                        reasoning=server_text(delta.get("reasoning_content")) or server_text(delta.get("reasoning")),
                         tool_call=bool(delta.get("tool_calls") or delta.get("function_call")),
                     )
                     if piece.carries_token:
                         yield piece
-                    finish_reason = choice.get("finish_reason") or finish_reason
+                    finish_reason = server_text(choice.get("finish_reason")) or finish_reason
                 if isinstance(chunk.get("usage"), dict):
                     usage = _usage(chunk["usage"])
                 if isinstance(chunk.get("timings"), dict):
@@ -211,32 +217,20 @@ def _parse_chunk(data: str, index: int) -> dict[str, Any]:
 def _usage(usage: dict[str, Any]) -> TokenUsage:
     details = usage.get("completion_tokens_details") or {}
     return TokenUsage(
-        prompt_tokens=_int(usage.get("prompt_tokens")),
-        completion_tokens=_int(usage.get("completion_tokens")),
-        reasoning_tokens=_int(details.get("reasoning_tokens")) if isinstance(details, dict) else None,
+        prompt_tokens=server_count(usage.get("prompt_tokens")),
+        completion_tokens=server_count(usage.get("completion_tokens")),
+        reasoning_tokens=server_count(details.get("reasoning_tokens")) if isinstance(details, dict) else None,
     )
 
 
 def _llamacpp_timings(timings: dict[str, Any]) -> ServerTimings:
     """llama.cpp's server adds `timings` (counts, ms and rates) to its last chunk."""
     return ServerTimings(
-        prompt_tokens=_int(timings.get("prompt_n")),
-        completion_tokens=_int(timings.get("predicted_n")),
-        decode_tps=_float(timings.get("predicted_per_second")),
-        prompt_tps=_float(timings.get("prompt_per_second")),
+        prompt_tokens=server_count(timings.get("prompt_n")),
+        completion_tokens=server_count(timings.get("predicted_n")),
+        decode_tps=server_number(timings.get("predicted_per_second")),
+        prompt_tps=server_number(timings.get("prompt_per_second")),
     )
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else ""
-
-
-def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-def _float(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _status_detail(exc: openai.APIStatusError) -> str:
