@@ -15,6 +15,8 @@ import altair as alt
 import polars as pl
 
 CONFIG = "configuration"
+LABEL_LIMIT_PX = 320  # configuration names are long: `model (backend, quantization)`
+ON_FRONTIER, BEATEN = "on the Pareto frontier", "beaten on quality and energy"
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,12 @@ def _shown(stats: pl.DataFrame, *metrics: str) -> pl.DataFrame:
     return stats.select(columns)
 
 
+def _room_right(values: pl.Series, share: float = 0.35) -> alt.Scale:
+    """A scale from 0 to past the largest value, leaving room for the labels drawn right of the last marks."""
+    largest = values.max()
+    return alt.Scale(domain=[0, largest * (1 + share)]) if largest else alt.Scale(zero=True)
+
+
 def _tooltip(*metrics: str) -> list[alt.Tooltip]:
     tips = [alt.Tooltip(f"{CONFIG}:N", title="configuration"), alt.Tooltip("n_runs:Q", title="runs")]
     tips += [alt.Tooltip(f"{m}_mean:Q", title=METRICS[m].axis_title, format=".4g") for m in metrics]
@@ -73,10 +81,9 @@ def energy_vs_speed(stats: pl.DataFrame) -> alt.LayerChart:
     shown = _shown(stats, "energy_per_token_wh", "decode_tps", "quality_score").filter(
         pl.col("energy_per_token_wh_mean").is_not_null() & pl.col("decode_tps_mean").is_not_null()
     )
-    # Padding keeps the bubbles and their labels inside the plot at the ends of each axis.
-    x = alt.X("decode_tps_mean:Q", title=METRICS["decode_tps"].axis_title, scale=alt.Scale(zero=False, padding=90))
+    x = alt.X("decode_tps_mean:Q", title=METRICS["decode_tps"].axis_title, scale=_room_right(shown["decode_tps_mean"]))
     y = alt.Y("energy_per_token_wh_mean:Q", title=METRICS["energy_per_token_wh"].axis_title,
-              scale=alt.Scale(zero=False, padding=30))
+              scale=_room_right(shown["energy_per_token_wh_mean"], 0.15))
     bubbles = (
         alt.Chart(shown)
         .mark_circle(opacity=0.85, stroke="#333", strokeWidth=0.5)
@@ -98,29 +105,33 @@ def quality_vs_energy(stats: pl.DataFrame, frontier: pl.DataFrame) -> alt.LayerC
     )
     best = _shown(frontier, "energy_per_token_wh", "quality_score")
     on_frontier = set(best[CONFIG].to_list())
-    shown = shown.with_columns(pl.col(CONFIG).is_in(list(on_frontier)).alias("pareto"))
-    x = alt.X("energy_per_token_wh_mean:Q", title=METRICS["energy_per_token_wh"].axis_title, scale=alt.Scale(zero=False))
+    shown = shown.with_columns(
+        pl.when(pl.col(CONFIG).is_in(list(on_frontier))).then(pl.lit(ON_FRONTIER)).otherwise(pl.lit(BEATEN)).alias("pareto")
+    )
+    x = alt.X("energy_per_token_wh_mean:Q", title=METRICS["energy_per_token_wh"].axis_title,
+              scale=_room_right(shown["energy_per_token_wh_mean"]))
     y = alt.Y("quality_score_mean:Q", title=METRICS["quality_score"].axis_title, scale=alt.Scale(domain=[0, 100]))
     points = (
         alt.Chart(shown)
         .mark_point(filled=True, size=120)
         .encode(
             x=x, y=y,
-            color=alt.Color("pareto:N", title="on the Pareto frontier",
-                            scale=alt.Scale(domain=[True, False], range=["#2e7d32", "#9e9e9e"])),
-            tooltip=_tooltip("energy_per_token_wh", "quality_score"),
+            color=alt.Color("pareto:N", scale=alt.Scale(domain=[ON_FRONTIER, BEATEN], range=["#2e7d32", "#9e9e9e"]),
+                            legend=None),  # the title says it: green is the frontier
+            tooltip=[*_tooltip("energy_per_token_wh", "quality_score"), alt.Tooltip("pareto:N", title="Pareto")],
         )
     )
     line = alt.Chart(best).mark_line(interpolate="step-after", color="#2e7d32", strokeDash=[4, 3]).encode(x=x, y=y)
     labels = alt.Chart(best).mark_text(align="left", dx=8, dy=-6, fontSize=11).encode(x=x, y=y, text=f"{CONFIG}:N")
-    return alt.layer(line, points, labels, title="Quality against energy per token, with the Pareto frontier")
+    return alt.layer(line, points, labels, title="Quality against energy per token, with the Pareto frontier (green)")
 
 
 def model_intervals(stats: pl.DataFrame, metric: str) -> alt.LayerChart:
     """One bar per configuration (the mean) with its 95 % interval; configurations with one run have no interval."""
     info = METRICS[metric]
     shown = _shown(stats, metric).filter(pl.col(f"{metric}_mean").is_not_null())
-    y = alt.Y(f"{CONFIG}:N", title=None, sort=alt.EncodingSortField(f"{metric}_mean", order="ascending"))
+    y = alt.Y(f"{CONFIG}:N", title=None, sort=alt.EncodingSortField(f"{metric}_mean", order="ascending"),
+              axis=alt.Axis(labelLimit=LABEL_LIMIT_PX))
     bars = (
         alt.Chart(shown)
         .mark_bar(color="#66bb6a")
@@ -147,9 +158,10 @@ def trends(batches: pl.DataFrame, metric: str) -> alt.Chart:
         alt.Chart(shown, title=f"{info.title} over time, per configuration (one point per batch)")
         .mark_line(point=True)
         .encode(
-            x=alt.X("started_at:T", title="batch started (UTC)"),
+            x=alt.X("started_at:T", title="batch started (UTC)", axis=alt.Axis(format="%Y-%m-%d", tickCount=6)),
             y=alt.Y("value:Q", title=info.axis_title, scale=alt.Scale(zero=False)),
-            color=alt.Color(f"{CONFIG}:N", title="configuration"),
+            color=alt.Color(f"{CONFIG}:N", title="configuration",
+                            legend=alt.Legend(labelLimit=LABEL_LIMIT_PX)),
             tooltip=[alt.Tooltip(f"{CONFIG}:N"), alt.Tooltip("started_at:T", format="%Y-%m-%d %H:%M"),
                      alt.Tooltip("n_runs:Q", title="runs"), alt.Tooltip("value:Q", title=info.axis_title, format=".4g")],
         )

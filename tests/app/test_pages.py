@@ -179,8 +179,17 @@ def test_benchmark_against_the_embedded_engine_through_a_custom_url(embedded_eng
     assert all(run.energy_wh is not None and run.components for run in stored)
 
 
+@pytest.fixture
+def shared_engine_stopped_after():
+    """The app's process-wide engine is started by the page's job; stop it so no later test finds it running."""
+    from envirollm_core.backends.embedded import shared_engine
+
+    yield
+    shared_engine().stop()
+
+
 @pytest.mark.engine
-def test_benchmark_of_the_embedded_engine_option(isolated_home):
+def test_benchmark_of_the_embedded_engine_option(isolated_home, shared_engine_stopped_after):
     app = page("benchmark.py", timeout_s=180).run()
     app.radio[0].set_value("embedded").run()
     assert_clean(app)
@@ -266,7 +275,7 @@ def test_results_groups_by_prompt_and_draws_the_four_charts(populated_store):
     titles = chart_titles(app)
     assert titles[:4] == [
         "Energy per token against decode speed (bubble size and colour: quality)",
-        "Quality against energy per token, with the Pareto frontier",
+        "Quality against energy per token, with the Pareto frontier (green)",
         "Energy per token per configuration",
         "Energy per token over time, per configuration (one point per batch)",
     ]

@@ -140,9 +140,21 @@ def test_result_charts_draw_one_mark_per_configuration_in_display_units():
     assert bubbles.filter(pl.col("configuration") == "gemma3:12b (ollama, q8_0)")["energy_per_token_wh_mean"][0] == \
         pytest.approx(gemma["energy_per_token_wh_mean"][0] * 1000)
     pareto = _layer_data(figures["Quality vs energy (Pareto)"])
-    assert pareto.filter(pl.col("pareto").is_not_null())["pareto"].all()  # the four sit on the frontier
+    assert set(pareto["pareto"].drop_nulls()) == {charts.ON_FRONTIER}  # all four sit on the frontier here
     trend = _layer_data(figures["Trends over time"])
     assert len(trend) == 8  # four configurations, two batches
+
+
+def test_a_configuration_beaten_on_both_counts_is_marked_off_the_frontier():
+    runs = realistic_runs(batches=1)
+    for run in runs:
+        if run.model == "qwen2.5:7b" and run.quality_score is not None:
+            run.quality_score = 50.0  # dearer than llama3.2:3b and now worse
+    analysis = analyze_group(runs_to_frame(runs).filter(pl.col("preset") == "explanation"))
+    pareto = _layer_data(charts.quality_vs_energy(analysis.stats, analysis.frontier))
+    marked = dict(zip(pareto["configuration"], pareto["pareto"]))
+    assert marked["qwen2.5:7b (ollama, q4_k_m)"] == charts.BEATEN
+    assert marked["llama3.2:3b (ollama, q4_k_m)"] == charts.ON_FRONTIER
 
 
 def test_interval_bars_draw_no_whisker_for_a_single_run():
