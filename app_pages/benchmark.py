@@ -4,7 +4,14 @@ elsewhere on the page never stops it; this page only starts it, shows its progre
 import streamlit as st
 
 from envirollm_core.backends.ollama import ollama_url
-from envirollm_core.bench.jobs import BACKEND_TITLES, LMSTUDIO_URL, BackendChoice, JobRegistry, ModelChoice, list_models
+from envirollm_core.bench.jobs import (
+    BACKEND_TITLES,
+    LMSTUDIO_URL,
+    BackendChoice,
+    JobRegistry,
+    ModelChoice,
+    list_models,
+)
 from envirollm_core.bench.presets import Prompt, load_presets
 from envirollm_core.bench.runner import BenchmarkConfig
 from envirollm_core.errors import EnviroLLMError

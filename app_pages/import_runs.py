@@ -6,7 +6,14 @@ from envirollm_core import charts
 from envirollm_core.errors import EnviroLLMError
 from envirollm_core.settings import read_only_mode
 from envirollm_core.store import ParsedFile, Store, parse_runs, runs_to_frame
-from envirollm_core.views import TABLE_FORMATS, analyze_group, group_label, plain, prompt_groups, runs_table
+from envirollm_core.views import (
+    TABLE_FORMATS,
+    analyze_group,
+    group_label,
+    plain,
+    prompt_groups,
+    runs_table,
+)
 
 
 @st.cache_data(show_spinner="Reading the file...", max_entries=4)

@@ -10,7 +10,13 @@ from envirollm_core.errors import EnviroLLMError
 from envirollm_core.settings import Settings, load_settings
 from envirollm_core.store import Store
 from envirollm_core.telemetry.system_info import system_info
-from envirollm_core.views import config_stats, fits_frame, monthly_table, picks_frame, plain
+from envirollm_core.views import (
+    config_stats,
+    fits_frame,
+    monthly_table,
+    picks_frame,
+    plain,
+)
 
 PLACEMENT_TITLES = {"gpu": "Largest on the GPU alone", "gpu+cpu": "Largest split GPU + CPU", "cpu": "Largest on the CPU"}
 

@@ -5,7 +5,13 @@ import streamlit as st
 from envirollm_core.analysis.carbon import WORLD, load_grid_intensities
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.paths import default_db_path
-from envirollm_core.settings import Settings, load_settings, read_only_mode, save_settings, settings_path
+from envirollm_core.settings import (
+    Settings,
+    load_settings,
+    read_only_mode,
+    save_settings,
+    settings_path,
+)
 from envirollm_core.store import Store
 from envirollm_core.telemetry.sampler import get_sampler
 from envirollm_core.views import plain

@@ -38,8 +38,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from envirollm_core.backends.embedded import free_port  # noqa: E402
-from store_queries import build  # noqa: E402  (the store issue's 100,000-run builder)
+from store_queries import build
+
+from envirollm_core.backends.embedded import free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]

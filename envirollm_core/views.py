@@ -17,7 +17,14 @@ from pathlib import Path
 
 import polars as pl
 
-from envirollm_core.analysis import FitEstimate, Tariff, batch_trends, group_stats, monthly, pareto_frontier
+from envirollm_core.analysis import (
+    FitEstimate,
+    Tariff,
+    batch_trends,
+    group_stats,
+    monthly,
+    pareto_frontier,
+)
 from envirollm_core.analysis.recommend import PICK_TITLES, GroupRecommendation
 from envirollm_core.analysis.stats import CONFIG_KEYS
 from envirollm_core.charts import config_label

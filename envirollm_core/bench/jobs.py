@@ -20,7 +20,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -201,7 +201,7 @@ class BenchmarkJob:
         self._runs: list[RunResult] = []
         self._error: str | None = None
         self._batch_id: str | None = None
-        self._started_at = datetime.now(timezone.utc)
+        self._started_at = datetime.now(UTC)
         self._finished_at: datetime | None = None
         self._thread = threading.Thread(target=self._main, name=f"envirollm-{self.job_id}", daemon=True)
 
@@ -280,13 +280,13 @@ class BenchmarkJob:
             state = "cancelled" if batch.cancelled else "finished"
         except EnviroLLMError as exc:
             state, error = "failed", str(exc)
-        except Exception as exc:  # a bug, not a user's mistake: keep the page alive, say what happened
+        except Exception as exc:  # noqa: BLE001  (a bug, not a user's mistake: keep the page alive, say what happened)
             _log.exception("benchmark job %s failed", self.job_id)
             state, error = "failed", " ".join(f"unexpected {type(exc).__name__}: {exc}".split())
         with self._lock:
             self._state, self._error = state, error
             self._phase = {"finished": "done", "cancelled": "cancelled", "failed": "failed"}[state]
-            self._finished_at = datetime.now(timezone.utc)
+            self._finished_at = datetime.now(UTC)
             self._choice = None
 
 

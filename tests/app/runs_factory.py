@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from envirollm_core.bench.presets import get_preset
 from envirollm_core.results import ComponentEnergy, RunResult, TracePoint, prompt_hash
@@ -28,7 +28,7 @@ UNSAFE_RESPONSE = '<script>alert("x")</script> **not bold** [a link](http://exam
 
 def realistic_runs(batches: int = 2, repeat: int = 3, seed: int = 7, failed: bool = True) -> list[RunResult]:
     rng = random.Random(seed)
-    start = datetime(2025, 3, 1, 9, 0, tzinfo=timezone.utc)
+    start = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
     runs: list[RunResult] = []
     for batch_index in range(batches):
         batch_id = f"batch{batch_index:02d}{rng.randrange(16**6):06x}"

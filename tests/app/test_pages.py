@@ -133,7 +133,12 @@ def start_button(app: AppTest):
 
 def test_benchmark_lists_ollama_models_runs_a_batch_and_stores_it(serve, populated_store, monkeypatch):
     from tests.app.test_jobs import FAST
-    from tests.fakes.scripted_server import ollama_chat_stream, ollama_model_entry, ollama_show, ollama_tags
+    from tests.fakes.scripted_server import (
+        ollama_chat_stream,
+        ollama_model_entry,
+        ollama_show,
+        ollama_tags,
+    )
 
     entries = [ollama_model_entry("llama3:8b", "Q4_K_M", "8.0B"), ollama_model_entry("phi3:mini", "Q8_0", "3.8B")]
     server = serve({
