@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from envirollm_core.telemetry.sampler import Sampler  # noqa: E402
+from envirollm_core.telemetry.sampler import Sampler  # after the path above
 
 TARGET_ERROR_PERCENT = 2.0
 MATRIX_SIZE = 8192

@@ -21,7 +21,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from envirollm_core.telemetry.sampler import Sampler  # noqa: E402
+from envirollm_core.telemetry.sampler import Sampler  # after the path above
 
 TARGET_CORE_FRACTION = 0.01
 TREE = (

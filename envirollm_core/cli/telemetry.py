@@ -252,8 +252,8 @@ def _summary(m: Measurement, components: list[ComponentInfo], targets: dict[int,
     rows.append(["total", "", "", _fmt(m.energy_j, ".2f"), _fmt(m.energy_wh, ".5f"), _fmt(m.avg_power_w, ".2f")])
     lines = [f"tracked {_describe(targets)} for {m.duration_s:.1f} s ({m.sample_count} samples)",
              _table(["component", "kind", "source", "energy J", "energy Wh", "avg W"], rows),
-             f"peak power {_fmt(m.peak_power_w, '.1f')} W; CPU {_fmt(m.cpu_percent_avg, '.0f')} % avg, "
-             f"{_fmt(m.cpu_percent_peak, '.0f')} % peak; RAM used peak {_fmt(m.ram_used_mb_peak, '.0f')} MB"]
+             (f"peak power {_fmt(m.peak_power_w, '.1f')} W; CPU {_fmt(m.cpu_percent_avg, '.0f')} % avg, "
+              f"{_fmt(m.cpu_percent_peak, '.0f')} % peak; RAM used peak {_fmt(m.ram_used_mb_peak, '.0f')} MB")]
     if m.gpu_util_percent_avg is not None:
         lines.append(f"GPU {m.gpu_util_percent_avg:.0f} % avg util, memory peak {_fmt(m.gpu_mem_used_mb_peak, '.0f')} MB, "
                      f"temperature peak {_fmt(m.gpu_temp_c_peak, '.0f')} C")
@@ -271,7 +271,7 @@ def _j(energy_wh: float | None) -> float | None:
     return energy_wh * 3600 if energy_wh is not None else None
 
 
-def _fmt(value: float | int | None, spec: str) -> str:
+def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 

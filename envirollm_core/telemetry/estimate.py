@@ -83,13 +83,13 @@ def cpu_power_model(cpu_model: str, logical_cpus: int, virtual_machine: bool) ->
     so there the per-thread default is used even for a known model.
     """
     default_w = DEFAULT_WATTS_PER_THREAD * logical_cpus
-    default_basis = f"{DEFAULT_WATTS_PER_THREAD:g} W x {logical_cpus} logical CPUs = {default_w:g} W"
+    default_basis = f"{DEFAULT_WATTS_PER_THREAD:g} W x {logical_cpus} logical CPUs"
     if virtual_machine:
-        return CpuPowerModel(default_w, f"virtual machine: {default_basis}")
+        return CpuPowerModel(default_w, f"{default_basis}, as this is a virtual machine")
     match = lookup_tdp_w(cpu_model)
     if match is None:
-        return CpuPowerModel(default_w, f"CPU not in data/cpu_tdp.csv: {default_basis}")
-    return CpuPowerModel(match[1], f"TDP {match[1]:g} W of '{match[0]}' (data/cpu_tdp.csv)")
+        return CpuPowerModel(default_w, f"{default_basis}, as the CPU is not in data/cpu_tdp.csv")
+    return CpuPowerModel(match[1], f"the TDP of '{match[0]}' in data/cpu_tdp.csv")
 
 
 def ram_power_w(total_gb: float) -> float:

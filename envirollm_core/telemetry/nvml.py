@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 PowerSource = Literal["instant", "average"]
 
@@ -147,7 +147,7 @@ class NvmlSession:
             self._nvml = None
             self.gpus = ()
 
-    def __enter__(self) -> NvmlSession:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -142,6 +142,7 @@ class ProcessTree:
             self.root = psutil.Process(pid)
             self.process_name = self.root.name()
             self.cmdline = tuple(_safe(self.root.cmdline, ()))
+            self.root.memory_info()  # what `sample` reads: refused now rather than on every tick
         except psutil.NoSuchProcess:
             raise UsageError(f"no process with pid {pid} is running") from None
         except psutil.AccessDenied:
@@ -167,9 +168,6 @@ class ProcessTree:
         self._members = {self.pid: self.root}
         for child in children:
             self._members[child.pid] = known.get(child.pid, child)  # keep the object: it knows its start time
-
-    def is_alive(self) -> bool:
-        return self.root.is_running()
 
     def sample(self, gpu_mem_by_pid: dict[int, float | None] | None) -> ProcessStats | None:
         """The tree now; None once the root process has exited."""

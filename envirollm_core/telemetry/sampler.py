@@ -27,13 +27,24 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Self
 
 import psutil
 
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.results import ComponentEnergy, EnergySource, TracePoint
-from envirollm_core.telemetry.estimate import CpuPowerModel, cpu_power_model, gpu_power_estimate_w, ram_power_w
-from envirollm_core.telemetry.nvml import GpuReading, NvidiaGpu, NvmlSession, gpu_mem_by_pid_mb
+from envirollm_core.telemetry.estimate import (
+    CpuPowerModel,
+    cpu_power_model,
+    gpu_power_estimate_w,
+    ram_power_w,
+)
+from envirollm_core.telemetry.nvml import (
+    GpuReading,
+    NvidiaGpu,
+    NvmlSession,
+    gpu_mem_by_pid_mb,
+)
 from envirollm_core.telemetry.processes import ProcessStats, ProcessTree
 from envirollm_core.telemetry.rapl import RaplZone, WrappingCounter, discover_rapl
 from envirollm_core.telemetry.system_info import cpu_model_name, is_virtual_machine
@@ -251,7 +262,8 @@ class _GpuPart(_Component):
 
 class _CpuEstimate(_Component):
     def __init__(self, model: CpuPowerModel, why: str) -> None:
-        super().__init__(ComponentInfo("cpu", "cpu", "estimate", f"(0.1 + 0.9 x CPU utilization) x {model.basis}{why}"))
+        note = f"(0.1 + 0.9 x CPU utilization) x {model.tdp_w:g} W ({model.basis}){why}"
+        super().__init__(ComponentInfo("cpu", "cpu", "estimate", note))
         self._model = model
 
     def power_w(self, now, busy, readings):
@@ -536,7 +548,7 @@ class Sampler:
             self._nvml.close()
             self._gpus = ()
 
-    def __enter__(self) -> Sampler:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -642,7 +654,7 @@ class Sampler:
         while not self._stop.is_set():
             try:
                 self._tick()
-            except Exception as exc:  # keep sampling: one bad read must not end every later measurement
+            except Exception as exc:  # noqa: BLE001 - keep sampling: one bad read must not end every later measurement
                 self.last_error = f"{type(exc).__name__}: {exc}"
             next_tick += self.interval_s
             delay = next_tick - time.monotonic()

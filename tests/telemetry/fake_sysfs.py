@@ -73,8 +73,8 @@ class FakeRaplTree:
     def start(self) -> FakeRaplTree:
         spec = {"start": self._start, "period_s": self.write_period_s,
                 "zones": [[str(z.path), z.offset_uj, z.watts, z.max_energy_range_uj] for z in self.zones]}
-        self._writer = subprocess.Popen([sys.executable, __file__, json.dumps(spec)], stdout=subprocess.PIPE,
-                                        preexec_fn=_raise_priority)
+        self._writer = subprocess.Popen([sys.executable, __file__, json.dumps(spec)], stdout=subprocess.PIPE)
+        _raise_priority(self._writer.pid)
         assert self._writer.stdout.readline() == b"writing\n"  # the counters are live from here on
         return self
 
@@ -96,9 +96,9 @@ def _write(path: str, offset_uj: int, watts: float, max_range_uj: int, start: fl
     os.replace(scratch, os.path.join(path, "energy_uj"))
 
 
-def _raise_priority() -> None:
+def _raise_priority(pid: int) -> None:
     try:
-        os.nice(-10)
+        os.setpriority(os.PRIO_PROCESS, pid, -10)
     except OSError:  # not allowed: run at the normal priority
         pass
 

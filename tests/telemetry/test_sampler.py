@@ -1,3 +1,4 @@
+import itertools
 import subprocess
 import sys
 import threading
@@ -9,6 +10,7 @@ import pytest
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.telemetry import sampler as sampler_module
 from envirollm_core.telemetry.sampler import IdleBaseline, Measurement, get_sampler
+from tests.telemetry.process_helpers import kill_tree, tree_cpu_s
 
 
 def _window(sampler, seconds: float, name: str = "w", pids=()) -> Measurement:
@@ -191,7 +193,7 @@ def test_recent_is_a_bounded_thread_safe_snapshot(sysfs_root, no_gpu, make_sampl
     time.sleep(1.0)
     everything = sampler.recent(3600)
     assert 10 <= len(everything) <= 0.5 / 0.02 + 1
-    assert all(a.time_s < b.time_s for a, b in zip(everything, everything[1:]))
+    assert all(a.time_s < b.time_s for a, b in itertools.pairwise(everything))
     last_quarter = sampler.recent(0.25)
     assert 0 < len(last_quarter) < len(everything)
     errors = []
@@ -218,12 +220,7 @@ def test_long_window_trace_stays_bounded_and_spans_the_window(sysfs_root, no_gpu
     assert m.sample_count > 30
     assert len(m.trace) <= 8
     assert m.trace[0].t_s < 0.1 and m.trace[-1].t_s > 0.6
-    assert all(a.t_s < b.t_s for a, b in zip(m.trace, m.trace[1:]))
-
-
-def _tree_cpu_s(pid: int) -> float:
-    processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    return sum(p.cpu_times().user + p.cpu_times().system for p in processes)
+    assert all(a.t_s < b.t_s for a, b in itertools.pairwise(m.trace))
 
 
 def test_tracked_process_tree_stats(sysfs_root, no_gpu, make_sampler):
@@ -236,14 +233,11 @@ def test_tracked_process_tree_stats(sysfs_root, no_gpu, make_sampler):
         while len(psutil.Process(parent.pid).children()) < 1:
             time.sleep(0.05)
         sampler = make_sampler(interval_s=0.05)
-        cpu_before_s, wall_before_s = _tree_cpu_s(parent.pid), time.monotonic()
+        cpu_before_s, wall_before_s = tree_cpu_s(parent.pid), time.monotonic()
         m = _window(sampler, 1.5, pids=[parent.pid])
-        busy_percent = (_tree_cpu_s(parent.pid) - cpu_before_s) / (time.monotonic() - wall_before_s) * 100
+        busy_percent = (tree_cpu_s(parent.pid) - cpu_before_s) / (time.monotonic() - wall_before_s) * 100
     finally:
-        for child in psutil.Process(parent.pid).children(recursive=True):
-            child.kill()
-        parent.kill()
-        parent.wait()
+        kill_tree(parent)
     (stats,) = m.processes
     assert stats.pid == parent.pid and not stats.exited
     assert busy_percent > 5  # it did run (however loaded the machine is)
