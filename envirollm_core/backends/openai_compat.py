@@ -3,11 +3,12 @@
 The `openai` client builds and sends the request (auth, base URL, HTTP status
 errors), but the stream is read as raw server-sent-event lines: each line is
 stamped with `time.perf_counter()` as it comes off the socket, before any
-parsing. The client's typed stream parses every chunk into a model first,
-which costs ~0.25 ms a chunk and caps what it can time at ~4,000 tokens/s;
-raw lines cost ~0.03 ms (see `bench/client_throughput.py`). The request time
-is stamped by an httpx request hook, after the client has built the request,
-so its own overhead (~2 ms) does not count as the server's.
+parsing. The client's typed stream parses every chunk into a model first
+(~150-200 µs a token) and times streams within 2 % only up to 5,000 tokens/s;
+raw lines hold 2 % up to 20,000 tokens/s (bench/client_throughput.py, results
+in bench/RESULTS.md). The request time is stamped by an httpx request hook,
+after the client has built the request, so its own overhead (~2 ms) does not
+count as the server's.
 """
 
 from __future__ import annotations
