@@ -438,8 +438,7 @@ class Sampler:
     def __init__(self, interval_s: float = DEFAULT_INTERVAL_S, sysfs_root: Path | None = None, gpu_counters: bool = True) -> None:
         """`gpu_counters=False` integrates GPU power even where the energy counter exists
         (bench/gpu_energy_accuracy.py compares the two)."""
-        if not MIN_INTERVAL_S <= interval_s <= MAX_INTERVAL_S:
-            raise UsageError(f"the sampling interval must be between {MIN_INTERVAL_S} and {MAX_INTERVAL_S} s, not {interval_s}")
+        _check_interval(interval_s)
         self.interval_s = interval_s
         self._lock = threading.Lock()
         self._nvml = NvmlSession()
@@ -458,6 +457,7 @@ class Sampler:
         self._gpu_mem: dict[int, float | None] | None = None
         self._gpu_mem_at = -GPU_PROCESS_REFRESH_S
         self._stop = threading.Event()
+        self._wake = threading.Event()  # cuts the wait short: a new interval, or closing
         self.last_error: str | None = None
         self._thread = threading.Thread(target=self._run, name="envirollm-sampler", daemon=True)
         self._thread.start()
@@ -540,8 +540,17 @@ class Sampler:
             since = self._buffer[-1].time_s - seconds
             return [sample for sample in self._buffer if sample.time_s >= since]
 
+    def set_interval(self, interval_s: float) -> None:
+        """Sample every `interval_s` from now on (the app's setting); `recent()` keeps its reach in seconds."""
+        _check_interval(interval_s)
+        with self._lock:
+            self.interval_s = interval_s
+            self._buffer = deque(self._buffer, maxlen=max(1, int(RECENT_BUFFER_S / interval_s)))
+        self._wake.set()
+
     def close(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=5)
         with self._lock:
@@ -660,7 +669,14 @@ class Sampler:
             delay = next_tick - time.monotonic()
             if delay < 0:  # fell behind (a stalled machine): skip the missed ticks, keep the rhythm
                 next_tick, delay = time.monotonic(), 0.0
-            self._stop.wait(delay)
+            if self._wake.wait(delay):
+                self._wake.clear()
+                next_tick = time.monotonic()
+
+
+def _check_interval(interval_s: float) -> None:
+    if not MIN_INTERVAL_S <= interval_s <= MAX_INTERVAL_S:
+        raise UsageError(f"the sampling interval must be between {MIN_INTERVAL_S} and {MAX_INTERVAL_S} s, not {interval_s}")
 
 
 _idle_ids = itertools.count(1)

@@ -257,6 +257,17 @@ def test_tracked_process_that_exits_is_marked(sysfs_root, no_gpu, make_sampler):
     assert stats.exited and stats.rss_mb_peak > 0
 
 
+def test_interval_can_change_while_running(sysfs_root, no_gpu, make_sampler):
+    sampler = make_sampler(interval_s=10.0)
+    time.sleep(0.2)
+    sampler.set_interval(0.02)  # takes effect at once, not after the 10 s wait
+    time.sleep(0.6)
+    assert len(sampler.recent(0.5)) >= 10
+    with pytest.raises(UsageError):
+        sampler.set_interval(0.0)
+    assert sampler.interval_s == 0.02
+
+
 def test_get_sampler_is_shared_and_running():
     first = get_sampler()
     assert first is get_sampler()
