@@ -4,9 +4,10 @@ For a batch: an idle baseline first (the machine's idle power, so net energy
 can be told from gross), then per model its warm-up runs (kept out of the
 results: the first request pays for loading the model), then every timed run
 inside an energy window of the telemetry sampler with the server's process
-tracked when it is local. Judging happens after all timed runs, outside every
-energy window, and the runs are stored last (also when interrupted), failed
-ones included.
+tracked when it is local. Each run is stored as soon as it is measured, failed
+ones included, so a batch killed midway (even by SIGKILL) keeps every run it
+finished. Judging happens after all timed runs, outside every energy window,
+and its scores are then written to the stored runs.
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ def run_benchmark(
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> BatchResult:
-    """Run the batch; store every run (when a store is given) even if interrupted midway.
+    """Run the batch; store each run as it is made (when a store is given), so an interruption loses none.
 
     Setting `cancel` (from another thread) stops the batch before its next run; the runs made by then are
     kept and stored, and the judge is skipped."""
@@ -110,23 +111,21 @@ def run_benchmark(
         sampler = get_sampler()
     batch = BatchResult(batch_id=uuid.uuid4().hex[:12])
     environment = _environment(backend)
-    try:
+    if progress:
+        progress.started(config.total_runs)
+    baseline = None
+    if config.idle_s > 0:
         if progress:
-            progress.started(config.total_runs)
-        baseline = None
-        if config.idle_s > 0:
-            if progress:
-                progress.phase(f"measuring idle power for {config.idle_s:g} s")
-            baseline = sampler.measure_idle(config.idle_s)
-        for model in config.models:
-            _benchmark_model(backend, config, model, sampler, baseline, environment, batch, progress, cancel)
-            if batch.cancelled:
-                break
-        if judge is not None and not batch.cancelled:
-            batch.judge_cost = _judge(batch.runs, judge, sampler, progress)
-    finally:
-        if store is not None and batch.runs:
-            store.add_runs(batch.runs)
+            progress.phase(f"measuring idle power for {config.idle_s:g} s")
+        baseline = sampler.measure_idle(config.idle_s)
+    for model in config.models:
+        _benchmark_model(backend, config, model, sampler, baseline, environment, batch, progress, cancel, store)
+        if batch.cancelled:
+            break
+    if judge is not None and not batch.cancelled:
+        batch.judge_cost = _judge(batch.runs, judge, sampler, progress)
+        if store is not None:
+            store.set_quality(batch.runs)
     return batch
 
 
@@ -140,6 +139,7 @@ def _benchmark_model(
     batch: BatchResult,
     progress: Progress | None,
     cancel: threading.Event | None = None,
+    store: Any = None,
 ) -> None:
     unknown = _unknown_model(backend, model)
     info = _model_info(backend, model) if unknown is None else ModelInfo(model, *resolve_quantization(model_name=model))
@@ -162,6 +162,8 @@ def _benchmark_model(
             else:
                 _measure(backend, config, run, prompt, pid, sampler, baseline)
             batch.runs.append(run)
+            if store is not None:
+                store.add_run(run)  # now, not at the batch's end: a killed batch keeps every run it finished
             if progress:
                 progress.run_done(run)
 

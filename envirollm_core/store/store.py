@@ -27,9 +27,11 @@ from envirollm_core.store.codec import (
     RUN_TABLE_SCHEMA,
     TRACE_FIELDS,
     EncodedRuns,
+    canonical_json,
     decode_run,
     decode_trace,
     encode_runs,
+    finite_or_none,
 )
 from envirollm_core.store.connection import connect, one, transaction
 from envirollm_core.store.errors import ReadOnlyError, UnknownRunError
@@ -180,6 +182,20 @@ class Store:
             conn.execute("INSERT INTO trace SELECT * FROM new_samples")
         finally:
             conn.unregister("new_samples")
+
+    def set_quality(self, runs: Sequence[RunResult]) -> None:
+        """Write the quality fields (score, method, detail) of stored runs: a batch's runs are stored one by
+        one as they finish, and graded after the last."""
+        rows = [
+            (finite_or_none(run.quality_score), run.quality_method, canonical_json(run.quality_detail), run.id)
+            for run in runs
+        ]
+        if not rows:
+            return
+        with self._write("storing quality scores") as conn:
+            conn.executemany(
+                "UPDATE runs SET quality_score = ?, quality_method = ?, quality_detail = ? WHERE id = ?", rows
+            )
 
     def delete_run(self, run_id: str) -> None:
         """Delete one run and its samples."""
