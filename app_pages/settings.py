@@ -86,6 +86,7 @@ if submitted:
             judge_model=judge_model.strip() or None,
             read_only=settings.read_only,
         ))
+        get_sampler().set_interval(float(interval))
         st.success(f"Saved to {settings_path()}.")
     except EnviroLLMError as exc:
         st.error(plain(str(exc)))

@@ -59,3 +59,15 @@ def test_read_only_from_file_cannot_be_turned_off_by_saving():
     assert read_only_mode()
     with pytest.raises(ReadOnlyError):
         save_settings(Settings(read_only=False))
+
+
+def test_the_shared_sampler_starts_at_the_saved_interval(monkeypatch):
+    from envirollm_core.telemetry import sampler as sampler_module
+
+    save_settings(Settings(sampling_interval_s=0.25))
+    monkeypatch.setattr(sampler_module, "_shared", None)
+    shared = sampler_module.get_sampler()
+    try:
+        assert shared.interval_s == 0.25
+    finally:
+        shared.close()

@@ -684,11 +684,20 @@ _shared: Sampler | None = None
 _shared_lock = threading.Lock()
 
 
+def _saved_interval_s() -> float:
+    from envirollm_core.settings import load_settings  # settings never import telemetry: no cycle
+
+    try:
+        return load_settings().sampling_interval_s
+    except EnviroLLMError:  # a broken settings file is reported where settings are edited, not here
+        return DEFAULT_INTERVAL_S
+
+
 def get_sampler() -> Sampler:
-    """The process-wide sampler, started on first use at the default 0.1 s interval."""
+    """The process-wide sampler, started on first use at the saved sampling interval (default 0.1 s)."""
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = Sampler()
+            _shared = Sampler(interval_s=_saved_interval_s())
             atexit.register(_shared.close)
         return _shared

@@ -440,6 +440,20 @@ def test_settings_shows_the_database_and_saves_a_country_and_a_price(populated_s
     assert (saved["country_code"], saved["electricity_price_per_kwh"], saved["currency"]) == ("DEU", 0.31, "EUR")
 
 
+def test_saving_a_sampling_interval_applies_it_to_the_running_sampler(isolated_home):
+    from envirollm_core.telemetry.sampler import get_sampler
+
+    before = get_sampler().interval_s
+    app = page("settings.py").run()
+    next(n for n in app.number_input if n.label == "Sampling interval (s)").set_value(0.2)
+    try:
+        next(b for b in app.button if b.label == "Save the settings").click().run()
+        assert_clean(app)
+        assert get_sampler().interval_s == 0.2
+    finally:
+        get_sampler().set_interval(before)
+
+
 def test_settings_own_intensity_needs_a_figure(isolated_home):
     app = page("settings.py").run()
     app.toggle[0].set_value(True)
