@@ -10,9 +10,12 @@ from typing import Any
 
 from envirollm_core.errors import UsageError
 from envirollm_core.paths import DATA_DIR
+from envirollm_core.store.exchange import MAX_FIELD_CHARS
 
 PRESETS_FILE = DATA_DIR / "presets.json"
 PROMPT_SEPARATOR = "\n---\n"  # a prompt file may hold several prompts, separated by a line holding only ---
+# A run stores its prompt whole, and an export must import again: no prompt may be longer than an import takes.
+MAX_PROMPT_CHARS = MAX_FIELD_CHARS
 
 
 @dataclass(frozen=True)
@@ -70,13 +73,17 @@ def get_preset(name: str) -> Preset:
 def read_prompt_file(path: Path) -> list[Prompt]:
     """Prompts from a text file: the whole file, or several prompts separated by lines holding only `---`."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with open(path, "rb") as file:
+            data = file.read(MAX_PROMPT_CHARS + 1)  # bounded: /dev/zero or a wrong file must not fill the memory
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise UsageError(f"prompt file not found: {path}") from None
     except UnicodeDecodeError:
         raise UsageError(f"prompt file {path} is not UTF-8 text") from None
     except OSError as exc:
         raise UsageError(f"cannot read prompt file {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_PROMPT_CHARS:
+        raise UsageError(f"prompt file {path} is longer than {MAX_PROMPT_CHARS:,} bytes")
     prompts = [p.strip() for p in text.replace("\r\n", "\n").split(PROMPT_SEPARATOR)]
     prompts = [p for p in prompts if p]
     if not prompts:

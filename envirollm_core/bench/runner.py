@@ -25,7 +25,7 @@ from envirollm_core import __version__
 from envirollm_core.backends.base import Backend, BackendError, ChatRequest, ModelInfo, UnknownModelError, model_listed
 from envirollm_core.backends.quantization import resolve_quantization
 from envirollm_core.bench.metrics import StreamMetrics, measure_stream
-from envirollm_core.bench.presets import Prompt
+from envirollm_core.bench.presets import MAX_PROMPT_CHARS, Prompt
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.results import RunResult, prompt_hash
 
@@ -47,6 +47,12 @@ class BenchmarkConfig:
             raise UsageError("name at least one model (an empty model name was given)")
         if not self.prompts:
             raise UsageError("no prompt to benchmark")
+        for model in self.models:
+            _check_text("the model name", model)
+        for prompt in self.prompts:
+            _check_text("a prompt", prompt.text)
+            if len(prompt.text) > MAX_PROMPT_CHARS:
+                raise UsageError(f"a prompt is longer than {MAX_PROMPT_CHARS:,} characters, the most a run can store")
         if self.repeat < 1:
             raise UsageError(f"--repeat must be at least 1, not {self.repeat}")
         if self.warmup < 0:
@@ -61,6 +67,15 @@ class BenchmarkConfig:
     @property
     def total_runs(self) -> int:
         return len(self.models) * len(self.prompts) * self.repeat
+
+
+def _check_text(label: str, text: str) -> None:
+    """Text from a command line holds a lone surrogate where it had bytes that are not UTF-8 (Python keeps
+    them that way): no server, file or database can take it, so it is refused before anything is asked."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{label} {text[:60]!r} is not valid text (it holds bytes that are not UTF-8)") from None
 
 
 class Progress(Protocol):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import asdict, dataclass, fields
@@ -125,8 +126,12 @@ def environment_id(environment_json: str) -> str:
     return hashlib.sha256(environment_json.encode("utf-8")).hexdigest()[:16]
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def check_run(run: RunResult) -> None:
-    """Refuse a run the store could not give back as it was given."""
+    """Refuse a run the store could not give back as it was given (a one-line `UsageError`, nothing written)."""
     for spec in RUN_FIELDS:
         value = getattr(run, spec.name)
         if value is None:
@@ -135,12 +140,48 @@ def check_run(run: RunResult) -> None:
             continue
         if spec.choices and value not in spec.choices:
             raise UsageError(f"run {run.id!r}: {spec.name} must be one of {', '.join(spec.choices)}, not {value!r}")
+        problem = _storable(spec, value)
+        if problem:
+            raise UsageError(f"run {run.id!r}: {spec.name} {problem}")
     for name in ("id", "batch_id", "model", "backend"):
         if not getattr(run, name):
             raise UsageError(f"run {run.id!r}: {name} must not be empty")
     for component in run.components:
         if component.source not in COMPONENT_SOURCES:
             raise UsageError(f"run {run.id!r}: component {component.component!r} has unknown source {component.source!r}")
+
+
+def _storable(spec: FieldSpec, value: Any) -> str | None:
+    """What keeps a value out of its column (a wrong type, an integer past 64 bits, text that is not
+    valid Unicode such as a lone surrogate, a time past year 9999), or None. Values come from files and
+    servers: they must be refused in one line, never fail halfway through a write."""
+    if spec.kind == "str":
+        return _text_problem(value) if isinstance(value, str) else f"must be text, not {type(value).__name__}"
+    if spec.kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            return f"must be a whole number, not {type(value).__name__}"
+        return None if INT64_MIN <= value <= INT64_MAX else "is out of range (more than 64 bits)"
+    if spec.kind == "float":
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "must be a number"
+    if spec.kind == "datetime":
+        if not isinstance(value, datetime):
+            return "must be a date and time"
+        try:
+            to_utc_naive(value)
+        except (OverflowError, ValueError):
+            return f"{value.isoformat()} is out of range"
+        return None
+    if spec.kind == "json_object":
+        return _text_problem(canonical_json(value)) if isinstance(value, dict) else "must be an object"
+    if spec.kind == "components":
+        return next((_text_problem(c.component + c.note) for c in value if _text_problem(c.component + c.note)), None)
+    return None
+
+
+def _text_problem(text: str) -> str | None:
+    if not text.isascii() and _LONE_SURROGATE.search(text):
+        return "is not valid Unicode text (it holds a lone surrogate)"
+    return None
 
 
 def encode_runs(runs: typing.Sequence[RunResult]) -> EncodedRuns:

@@ -35,6 +35,8 @@ from envirollm_core.errors import UsageError
 from envirollm_core.results import ComponentEnergy, RunResult, TracePoint, prompt_hash
 from envirollm_core.store.codec import (
     COMPONENT_SOURCES,
+    INT64_MAX,
+    INT64_MIN,
     RUN_FIELDS,
     TRACE_FIELDS,
     FieldSpec,
@@ -302,6 +304,8 @@ def _json_records(text: str, name: str) -> tuple[list[str], list[_Record]]:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadFileError(f"{name} is not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})") from None
+    except (ValueError, RecursionError) as exc:  # a number thousands of digits long, or lists nested thousands deep
+        raise BadFileError(f"{name} is not JSON that can be read: {type(exc).__name__}") from None
     if isinstance(document, dict) and isinstance(document.get("runs"), list):
         document = document["runs"]
     if not isinstance(document, list):
@@ -433,16 +437,21 @@ def _number(value: Any, *, optional: bool) -> float | None:
 
 
 def _whole(value: Any, *, optional: bool) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
     if isinstance(value, str) and re.fullmatch(r"\s*[-+]?\d+\s*", value):
-        return int(value)  # exactly, even past 2**53
-    number = _number(value, optional=optional)
-    if number is None:
-        return None
-    if not number.is_integer():
-        raise _CellError(f"{_shown(value)} is not a whole number")
-    return int(number)
+        # Exactly, even past 2**53; a 5,000-digit text is refused before int() (Python refuses it with a ValueError).
+        whole = int(value) if len(value) <= 40 else INT64_MAX + 1
+    elif isinstance(value, int) and not isinstance(value, bool):
+        whole = value
+    else:
+        number = _number(value, optional=optional)
+        if number is None:
+            return None
+        if not number.is_integer():
+            raise _CellError(f"{_shown(value)} is not a whole number")
+        whole = int(number)
+    if not INT64_MIN <= whole <= INT64_MAX:
+        raise _CellError(f"{_shown(value)} is out of range (more than 64 bits)")
+    return whole
 
 
 def _moment(value: Any, *, optional: bool) -> datetime | None:
@@ -460,7 +469,10 @@ def _moment(value: Any, *, optional: bool) -> datetime | None:
     else:
         raise _CellError(f"{_shown(value)} is not a date and time")
     # A time without an offset is local time, as the original EnviroLLM wrote it.
-    return moment.astimezone(timezone.utc)
+    try:
+        return moment.astimezone(timezone.utc)
+    except (OverflowError, ValueError):  # year 1 or 9999 pushed past the calendar by its offset
+        raise _CellError(f"{_shown(value)} is out of range") from None
 
 
 def _json_value(value: Any, expected: type) -> Any:
@@ -471,6 +483,8 @@ def _json_value(value: Any, expected: type) -> Any:
             value = json.loads(value) if value.strip() else expected()
         except json.JSONDecodeError as exc:
             raise _CellError(f"is not valid JSON ({exc.msg} at character {exc.pos})") from None
+        except (ValueError, RecursionError) as exc:  # a number thousands of digits long, or nesting thousands deep
+            raise _CellError(f"is not JSON that can be read ({type(exc).__name__})") from None
     if value is None:
         value = expected()
     if not isinstance(value, expected):

@@ -32,12 +32,16 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180)
     return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
-def run_cli_all(commands: Sequence[Sequence[str]], env: dict[str, str] | None = None,
-                timeout: float = 240) -> list[subprocess.CompletedProcess]:
-    """Several CLI commands at once (each CLI start costs seconds of imports on a loaded 2-core machine)."""
-    environment = {**os.environ, **(env or {})}
-    started = [subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environment)
-               for args in commands]
+def run_cli_all(commands: Sequence[Sequence[str | bytes]], env: dict[str, str] | None = None,
+                envs: Sequence[dict[str, str]] | None = None, timeout: float = 240) -> list[subprocess.CompletedProcess]:
+    """Several CLI commands at once (each CLI start costs seconds of imports on a loaded 2-core machine);
+    `envs` gives each command its own extra environment. Arguments may be bytes (not valid UTF-8, say)."""
+    extra = envs or [{}] * len(commands)
+    started = [
+        subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, **(env or {}), **own})
+        for args, own in zip(commands, extra, strict=True)
+    ]
     results = []
     for args, process in zip(commands, started, strict=True):
         stdout, stderr = process.communicate(timeout=timeout)
