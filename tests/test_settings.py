@@ -71,3 +71,15 @@ def test_the_shared_sampler_starts_at_the_saved_interval(monkeypatch):
         assert shared.interval_s == 0.25
     finally:
         shared.close()
+
+
+def test_the_saved_default_judge_serves_commands_that_name_none():
+    from envirollm_core.cli import build_parser
+    from envirollm_core.cli.quality import judge_config
+
+    save_settings(Settings(judge_url="http://127.0.0.1:9/v1", judge_model="qwen2.5:0.5b"))
+    unnamed = judge_config(build_parser().parse_args(["demo"]))
+    assert (unnamed.url, unnamed.model, unnamed.disabled) == ("http://127.0.0.1:9/v1", "qwen2.5:0.5b", False)
+    assert judge_config(build_parser().parse_args(["demo", "--judge", "none"])).disabled
+    named = judge_config(build_parser().parse_args(["demo", "--judge-url", "http://127.0.0.1:8/v1", "--judge-model", "m"]))
+    assert (named.url, named.model) == ("http://127.0.0.1:8/v1", "m")

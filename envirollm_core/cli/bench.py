@@ -17,6 +17,7 @@ from envirollm_core.backends.server_metadata import LMSTUDIO_URL
 from envirollm_core.bench.presets import load_presets, select_prompts
 from envirollm_core.bench.runner import BatchResult, BenchmarkConfig, run_benchmark
 from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, info
+from envirollm_core.cli.quality import add_judge_options, judge_config
 from envirollm_core.errors import UsageError
 from envirollm_core.results import RunResult
 
@@ -79,11 +80,7 @@ def _add_run_options(parser: argparse.ArgumentParser, max_tokens: int) -> None:
         "--idle-s", type=float, default=3.0, help="seconds of idle-power baseline before the batch (default: 3; 0 skips it)"
     )
     runs.add_argument("--notes", default="", help="a note stored with every run")
-    judge = parser.add_argument_group("quality judge (default: a small model your Ollama has, else the heuristic)")
-    judge.add_argument("--judge-url", default=None, help="OpenAI-compatible URL of the judge")
-    judge.add_argument("--judge-model", default=None, help="the judge model")
-    judge.add_argument("--judge-api-key", default=None, help="the judge's API key (never stored)")
-    judge.add_argument("--judge", default=None, choices=["none"], help="'none': no LLM judge (heuristic score only)")
+    add_judge_options(parser)
     add_db_option(parser)
     add_json_option(parser)
 
@@ -106,14 +103,6 @@ def _config(args: argparse.Namespace, models: tuple[str, ...]) -> BenchmarkConfi
         models=models, prompts=tuple(prompts), repeat=args.repeat, warmup=args.warmup, max_tokens=args.max_tokens,
         temperature=args.temperature, seed=args.seed, idle_s=args.idle_s, notes=args.notes,
     )
-
-
-def _judge_config(args: argparse.Namespace) -> Any:
-    try:
-        from envirollm_core.quality import JudgeConfig
-    except ImportError:  # the quality module is optional: runs keep quality None
-        return None
-    return JudgeConfig.from_cli(args.judge_url, args.judge_model, args.judge_api_key, args.judge)
 
 
 def _open_store(args: argparse.Namespace) -> Any:
@@ -162,7 +151,7 @@ class _Prepared:
 
 def _prepare(args: argparse.Namespace, models: tuple[str, ...]) -> _Prepared:
     """Everything that can reject the command's input, checked before any server is contacted."""
-    return _Prepared(_config(args, models), _judge_config(args), _open_store(args))
+    return _Prepared(_config(args, models), judge_config(args), _open_store(args))
 
 
 def _run(backend: Backend, prepared: _Prepared, args: argparse.Namespace) -> int:

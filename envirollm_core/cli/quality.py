@@ -12,10 +12,11 @@ from envirollm_core.errors import UsageError
 from envirollm_core.quality import JudgeConfig, heuristic_score, judge_answer, pairwise, resolve_judge
 from envirollm_core.quality.canaries import QUESTION, run_canaries
 from envirollm_core.quality.judge import HEURISTIC_METHOD, JudgeEndpoint
+from envirollm_core.settings import load_settings
 
 
 def add_judge_options(parser: argparse.ArgumentParser, allow_none: bool = True) -> None:
-    group = parser.add_argument_group("judge (default: a small model your Ollama has, else the heuristic)")
+    group = parser.add_argument_group("quality judge (default: the one saved in Settings, else a small model your Ollama has, else the heuristic)")
     group.add_argument("--judge-url", default=None, help="OpenAI-compatible URL of the judge, e.g. http://127.0.0.1:8080/v1")
     group.add_argument("--judge-model", default=None, help="the judge model (alone: a model of your Ollama)")
     group.add_argument("--judge-api-key", default=None, help="the judge's API key (used, never stored)")
@@ -25,10 +26,14 @@ def add_judge_options(parser: argparse.ArgumentParser, allow_none: bool = True) 
     group.add_argument("--judge-timeout", type=float, default=60.0, help="seconds to wait for the judge (default: 60)")
 
 
-def _config(args: argparse.Namespace) -> JudgeConfig:
+def judge_config(args: argparse.Namespace) -> JudgeConfig:
+    """The judge the flags name; with none named, the default judge saved in the settings, if any."""
+    judge_url, judge_model, judge = args.judge_url, args.judge_model, getattr(args, "judge", None)
+    if judge_url is None and judge_model is None and judge is None:
+        saved = load_settings()
+        judge_url, judge_model = saved.judge_url, saved.judge_model
     return JudgeConfig.from_cli(
-        args.judge_url, args.judge_model, args.judge_api_key, getattr(args, "judge", None),
-        timeout_s=args.judge_timeout, samples=args.samples,
+        judge_url, judge_model, args.judge_api_key, judge, timeout_s=args.judge_timeout, samples=args.samples,
     )
 
 
@@ -87,7 +92,7 @@ def run_judge(args: argparse.Namespace) -> int:
     answer = _text(args.answer, args.answer_file, "answer")
     if answer is None:
         raise UsageError("give the answer with --answer or --answer-file")
-    endpoint, note = resolve_judge(_config(args))
+    endpoint, note = resolve_judge(judge_config(args))
     if endpoint is None:
         result = heuristic_score(args.prompt, answer)
         payload = {"quality_score": result.score, "quality_method": HEURISTIC_METHOD,
@@ -106,7 +111,7 @@ def run_judge(args: argparse.Namespace) -> int:
 
 
 def run_pair(args: argparse.Namespace) -> int:
-    result = pairwise(args.prompt, args.answer_a, args.answer_b, _config(args), args.reference)
+    result = pairwise(args.prompt, args.answer_a, args.answer_b, judge_config(args), args.reference)
     if args.json:
         emit_json(asdict(result))
     else:
@@ -128,7 +133,7 @@ def run_check(args: argparse.Namespace) -> int:
             info(f"judging with the embedded engine ({engine.model_id}) ...")
             endpoint = JudgeEndpoint(engine.base_url, engine.model_id, None, args.judge_timeout, args.samples)
             return _report_check(args, endpoint)
-    endpoint, note = resolve_judge(_config(args))
+    endpoint, note = resolve_judge(judge_config(args))
     if endpoint is None:
         raise UsageError(f"no LLM judge to check: {note}; name one with --judge-url and --judge-model, or --embedded")
     return _report_check(args, endpoint)
