@@ -22,8 +22,8 @@ TRUE_WORDS = {"1", "true", "yes", "on"}
 class ReadOnlyError(UsageError):
     """A write was attempted while EnviroLLM is in read-only mode."""
 
-    def __init__(self, action: str) -> None:
-        super().__init__(f"read-only mode: {action} is not allowed on this instance (ENVIROLLM_READ_ONLY is set)")
+    def __init__(self, action: str, reason: str = "ENVIROLLM_READ_ONLY is set") -> None:
+        super().__init__(f"read-only mode: {action} is not allowed on this instance ({reason})")
 
 
 @dataclass(frozen=True)
@@ -79,20 +79,36 @@ def load_settings() -> Settings:
     return settings
 
 
+def read_only_reason() -> str | None:
+    """Why writes are refused now, or None when they are allowed.
+
+    Read-only mode fails closed: `read_only` in the settings file counts even when another value there is
+    out of range, and a settings file that cannot be read at all refuses writes until it is fixed (a broken
+    file is no reason to open what it may have closed)."""
+    if os.environ.get("ENVIROLLM_READ_ONLY", "").strip().lower() in TRUE_WORDS:
+        return "ENVIROLLM_READ_ONLY is set"
+    path = settings_path()
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError, ValueError):
+        return f"the settings file {path} cannot be read; fix or delete it"
+    if not isinstance(raw, dict):
+        return f"the settings file {path} is not a JSON object; fix or delete it"
+    return f"read_only is set in {path}" if raw.get("read_only") else None
+
+
 def read_only_mode() -> bool:
     """True when writes are refused: `ENVIROLLM_READ_ONLY` set truthy, or `read_only` in the settings file."""
-    if os.environ.get("ENVIROLLM_READ_ONLY", "").strip().lower() in TRUE_WORDS:
-        return True
-    try:
-        return load_settings().read_only
-    except UsageError:
-        return False
+    return read_only_reason() is not None
 
 
 def ensure_writable(action: str) -> None:
     """Raise ReadOnlyError when in read-only mode; every write path in the core calls this first."""
-    if read_only_mode():
-        raise ReadOnlyError(action)
+    reason = read_only_reason()
+    if reason is not None:
+        raise ReadOnlyError(action, reason)
 
 
 def save_settings(settings: Settings) -> None:

@@ -14,6 +14,7 @@ stored as failed with that message.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import re
 import socket
@@ -190,6 +191,20 @@ def public_url(url: str) -> str:
         host = f"[{host}]"
     netloc = f"{host}:{parts.port}" if parts.port else host
     return parts._replace(netloc=netloc, query="", fragment="").geturl()
+
+
+class _ShownUrls(logging.Filter):
+    """httpx logs every request's URL at INFO, user:password and query string (where keys hide) included:
+    its records get the URL as `public_url` shows it, whoever turns that logging on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(type(arg).__name__ == "URL" for arg in record.args):
+            record.args = tuple(public_url(str(arg)) if type(arg).__name__ == "URL" else arg for arg in record.args)
+        return True
+
+
+for _client_logger in ("httpx", "httpx2"):  # httpx2: the transport of the openai 3.x client
+    logging.getLogger(_client_logger).addFilter(_ShownUrls())
 
 
 def is_local_url(url: str) -> bool:

@@ -120,6 +120,8 @@ def run_benchmark(
 
     Setting `cancel` (from another thread) stops the batch before its next run; the runs made by then are
     kept and stored, and the judge is skipped."""
+    if store is not None:
+        store.require_writable("store benchmark runs")  # say so now, before any server is asked
     if sampler is None:
         from envirollm_core.telemetry.sampler import get_sampler
 

@@ -4,7 +4,8 @@ Several processes share the file (the app, a CLI batch, an export): every
 method opens its own short connection (see `connection`), reads read-only,
 and writes in one transaction, so a run is stored whole or not at all.
 Read-only mode (`ENVIROLLM_READ_ONLY=1`, `read_only` in the settings, or
-`read_only=True`) turns every write into a `ReadOnlyError`.
+`read_only=True`) turns every write into a `ReadOnlyError`; `read_only=False`
+cannot turn the instance's mode off.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import polars as pl
 from envirollm_core.errors import UsageError
 from envirollm_core.paths import default_db_path
 from envirollm_core.results import RunResult, TracePoint
-from envirollm_core.settings import read_only_mode
+from envirollm_core.settings import ensure_writable, read_only_mode
 from envirollm_core.store import schema
 from envirollm_core.store.codec import (
     RUN_TABLE_SCHEMA,
@@ -100,9 +101,13 @@ class Store:
             yield conn
 
     def require_writable(self, action: str) -> None:
-        """Raise `ReadOnlyError` now, before work whose result could not be stored."""
+        """Raise `ReadOnlyError` now, before work whose result could not be stored.
+
+        The instance's read-only mode is asked at each write, whatever this store was opened with: no caller
+        can opt out of it (`read_only=False`), and a mode switched on after the store was made holds."""
+        ensure_writable(action)
         if self.read_only:
-            raise ReadOnlyError(action)
+            raise ReadOnlyError(action, "the database was opened read-only")
 
     @contextmanager
     def _write(self, action: str) -> Iterator[duckdb.DuckDBPyConnection]:
