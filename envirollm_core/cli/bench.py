@@ -16,7 +16,7 @@ from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
 from envirollm_core.bench.presets import load_presets, select_prompts
 from envirollm_core.bench.runner import BatchResult, BenchmarkConfig, run_benchmark
-from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, info
+from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, format_table, info
 from envirollm_core.cli.quality import add_judge_options, judge_config
 from envirollm_core.errors import UsageError
 from envirollm_core.results import RunResult
@@ -220,12 +220,7 @@ _COLUMNS = ("model", "task", "#", "status", "TTFT s", "tok/s", "tokens", "energy
 
 
 def print_table(batch: BatchResult, stream: TextIO) -> None:
-    rows = [_row(run) for run in batch.runs]
-    widths = [max(len(str(cell)) for cell in column) for column in zip(_COLUMNS, *rows)]
-    right = {"#", "TTFT s", "tok/s", "tokens", "energy mWh", "net mWh", "mWh/tok", "quality"}
-    for line in (_COLUMNS, tuple("-" * w for w in widths), *rows):
-        cells = [c.rjust(w) if name in right else c.ljust(w) for c, w, name in zip(map(str, line), widths, _COLUMNS)]
-        stream.write("  ".join(cells).rstrip() + "\n")
+    stream.write(format_table(_COLUMNS, [_row(run) for run in batch.runs]) + "\n")
     if any(run.completion_tokens and run.token_count_source != "usage" for run in batch.runs):
         stream.write("* tokens counted from the server's own fields or one per streamed chunk (no usage report)\n")
     methods = sorted({run.quality_method for run in batch.runs if run.quality_method})

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,3 +39,18 @@ def emit_json(payload: Any) -> None:
 
 def info(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+_NUMBER = re.compile(r"-|n/a|[-+]?\d[\d.,]*(e[-+]?\d+)?%?( ± \d[\d.]*)?")
+
+
+def format_table(columns: list[str] | tuple[str, ...], rows: list[list[str]] | list[tuple[str, ...]]) -> str:
+    """Aligned columns under a dashed rule, like llama-bench; a column of numbers is aligned to the right."""
+    rows = [[str(cell) for cell in row] for row in rows]
+    widths = [max(len(cell) for cell in column) for column in zip(columns, *rows)]
+    numeric = [bool(rows) and all(_NUMBER.fullmatch(row[index]) for row in rows) for index in range(len(columns))]
+    lines = []
+    for line in (list(columns), ["-" * width for width in widths], *rows):
+        cells = [cell.rjust(width) if right else cell.ljust(width) for cell, width, right in zip(line, widths, numeric)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -16,10 +15,9 @@ from typing import Any
 
 import polars as pl
 
-from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, info
+from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, format_table, info
 from envirollm_core.errors import UsageError
 
-_NUMBER = re.compile(r"-|[-+]?\d[\d.,]*(e[-+]?\d+)?%?( ± \d[\d.]*)?")
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
@@ -149,17 +147,6 @@ def _store(args: argparse.Namespace) -> Any:
 # -- tables -----------------------------------------------------------------------------------
 
 
-def _table(columns: list[str], rows: list[list[str]]) -> str:
-    """Aligned columns under a dashed rule; a column of numbers is aligned to the right."""
-    widths = [max(len(cell) for cell in column) for column in zip(columns, *rows)]
-    numeric = [all(_NUMBER.fullmatch(row[index]) for row in rows) for index in range(len(columns))]
-    lines = []
-    for line in (columns, ["-" * width for width in widths], *rows):
-        cells = [cell.rjust(width) if right else cell.ljust(width) for cell, width, right in zip(line, widths, numeric)]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines) + "\n"
-
-
 def _num(value: float | None, digits: int) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -210,7 +197,7 @@ def run_list(args: argparse.Namespace) -> int:
          _num(row["quality_score"], 0), row["notes"][:30]]
         for row in frame.iter_rows(named=True)
     ]
-    sys.stdout.write(_table(columns, rows))
+    print(format_table(columns, rows))
     info(f"{frame.height} run(s) shown from {db_path(args)}")
     return 0
 
@@ -254,7 +241,7 @@ def _print_compare(stats: pl.DataFrame, changes: list[Any]) -> None:
              _num(row["quality_score_mean"], 0)]
             for row in group.sort("energy_per_token_wh_mean", nulls_last=True).iter_rows(named=True)
         ]
-        sys.stdout.write(_table(columns, rows))
+        print(format_table(columns, rows))
     judged = [c for c in changes if c.verdict in ("regression", "improvement")]
     if not changes:
         sys.stdout.write("\nno configuration has two batches on one prompt yet: nothing to compare over time\n")
@@ -270,7 +257,7 @@ def _print_compare(stats: pl.DataFrame, changes: list[Any]) -> None:
              f"{c.baseline_mean:.4g}", f"{c.latest_mean:.4g}", f"{c.change_fraction:+.1%}", f"{c.p_adjusted:.2g}"]
             for c in judged
         ]
-        sys.stdout.write(_table(columns, rows))
+        print(format_table(columns, rows))
 
 
 def _tariff(args: argparse.Namespace) -> Any:
@@ -347,7 +334,7 @@ def run_recommend(args: argparse.Namespace) -> int:
                     row.append("-" if month is None else f"{month['cost']:.3g}")
             rows.append(row)
         if rows:
-            sys.stdout.write(_table(columns, rows))
+            print(format_table(columns, rows))
         if group.pareto:
             sys.stdout.write("Pareto frontier (quality vs energy/token, cheapest first): "
                              + " -> ".join(f"{c.label} [q {c.quality_score:.0f}, {_mwh(c.energy_per_token_wh)} mWh/tok]"
@@ -384,7 +371,7 @@ def run_fit(args: argparse.Namespace) -> int:
     columns = ["model", "ollama", "quant", "weights GB", "KV GB", "total GB", "runs on"]
     rows = [[e.model, e.ollama_tag, e.quantization, f"{e.weights_gb:.2f}", f"{e.kv_cache_gb:.2f}", f"{e.total_gb:.2f}",
              e.placement] for e in shown]
-    sys.stdout.write(_table(columns, rows) if rows else "nothing in the catalog fits\n")
+    print(format_table(columns, rows) if rows else "nothing in the catalog fits")
     for place, estimate in largest_fits(estimates).items():
         info(f"largest on {place}: {estimate.model} {estimate.quantization} ({estimate.total_gb:.1f} GB)")
     info(f"for {ram_gb:.1f} GB RAM and {vram_gb:.1f} GB VRAM at {args.context} tokens of context; "

@@ -10,7 +10,7 @@ import time
 
 import psutil
 
-from envirollm_core.cli.common import add_json_option, emit_json, info
+from envirollm_core.cli.common import add_json_option, emit_json, format_table, info
 from envirollm_core.errors import UsageError
 from envirollm_core.telemetry.processes import LlmServer, detect_llm_servers
 from envirollm_core.telemetry.sampler import (
@@ -85,12 +85,12 @@ def run_detect(args: argparse.Namespace) -> int:
     for gpu in machine.gpus:
         info(f"GPU {gpu.index}: {gpu.name}, {gpu.memory_total_mb:.0f} MB, driver {gpu.driver_version}")
     info("")
-    info(_table(["component", "kind", "source", "how"], [[c.name, c.kind, c.source, c.note] for c in components]))
+    info(format_table(["component", "kind", "source", "how"], [[c.name, c.kind, c.source, c.note] for c in components]))
     for note in notes:
         info(f"note: {note}")
     info("")
     if servers:
-        info(_table(["server", "pid", "CPU %", "RSS MB", "threads", "GPU MB", "children", "command"], [_server_row(s) for s in servers]))
+        info(format_table(["server", "pid", "CPU %", "RSS MB", "threads", "GPU MB", "children", "command"], [_server_row(s) for s in servers]))
     else:
         info("No LLM server is running (looked for Ollama, LM Studio, llama.cpp, llama-cpp-python, KoboldCPP, "
              "text-generation-webui, vLLM, LocalAI, GPT4All, Jan, mlx_lm, SGLang).")
@@ -212,7 +212,7 @@ def _live_lines(sampler: Sampler) -> list[str]:
               f"RAM {_fmt(last.ram_used_mb / 1024 if last else None, '.1f')} GB")
     for process in last.processes if last else ():
         header += f"   pid {process.pid}: CPU {_fmt(process.cpu_percent, '.0f')} %, RSS {process.rss_mb:.0f} MB"
-    return [header, _table(["component", "source", "power W", "energy J"], rows)]
+    return [header, format_table(["component", "source", "power W", "energy J"], rows)]
 
 
 def track_payload(m: Measurement, components: list[ComponentInfo], targets: dict[int, str], interval_s: float,
@@ -251,7 +251,7 @@ def _summary(m: Measurement, components: list[ComponentInfo], targets: dict[int,
             for c in m.components]
     rows.append(["total", "", "", _fmt(m.energy_j, ".2f"), _fmt(m.energy_wh, ".5f"), _fmt(m.avg_power_w, ".2f")])
     lines = [f"tracked {_describe(targets)} for {m.duration_s:.1f} s ({m.sample_count} samples)",
-             _table(["component", "kind", "source", "energy J", "energy Wh", "avg W"], rows),
+             format_table(["component", "kind", "source", "energy J", "energy Wh", "avg W"], rows),
              (f"peak power {_fmt(m.peak_power_w, '.1f')} W; CPU {_fmt(m.cpu_percent_avg, '.0f')} % avg, "
               f"{_fmt(m.cpu_percent_peak, '.0f')} % peak; RAM used peak {_fmt(m.ram_used_mb_peak, '.0f')} MB")]
     if m.gpu_util_percent_avg is not None:
@@ -275,7 +275,3 @@ def _fmt(value: float | None, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows)]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [headers, *rows]]
-    return "\n".join(lines)
