@@ -130,6 +130,19 @@ class Backend(Protocol):
     def stream(self, request: ChatRequest) -> Iterator[StreamPiece]: ...
 
 
+def secrets_of(url: str, api_key: str | None) -> tuple[str, ...]:
+    """What must never be shown or stored: the API key and any password in the URL."""
+    password = urlsplit(url).password
+    return tuple(secret for secret in (api_key, password) if secret)
+
+
+def redact(text: str, secrets: tuple[str, ...]) -> str:
+    """The text with each secret replaced by `***` (a server may echo a key back in its error)."""
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
 def one_line(value: object, limit: int = 200) -> str:
     """A server's message squeezed onto one line and cut to `limit` characters, for error messages."""
     text = " ".join(server_text(str(value)).split())

@@ -41,6 +41,8 @@ from envirollm_core.backends.base import (
     listening_pid,
     one_line,
     public_url,
+    redact,
+    secrets_of,
     server_count,
     server_number,
     server_text,
@@ -78,6 +80,7 @@ class OpenAIBackend:
             http_client=http_client,
         )
         self._probe_key = api_key  # for the servers' own endpoints; the placeholder key is not sent there
+        self._secrets = secrets_of(url, api_key)
         self._server = server  # None: probed on first use
         self._gguf_path = gguf_path
         self.name = name or self.server().kind
@@ -99,9 +102,17 @@ class OpenAIBackend:
         try:
             return [model.id for model in self._client.models.list().data]
         except openai.APIError as exc:
-            raise self._error(exc) from None
+            raise self._without_secrets(self._error(exc)) from None
         except httpx2.HTTPError as exc:
-            raise BackendError(f"{self.base_url} failed while listing models: {one_line(exc)}") from None
+            raise self._without_secrets(
+                BackendError(f"{self.base_url} failed while listing models: {one_line(exc)}")
+            ) from None
+
+    def _without_secrets(self, error: BackendError) -> BackendError:
+        """The error as it may be shown and stored: a server can echo the key back in its message."""
+        message = str(error)
+        clean = redact(message, self._secrets)
+        return error if clean == message else BackendError(clean)
 
     def model_info(self, model: str) -> ModelInfo:
         meta = server_metadata.model_metadata(self.server(), self.base_url, self._probe_key, model)
@@ -116,6 +127,12 @@ class OpenAIBackend:
         return self._pid if self._pid is not None else listening_pid(self.base_url)
 
     def stream(self, request: ChatRequest) -> Iterator[StreamPiece]:
+        try:
+            yield from self._stream(request)
+        except BackendError as exc:
+            raise self._without_secrets(exc) from None
+
+    def _stream(self, request: ChatRequest) -> Iterator[StreamPiece]:
         body: dict[str, Any] = {
             "model": request.model,
             "messages": [{"role": "user", "content": request.prompt}],

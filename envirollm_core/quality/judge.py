@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import httpx
 import openai
 
+from envirollm_core.backends.base import redact, secrets_of
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.quality.defaults import default_ollama_judge, ollama_url
 from envirollm_core.quality.heuristic import HEURISTIC_VERSION, heuristic_score
@@ -195,6 +196,12 @@ def _client(endpoint: JudgeEndpoint) -> openai.OpenAI:
 
 
 def _unavailable(exc: openai.APIError, endpoint: JudgeEndpoint) -> JudgeUnavailable:
+    """Why the judge gave no verdict, with its key and URL password kept out (a server may echo them)."""
+    reason = _reason(exc, endpoint)
+    return JudgeUnavailable(redact(str(reason), secrets_of(endpoint.base_url, endpoint.api_key)), fatal=reason.fatal)
+
+
+def _reason(exc: openai.APIError, endpoint: JudgeEndpoint) -> JudgeUnavailable:
     if isinstance(exc, openai.APITimeoutError):
         return JudgeUnavailable(f"judge {endpoint.label} did not answer within {endpoint.timeout_s:g} s", fatal=True)
     if isinstance(exc, openai.APIConnectionError):
@@ -245,7 +252,14 @@ def ask_judge(
     endpoint: JudgeEndpoint, build: MessageBuilder, schema: dict, schema_name: str, temperature: float, seed: int | None
 ) -> JudgeReply:
     """One judge reply, in the best output mode the endpoint accepts."""
-    client = _client(endpoint)
+    with _client(endpoint) as client:  # closed after the call: no socket left to the garbage collector
+        return _ask(client, endpoint, build, schema, schema_name, temperature, seed)
+
+
+def _ask(
+    client: openai.OpenAI, endpoint: JudgeEndpoint, build: MessageBuilder, schema: dict, schema_name: str,
+    temperature: float, seed: int | None,
+) -> JudgeReply:
     memory = _remembered(endpoint)
     calls = 0
     if memory.system_role is None:
@@ -411,16 +425,18 @@ def judge_runs(
     started = time.perf_counter()
     calls = unparsed = scored = 0
     down: str | None = None
-    for run in targets:
-        verdict = _grade_run(run, endpoint, note, down, references)
-        if verdict.judge_down_for_good:
-            down = f"{verdict.judge_down} (not asked again in this batch)"
-        run.quality_score, run.quality_method, run.quality_detail = verdict.score, verdict.method, verdict.detail
-        calls += verdict.calls
-        unparsed += verdict.unparsed
-        scored += verdict.score is not None
-    duration_s = time.perf_counter() - started
-    energy_wh, components, energy_note = _end(sampler, window) if window_open else (None, (), _no_window_note(sampler))
+    try:
+        for run in targets:
+            verdict = _grade_run(run, endpoint, note, down, references)
+            if verdict.judge_down_for_good:
+                down = f"{verdict.judge_down} (not asked again in this batch)"
+            run.quality_score, run.quality_method, run.quality_detail = verdict.score, verdict.method, verdict.detail
+            calls += verdict.calls
+            unparsed += verdict.unparsed
+            scored += verdict.score is not None
+    finally:  # the sampler is shared by the whole process: never leave its window open
+        duration_s = time.perf_counter() - started
+        energy_wh, components, energy_note = _end(sampler, window) if window_open else (None, (), _no_window_note(sampler))
     return JudgeCost(
         method=endpoint.label if endpoint else (HEURISTIC_METHOD if targets else None),
         calls=calls,
