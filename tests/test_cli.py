@@ -80,3 +80,32 @@ def test_engine_dies_with_a_killed_parent():
     os.kill(server.pid, signal.SIGKILL)
     server.wait()
     assert _wait_gone(served["pid"]), "the llama server was orphaned"
+
+
+def test_every_command_takes_db():
+    parser = build_parser()
+    for name, command in parser._subparsers._group_actions[0].choices.items():
+        assert any("--db" in action.option_strings for action in command._actions), name
+
+
+def test_a_number_that_is_not_finite_is_bad_input():
+    result = subprocess.run([*CLI, "fit", "--ram-gb", "nan", "--json"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "finite" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    from envirollm_core.store import Store
+    from tests.app.runs_factory import realistic_runs
+
+    db = tmp_path / "runs.duckdb"
+    Store(db).add_runs(realistic_runs(batches=4))  # an export far larger than a pipe's buffer
+    reader = subprocess.Popen(
+        [*CLI, "export", "--format", "json", "--output", "-", "--db", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    reader.stdout.read(10)
+    reader.stdout.close()  # like `| head -c 10`
+    stderr = reader.stderr.read().decode()
+    reader.wait(timeout=60)
+    assert "Traceback" not in stderr

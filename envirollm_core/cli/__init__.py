@@ -8,10 +8,12 @@ taking the parsed arguments and returning the exit code.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from envirollm_core import __version__
 from envirollm_core.cli import bench, quality, results, serve, telemetry
+from envirollm_core.cli.common import add_db_option
 from envirollm_core.errors import EnviroLLMError
 
 COMMAND_MODULES = (serve, bench, telemetry, results, quality)
@@ -26,6 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     subcommands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in COMMAND_MODULES:
         module.register(subcommands)
+    for command in subcommands.choices.values():
+        # The contract: every command takes --db, so a script can pass it to all of them.
+        if not any("--db" in action.option_strings for action in command._actions):
+            add_db_option(command)
     return parser
 
 
@@ -39,3 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("envirollm: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`envirollm list --json | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

@@ -16,7 +16,7 @@ from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
 from envirollm_core.bench.presets import load_presets, select_prompts
 from envirollm_core.bench.runner import BatchResult, BenchmarkConfig, run_benchmark
-from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, format_table, info
+from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, finite_float, format_table, info
 from envirollm_core.cli.quality import add_judge_options, judge_config
 from envirollm_core.errors import UsageError
 from envirollm_core.results import RunResult
@@ -70,14 +70,14 @@ def _add_run_options(parser: argparse.ArgumentParser, max_tokens: int) -> None:
     runs.add_argument("--repeat", type=int, default=3, help="timed runs per model and prompt (default: 3)")
     runs.add_argument("--warmup", type=int, default=1, help="untimed, unstored warm-up runs per model (default: 1)")
     runs.add_argument("--max-tokens", type=int, default=max_tokens, help=f"most tokens to generate (default: {max_tokens})")
-    runs.add_argument("--temperature", type=float, default=0.0, help="sampling temperature (default: 0)")
+    runs.add_argument("--temperature", type=finite_float, default=0.0, help="sampling temperature (default: 0)")
     runs.add_argument("--seed", type=int, default=None, help="sampling seed, if the server honours one")
     runs.add_argument(
-        "--timeout", type=float, default=DEFAULT_READ_TIMEOUT_S,
+        "--timeout", type=finite_float, default=DEFAULT_READ_TIMEOUT_S,
         help=f"seconds to wait for the server's next byte before the run fails (default: {DEFAULT_READ_TIMEOUT_S:g})",
     )
     runs.add_argument(
-        "--idle-s", type=float, default=3.0, help="seconds of idle-power baseline before the batch (default: 3; 0 skips it)"
+        "--idle-s", type=finite_float, default=3.0, help="seconds of idle-power baseline before the batch (default: 3; 0 skips it)"
     )
     runs.add_argument("--notes", default="", help="a note stored with every run")
     add_judge_options(parser)

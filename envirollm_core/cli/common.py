@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -31,8 +32,30 @@ def db_path(args: argparse.Namespace) -> Path:
     return args.db if args.db is not None else default_db_path()
 
 
+def finite_float(text: str) -> float:
+    """argparse type: a finite number (`nan` and `inf` parse as floats but measure nothing)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text!r}")
+    return value
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities become null: they are not readings, and JSON has no spelling for them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(item) for item in value]
+    return value
+
+
 def emit_json(payload: Any) -> None:
-    json.dump(payload, sys.stdout, indent=2, default=str)
+    json.dump(_json_safe(payload), sys.stdout, indent=2, default=str, allow_nan=False)
     sys.stdout.write("\n")
     sys.stdout.flush()
 

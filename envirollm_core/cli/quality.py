@@ -7,7 +7,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from envirollm_core.cli.common import add_json_option, emit_json, info
+from envirollm_core.cli.common import add_json_option, emit_json, finite_float, info
 from envirollm_core.errors import UsageError
 from envirollm_core.quality import JudgeConfig, heuristic_score, judge_answer, pairwise, resolve_judge
 from envirollm_core.quality.canaries import QUESTION, run_canaries
@@ -23,7 +23,7 @@ def add_judge_options(parser: argparse.ArgumentParser, allow_none: bool = True) 
     if allow_none:
         group.add_argument("--judge", default=None, metavar="none", help="'none': no LLM judge, the heuristic only")
     group.add_argument("--samples", type=int, default=1, help="judge calls per answer; their spread is stored (default: 1)")
-    group.add_argument("--judge-timeout", type=float, default=60.0, help="seconds to wait for the judge (default: 60)")
+    group.add_argument("--judge-timeout", type=finite_float, default=60.0, help="seconds to wait for the judge (default: 60)")
 
 
 def judge_config(args: argparse.Namespace) -> JudgeConfig:

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, format_table, info
+from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, finite_float, format_table, info
 from envirollm_core.errors import UsageError
 
 
@@ -41,8 +41,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     _add_filters(compare)
     compare.add_argument("--baseline", default=None, metavar="BATCH", help="baseline batch (default: each group's previous one)")
     compare.add_argument("--latest", default=None, metavar="BATCH", help="batch to judge (default: each group's newest)")
-    compare.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
-    compare.add_argument("--min-change", type=float, default=0.05, metavar="FRACTION",
+    compare.add_argument("--alpha", type=finite_float, default=0.05, help="significance level (default 0.05)")
+    compare.add_argument("--min-change", type=finite_float, default=0.05, metavar="FRACTION",
                          help="smallest change that counts, as a fraction of the baseline (default 0.05)")
     compare.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a regression is found (for CI)")
     _common(compare, run_compare)
@@ -56,12 +56,12 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     )
     recommend.add_argument("--prompt-hash", default=None, metavar="H", help="only this prompt group")
     recommend.add_argument("--by", choices=("prompt", "preset"), default="prompt", help="group by prompt (default) or preset")
-    recommend.add_argument("--quality-floor", type=float, default=70.0, metavar="Q",
+    recommend.add_argument("--quality-floor", type=finite_float, default=70.0, metavar="Q",
                            help="quality the most efficient pick must reach, 0-100 (default 70)")
     _add_tariff(recommend)
     usage = recommend.add_mutually_exclusive_group()
-    usage.add_argument("--tokens-per-day", type=float, default=None, metavar="N", help="projected usage: generated tokens a day")
-    usage.add_argument("--requests-per-day", type=float, default=None, metavar="N", help="projected usage: requests a day")
+    usage.add_argument("--tokens-per-day", type=finite_float, default=None, metavar="N", help="projected usage: generated tokens a day")
+    usage.add_argument("--requests-per-day", type=finite_float, default=None, metavar="N", help="projected usage: requests a day")
     _common(recommend, run_recommend)
 
     fit = subcommands.add_parser(
@@ -70,8 +70,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
                     "for the context, runtime overhead) and whether it runs on the GPU, split, or on the CPU. "
                     "RAM and VRAM default to this machine's.",
     )
-    fit.add_argument("--ram-gb", type=float, default=None, help="RAM in GB (default: this machine's)")
-    fit.add_argument("--vram-gb", type=float, default=None, help="GPU memory in GB (default: this machine's first GPU)")
+    fit.add_argument("--ram-gb", type=finite_float, default=None, help="RAM in GB (default: this machine's)")
+    fit.add_argument("--vram-gb", type=finite_float, default=None, help="GPU memory in GB (default: this machine's first GPU)")
     fit.add_argument("--context", type=int, default=4096, metavar="TOKENS", help="context length (default 4096)")
     fit.add_argument("--quant", default="Q4_K_M,Q5_K_M,Q8_0,F16", help="quantizations, comma-separated")
     fit.add_argument("--all", action="store_true", help="also list what does not fit")
@@ -133,8 +133,8 @@ def _add_tariff(parser: argparse.ArgumentParser) -> None:
     grid.add_argument("--country", default=None, metavar="CODE",
                       help="grid carbon intensity of this country (ISO alpha-3 like FRA, or a name; default: "
                            "your settings, else the world mean)")
-    grid.add_argument("--grid-g-per-kwh", type=float, default=None, metavar="G", help="your own grid intensity, g CO2e/kWh")
-    parser.add_argument("--price-per-kwh", type=float, default=None, metavar="P", help="electricity price per kWh (default: your settings)")
+    grid.add_argument("--grid-g-per-kwh", type=finite_float, default=None, metavar="G", help="your own grid intensity, g CO2e/kWh")
+    parser.add_argument("--price-per-kwh", type=finite_float, default=None, metavar="P", help="electricity price per kWh (default: your settings)")
     parser.add_argument("--currency", default=None, help="currency label for prices (default: your settings)")
 
 

@@ -10,7 +10,7 @@ import time
 
 import psutil
 
-from envirollm_core.cli.common import add_json_option, emit_json, format_table, info
+from envirollm_core.cli.common import add_json_option, emit_json, finite_float, format_table, info
 from envirollm_core.errors import UsageError
 from envirollm_core.telemetry.processes import LlmServer, detect_llm_servers
 from envirollm_core.telemetry.sampler import (
@@ -55,9 +55,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     target.add_argument("--auto", action="store_true", help="follow every LLM server `envirollm detect` finds")
     target.add_argument("-p", "--process", metavar="NAME", help="follow an LLM server kind (e.g. ollama) or processes with this name")
     target.add_argument("--pid", type=int, metavar="PID", help="follow this process and its children")
-    track.add_argument("--interval", type=float, default=DEFAULT_INTERVAL_S, metavar="S",
+    track.add_argument("--interval", type=finite_float, default=DEFAULT_INTERVAL_S, metavar="S",
                        help=f"sampling interval in seconds (default {DEFAULT_INTERVAL_S}; {MIN_INTERVAL_S} to {MAX_INTERVAL_S})")
-    track.add_argument("--duration", type=float, default=None, metavar="S", help="stop after S seconds (default: at Ctrl-C)")
+    track.add_argument("--duration", type=finite_float, default=None, metavar="S", help="stop after S seconds (default: at Ctrl-C)")
     add_json_option(track)
     track.set_defaults(handler=run_track)
 
