@@ -2,9 +2,11 @@
 
 import streamlit as st
 
-from envirollm_core.backends.embedded import shared_engine
+from envirollm_core.backends.embedded import shared_engine, start_shared_engine
 from envirollm_core.backends.openai_compat import stream_text
 from envirollm_core.errors import EnviroLLMError
+from envirollm_core.settings import read_only_mode
+from envirollm_core.views import plain
 from envirollm_core.telemetry.system_info import system_info
 
 st.title("System")
@@ -31,11 +33,14 @@ if engine.is_running():
 else:
     st.info(f"Stopped. It serves {engine.model_id} through llama.cpp on a loopback port when started.")
 
+read_only = read_only_mode()
+if read_only:
+    st.info("Read-only instance: the embedded engine cannot be run from here (the core refuses it too).")
 prompt = st.text_input("Prompt", value="Explain in two sentences why the sky is blue.")
-if st.button("Start the engine and ask", type="primary", disabled=not prompt.strip()):
+if st.button("Start the engine and ask", type="primary", disabled=read_only or not prompt.strip()):
     try:
         with st.spinner("Starting the embedded engine..."):
-            engine.start()
+            engine = start_shared_engine("asking the embedded engine")
         st.write_stream(stream_text(engine.base_url, engine.model_id, prompt))
     except EnviroLLMError as exc:
-        st.error(str(exc))
+        st.error(plain(str(exc)))

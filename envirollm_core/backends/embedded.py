@@ -220,6 +220,17 @@ def shared_engine() -> EmbeddedEngine:
         return _shared_engine
 
 
+def start_shared_engine(action: str = "running the embedded engine") -> EmbeddedEngine:
+    """The app's engine, started if need be; refused in read-only mode, where a visitor of a shared page
+    must not make the owner's machine load a model and generate (as a benchmark is refused there too)."""
+    from envirollm_core.settings import ensure_writable
+
+    ensure_writable(action)
+    engine = shared_engine()
+    engine.start()
+    return engine
+
+
 def embedded_backend(engine: EmbeddedEngine) -> OpenAIBackend:
     """The running engine as a benchmark backend named "embedded", its server process tracked."""
     from importlib.metadata import version

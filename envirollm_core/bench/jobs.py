@@ -90,11 +90,9 @@ def open_backend(choice: BackendChoice) -> Backend:
 
         return OllamaBackend(choice.url, read_timeout_s=choice.read_timeout_s)
     if choice.kind == "embedded":
-        from envirollm_core.backends.embedded import embedded_backend, shared_engine
+        from envirollm_core.backends.embedded import embedded_backend, start_shared_engine
 
-        engine = shared_engine()
-        engine.start()
-        return embedded_backend(engine)
+        return embedded_backend(start_shared_engine("running a benchmark"))
     from envirollm_core.backends.openai_compat import OpenAIBackend
 
     if choice.kind == "lmstudio":

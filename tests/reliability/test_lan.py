@@ -15,7 +15,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from streamlit.testing.v1 import AppTest
 
+from envirollm_core.backends.embedded import shared_engine, start_shared_engine
 from envirollm_core.backends.openai_compat import OpenAIBackend
 from envirollm_core.bench.jobs import BackendChoice, BenchmarkJob, JobRegistry
 from envirollm_core.bench.presets import Prompt
@@ -27,6 +29,7 @@ from tests.fakes.scripted_server import TokenScript, openai_error, openai_routes
 from tests.reliability.conftest import assert_one_line_usage_error, run_cli_all
 from tests.store.conftest import full_run
 
+REPO = Path(__file__).resolve().parents[2]
 MODEL = "phi-3.5-mini-instruct"
 SCRIPT = TokenScript(tokens=["fine ", "thanks"], ttft_s=0.01, tokens_per_s=500.0)
 QUICK = ["--repeat", "1", "--warmup", "0", "--idle-s", "0", "--judge", "none", "--max-tokens", "4"]
@@ -83,6 +86,7 @@ def test_read_only_holds_in_the_core_for_every_write_path(how, serve, isolated_h
         "BenchmarkJob": lambda: BenchmarkJob(BackendChoice("openai", f"{server.url}/v1"), config(), store_path=path),
         "run_benchmark": lambda: run_benchmark(OpenAIBackend(f"{server.url}/v1", name="openai"), config(),
                                                store=store),
+        "start_shared_engine": start_shared_engine,  # the System page's "ask the embedded engine"
     }
     for name, write in writes.items():
         with pytest.raises(ReadOnlyError, match="read-only"):
@@ -92,6 +96,16 @@ def test_read_only_holds_in_the_core_for_every_write_path(how, serve, isolated_h
     assert Store(path).run(run.id).quality_score == run.quality_score
     assert settings_path().read_bytes() == settings_before
     assert not [r for r in server.requests if r.path == "/v1/chat/completions"], "refused before any request"
+    assert not shared_engine().is_running()
+
+
+def test_read_only_system_page_cannot_run_the_engine(isolated_home, monkeypatch):
+    monkeypatch.setenv("ENVIROLLM_READ_ONLY", "1")
+    app = AppTest.from_file(str(REPO / "app_pages" / "system.py"), default_timeout=60).run()
+    assert not app.exception
+    assert next(b for b in app.button if b.label == "Start the engine and ask").disabled
+    assert any("Read-only" in info.value for info in app.info)
+    assert not shared_engine().is_running()
 
 
 def test_read_only_on_the_command_line(serve, isolated_home, tmp_path):
