@@ -3,13 +3,12 @@
 import streamlit as st
 
 from envirollm_core.analysis import hardware_fit, make_tariff, recommend
-from envirollm_core.analysis.hardware import DEFAULT_CONTEXT_TOKENS, largest_fits
+from envirollm_core.analysis.hardware import DEFAULT_CONTEXT_TOKENS, detected_memory_gb, largest_fits
 from envirollm_core.analysis.recommend import QUALITY_FLOOR
 from envirollm_core.analysis.stats import ANALYSIS_COLUMNS
 from envirollm_core.errors import EnviroLLMError
 from envirollm_core.settings import Settings, load_settings
 from envirollm_core.store import Store
-from envirollm_core.telemetry.system_info import system_info
 from envirollm_core.views import (
     config_stats,
     fits_frame,
@@ -23,12 +22,12 @@ PLACEMENT_TITLES = {"gpu": "Largest on the GPU alone", "gpu+cpu": "Largest split
 st.title("Recommendations")
 
 st.header("What fits this machine")
-info = system_info()
-largest_gpu_gb = max((gpu.memory_total_mb for gpu in info.gpus), default=0.0) / 1024
+detected_ram_gb, detected_vram_gb = detected_memory_gb()
 ram_col, vram_col, context_col = st.columns(3)
-ram_gb = ram_col.number_input("RAM (GB)", min_value=0.0, max_value=4096.0, value=round(info.ram_total_gb, 1))
+ram_gb = ram_col.number_input("RAM (GB)", min_value=0.0, max_value=4096.0, value=round(detected_ram_gb, 1))
 vram_gb = vram_col.number_input("GPU memory (GB, largest GPU)", min_value=0.0, max_value=1024.0,
-                                value=round(largest_gpu_gb, 1), help="Detected through NVML; 0 without an NVIDIA GPU.")
+                                value=round(detected_vram_gb or 0.0, 1),
+                                help="Detected through NVML; 0 when no NVIDIA GPU (or its memory) was detected.")
 context_tokens = context_col.number_input("Context (tokens)", min_value=256, max_value=1_000_000,
                                           value=DEFAULT_CONTEXT_TOKENS, step=1024)
 try:

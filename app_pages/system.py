@@ -20,7 +20,7 @@ os_col.metric("OS", info.os_name)
 st.caption(f"CPU model: {info.cpu_model}")
 if info.gpus:
     st.dataframe(
-        [{"GPU": g.index, "name": g.name, "memory (MB)": round(g.memory_total_mb), "driver": g.driver_version} for g in info.gpus],
+        [{"GPU": g.index, "name": g.name, "memory (MB)": None if g.memory_total_mb is None else round(g.memory_total_mb), "driver": g.driver_version} for g in info.gpus],
         hide_index=True,
     )
 else:

@@ -25,6 +25,7 @@ from envirollm_core.errors import UsageError
 from envirollm_core.paths import DATA_DIR
 
 GB = 1e9
+MIB = 2**20  # NVML's "MB" figures are mebibytes
 OVERHEAD_BASE_GB = 0.5
 OVERHEAD_FRACTION = 0.05
 RAM_RESERVE_GB = 2.0
@@ -153,6 +154,20 @@ def hardware_fit(
         for quant in quantizations
     ]
     return sorted(estimates, key=lambda estimate: estimate.total_gb)
+
+
+def detected_memory_gb() -> tuple[float, float | None]:
+    """This machine's RAM and GPU memory in GB (1e9 bytes, the unit of every size here): `(ram_gb, vram_gb)`.
+
+    `vram_gb` is the largest NVIDIA GPU's memory, because a model is placed on one GPU: the biggest is the one
+    that decides what runs on the GPU alone (memory is not pooled across GPUs here). None without an NVIDIA GPU,
+    or when NVML does not report any GPU's memory: unknown, not 0.
+    """
+    from envirollm_core.telemetry.system_info import system_info  # NVML opens on call only
+
+    machine = system_info()
+    sizes = [gpu.memory_total_mb * MIB / GB for gpu in machine.gpus if gpu.memory_total_mb is not None]
+    return machine.ram_total_gb, max(sizes, default=None)
 
 
 def largest_fits(estimates: list[FitEstimate]) -> dict[str, FitEstimate]:

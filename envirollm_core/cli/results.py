@@ -71,7 +71,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
                     "RAM and VRAM default to this machine's.",
     )
     fit.add_argument("--ram-gb", type=finite_float, default=None, help="RAM in GB (default: this machine's)")
-    fit.add_argument("--vram-gb", type=finite_float, default=None, help="GPU memory in GB (default: this machine's first GPU)")
+    fit.add_argument("--vram-gb", type=finite_float, default=None, help="GPU memory in GB (default: this machine's largest GPU)")
     fit.add_argument("--context", type=int, default=4096, metavar="TOKENS", help="context length (default 4096)")
     fit.add_argument("--quant", default="Q4_K_M,Q5_K_M,Q8_0,F16", help="quantizations, comma-separated")
     fit.add_argument("--all", action="store_true", help="also list what does not fit")
@@ -349,16 +349,13 @@ def run_recommend(args: argparse.Namespace) -> int:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from envirollm_core.analysis.hardware import hardware_fit, largest_fits
+    from envirollm_core.analysis.hardware import detected_memory_gb, hardware_fit, largest_fits
 
     ram_gb, vram_gb = args.ram_gb, args.vram_gb
     if ram_gb is None or vram_gb is None:
-        from envirollm_core.telemetry.system_info import system_info
-
-        machine = system_info()
-        ram_gb = machine.ram_total_gb if ram_gb is None else ram_gb
-        if vram_gb is None:
-            vram_gb = machine.gpus[0].memory_total_mb * 2**20 / 1e9 if machine.gpus else 0.0
+        detected_ram_gb, detected_vram_gb = detected_memory_gb()
+        ram_gb = detected_ram_gb if ram_gb is None else ram_gb
+        vram_gb = (detected_vram_gb or 0.0) if vram_gb is None else vram_gb  # no GPU detected: nothing runs on one
     quantizations = tuple(q.strip() for q in args.quant.split(",") if q.strip())
     if not quantizations:
         raise UsageError("--quant needs at least one quantization, e.g. Q4_K_M")

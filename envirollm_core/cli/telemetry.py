@@ -83,7 +83,7 @@ def run_detect(args: argparse.Namespace) -> int:
     info(f"{machine.cpu_model}, {machine.cpu_logical_cores} logical CPUs, {machine.ram_total_gb:.1f} GB RAM, "
          f"{machine.os_name}{' (virtual machine)' if virtual else ''}")
     for gpu in machine.gpus:
-        info(f"GPU {gpu.index}: {gpu.name}, {gpu.memory_total_mb:.0f} MB, driver {gpu.driver_version}")
+        info(f"GPU {gpu.index}: {gpu.name}, {_fmt(gpu.memory_total_mb, '.0f')} MB, driver {gpu.driver_version}")
     info("")
     info(format_table(["component", "kind", "source", "how"], [[c.name, c.kind, c.source, c.note] for c in components]))
     for note in notes:

@@ -97,15 +97,20 @@ class NvidiaGpu:
     def read(self) -> GpuReading:
         return GpuReading(self.index, self.get_power_w(), self.get_util_percent(), self.get_mem_used_mb(), self.get_temp_c())
 
-    def process_mem_mb(self) -> dict[int, float | None]:
-        """GPU memory of every process on this device; `None` where NVML does not say (WDDM)."""
+    def process_mem_mb(self) -> dict[int, float | None] | None:
+        """GPU memory of every process on this device, by pid: a process listed with `None` is on the GPU
+        but NVML does not say how much (WDDM). The whole answer is `None` when NVML cannot list the
+        processes: then no process is known to be off the GPU either."""
         used: dict[int, float | None] = {}
         for lister in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
-            for process in self._call(getattr(self._nvml, lister)) or ():
+            processes = self._call(getattr(self._nvml, lister))
+            if processes is None:
+                return None
+            for process in processes:
                 mem = process.usedGpuMemory / _MIB if process.usedGpuMemory is not None else None
-                known = used.get(process.pid)
                 # a process with compute and graphics contexts is listed twice with the same memory
-                used[process.pid] = mem if known is None else max(known, mem or 0.0)
+                known = used.get(process.pid, mem)
+                used[process.pid] = mem if known is None else known if mem is None else max(known, mem)
         return used
 
 
@@ -154,13 +159,18 @@ class NvmlSession:
         self.close()
 
 
-def gpu_mem_by_pid_mb(gpus: Iterable[NvidiaGpu]) -> dict[int, float | None]:
-    """GPU memory per process, summed over every GPU."""
+def gpu_mem_by_pid_mb(gpus: Iterable[NvidiaGpu]) -> dict[int, float | None] | None:
+    """GPU memory per process, summed over every GPU; a process absent from the answer uses none.
+    A process's `None`: on a GPU that does not say how much. `None` for all: a GPU's processes could not be
+    listed, so no process's total is known."""
     total: dict[int, float | None] = {}
     for gpu in gpus:
-        for pid, mem in gpu.process_mem_mb().items():
-            known = total.get(pid)
-            total[pid] = mem if known is None else known + (mem or 0.0)
+        used = gpu.process_mem_mb()
+        if used is None:
+            return None
+        for pid, mem in used.items():
+            known = total.get(pid, 0.0)
+            total[pid] = None if known is None or mem is None else known + mem
     return total
 
 

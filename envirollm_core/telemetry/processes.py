@@ -40,7 +40,7 @@ class ProcessStats:
     cpu_percent: float | None
     rss_mb: float
     threads: int
-    gpu_mem_mb: float | None  # None: no NVIDIA GPU to ask
+    gpu_mem_mb: float | None  # None: no NVIDIA GPU to ask, or NVML does not say
 
 
 @dataclass(frozen=True)
@@ -203,9 +203,12 @@ class ProcessTree:
 
 
 def _tree_gpu_mem(pids: Iterable[int], gpu_mem_by_pid: dict[int, float | None] | None) -> float | None:
+    """The tree's GPU memory: 0 only when every GPU's processes were listed and none of the tree's is there;
+    None when NVML could not list them, or lists one of the tree's processes without its memory."""
     if gpu_mem_by_pid is None:
         return None
-    return sum(gpu_mem_by_pid.get(pid) or 0.0 for pid in pids)
+    used = [gpu_mem_by_pid[pid] for pid in pids if pid in gpu_mem_by_pid]
+    return None if None in used else sum(used, 0.0)
 
 
 def _safe(getter, default):

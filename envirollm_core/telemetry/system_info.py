@@ -15,7 +15,7 @@ from envirollm_core.telemetry.nvml import NvmlSession
 class GpuInfo:
     index: int
     name: str
-    memory_total_mb: float
+    memory_total_mb: float | None  # MiB; None when NVML does not report it (unknown, not 0)
     driver_version: str
 
 
@@ -45,7 +45,7 @@ def nvidia_gpus() -> tuple[GpuInfo, ...]:
     """Every NVIDIA GPU NVML sees; none when there is no driver or library."""
     with NvmlSession() as nvml:
         return tuple(
-            GpuInfo(gpu.index, gpu.name, gpu.memory_total_mb or 0.0, nvml.driver_version or "unknown")
+            GpuInfo(gpu.index, gpu.name, gpu.memory_total_mb, nvml.driver_version or "unknown")
             for gpu in nvml.gpus
         )
 

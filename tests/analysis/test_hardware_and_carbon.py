@@ -1,3 +1,6 @@
+import json
+
+import psutil
 import pytest
 
 from envirollm_core.analysis.carbon import (
@@ -10,6 +13,7 @@ from envirollm_core.analysis.carbon import (
 )
 from envirollm_core.analysis.hardware import (
     bits_per_weight,
+    detected_memory_gb,
     find_model,
     hardware_fit,
     largest_fits,
@@ -18,7 +22,14 @@ from envirollm_core.analysis.hardware import (
     memory_estimate,
     placement,
 )
+from envirollm_core.cli import build_parser
 from envirollm_core.errors import UsageError
+from tests.telemetry import fake_pynvml
+from tests.telemetry.fake_pynvml import FakeGpu
+
+# NVML's memory figures are MiB; every size in the fit is 1e9-byte GB
+SMALL_GPU_MIB, BIG_GPU_MIB = 8192.0, 24576.0
+BIG_GPU_GB = BIG_GPU_MIB * 2**20 / 1e9  # 25.77, not 24 (GiB) and not the first GPU's 8.59
 
 
 def test_the_catalog_is_sane():
@@ -110,3 +121,26 @@ def test_tariff_defaults_and_limits():
         make_tariff(price_per_kwh=-0.1)
     with pytest.raises(UsageError):
         monthly(make_tariff(), energy_per_token_wh=0.001, tokens_per_day=-5)
+
+
+def test_detected_memory_is_the_largest_gpu_in_gb(monkeypatch):
+    fake_pynvml.install(monkeypatch, [FakeGpu(memory_total_mb=SMALL_GPU_MIB), FakeGpu(memory_total_mb=BIG_GPU_MIB),
+                                      FakeGpu(memory_info=False)])
+    ram_gb, vram_gb = detected_memory_gb()
+    assert vram_gb == pytest.approx(BIG_GPU_GB)
+    assert ram_gb == pytest.approx(psutil.virtual_memory().total / 1e9)
+
+
+def test_detected_gpu_memory_is_unknown_without_a_gpu_or_its_reading(monkeypatch):
+    fake_pynvml.install(monkeypatch, [], driver=False)
+    assert detected_memory_gb()[1] is None
+    fake_pynvml.install(monkeypatch, [FakeGpu(memory_info=False)])
+    assert detected_memory_gb()[1] is None
+
+
+def test_fit_command_uses_the_detected_memory(monkeypatch, capsys):
+    fake_pynvml.install(monkeypatch, [FakeGpu(memory_total_mb=SMALL_GPU_MIB), FakeGpu(memory_total_mb=BIG_GPU_MIB)])
+    args = build_parser().parse_args(["fit", "--json"])
+    assert args.handler(args) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["ram_gb"], shown["vram_gb"]) == pytest.approx(detected_memory_gb())

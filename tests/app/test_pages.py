@@ -11,11 +11,14 @@ import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from envirollm_core.analysis.hardware import detected_memory_gb
 from envirollm_core.settings import ReadOnlyError, Settings, save_settings
 from envirollm_core.store import ORIGINAL_COLUMNS, Store
 from envirollm_core.telemetry.sampler import get_sampler
 from envirollm_core.views import export_bytes
 from tests.app.runs_factory import UNSAFE_RESPONSE, realistic_runs
+from tests.telemetry import fake_pynvml
+from tests.telemetry.fake_pynvml import FakeGpu
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = ("monitor.py", "benchmark.py", "results.py", "recommendations.py", "import_runs.py", "settings.py", "system.py")
@@ -344,6 +347,14 @@ def test_recommendations_without_runs_still_show_what_fits(isolated_home):
     ram = next(n for n in app.number_input if n.label == "RAM (GB)")
     ram.set_value(0.5).run()
     assert app.metric[2].value == "none"  # nothing fits in half a gigabyte
+
+
+def test_recommendations_start_from_the_largest_gpu_in_gb(isolated_home, monkeypatch):
+    fake_pynvml.install(monkeypatch, [FakeGpu(memory_total_mb=8192.0), FakeGpu(memory_total_mb=24576.0)])
+    app = page("recommendations.py").run()
+    assert_clean(app)
+    vram = next(n for n in app.number_input if n.label.startswith("GPU memory"))
+    assert vram.value == pytest.approx(round(detected_memory_gb()[1], 1)) == 25.8  # 1e9-byte GB, as the CLI's fit
 
 
 def test_recommendations_pick_within_each_prompt_and_project_a_month(populated_store):

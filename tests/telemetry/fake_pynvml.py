@@ -76,7 +76,9 @@ class FakeGpu:
     memory_total_mb: float = 81559.0
     memory_used_mb: float = 1024.0
     temp_c: float | None = 40.0
+    memory_info: bool = True  # False: nvmlDeviceGetMemoryInfo raises NotSupported
     processes_mb: dict[int, float | None] = field(default_factory=dict)  # pid -> GPU memory (None: not available)
+    process_listing: bool = True  # False: listing the running processes raises NotSupported
     energy_offset_mj: int = 987_654_321
 
     def total_energy_mj(self, t: float) -> int:
@@ -132,6 +134,8 @@ def make_fake_pynvml(gpus: list[FakeGpu], driver: bool = True) -> types.ModuleTy
 
     def nvmlDeviceGetMemoryInfo(handle, version=None):
         gpu = device(handle)
+        if not gpu.memory_info:
+            raise not_supported()
         total, used = int(gpu.memory_total_mb * 2**20), int(gpu.memory_used_mb * 2**20)
         return types.SimpleNamespace(total=total, used=used, free=total - used)
 
@@ -183,8 +187,16 @@ def make_fake_pynvml(gpus: list[FakeGpu], driver: bool = True) -> types.ModuleTy
 
     def running_processes(handle):
         gpu = device(handle)
+        if not gpu.process_listing:
+            raise not_supported()
         return [types.SimpleNamespace(pid=pid, usedGpuMemory=None if mb is None else int(mb * 2**20))
                 for pid, mb in gpu.processes_mb.items()]
+
+    def graphics_processes(handle):
+        gpu = device(handle)
+        if not gpu.process_listing:
+            raise not_supported()
+        return []
 
     for function in (nvmlInit, nvmlShutdown, nvmlSystemGetDriverVersion, nvmlDeviceGetCount, nvmlDeviceGetHandleByIndex,
                      nvmlDeviceGetName, nvmlDeviceGetMemoryInfo, nvmlDeviceGetUtilizationRates, nvmlDeviceGetTemperature,
@@ -192,7 +204,7 @@ def make_fake_pynvml(gpus: list[FakeGpu], driver: bool = True) -> types.ModuleTy
                      nvmlDeviceGetFieldValues):
         setattr(module, function.__name__, function)
     module.nvmlDeviceGetComputeRunningProcesses = running_processes
-    module.nvmlDeviceGetGraphicsRunningProcesses = lambda handle: (device(handle), [])[1]
+    module.nvmlDeviceGetGraphicsRunningProcesses = graphics_processes
     module.initialised = lambda: state["initialised"]
     return module
 

@@ -120,3 +120,36 @@ def test_session_reports_why_there_is_no_gpu(monkeypatch):
     fake_pynvml.install(monkeypatch, [])
     with NvmlSession() as session:
         assert session.gpus == () and "no device" in session.problem
+
+
+def _tree_gpu_mem_now(monkeypatch, make_sampler, gpus: list[FakeGpu]) -> tuple[float | None, float | None]:
+    """Our own process's GPU memory, from `process_tree_stats` and from a sampler window."""
+    fake_pynvml.install(monkeypatch, gpus)
+    me = os.getpid()
+    once = process_tree_stats(me, sample_s=0.05).gpu_mem_mb
+    sampler = make_sampler()
+    sampler.begin_window("w", pids=[me])
+    time.sleep(0.3)
+    (stats,) = sampler.end_window("w").processes
+    return once, stats.gpu_mem_mb_peak
+
+
+def test_process_gpu_memory_is_unknown_when_nvml_cannot_list_processes(sysfs_root, monkeypatch, make_sampler):
+    listed = FakeGpu(processes_mb={os.getpid(): 1500.0})
+    unlisted = FakeGpu(processes_mb={os.getpid(): 500.0}, process_listing=False)
+    assert _tree_gpu_mem_now(monkeypatch, make_sampler, [listed, unlisted]) == (None, None)  # unknown, not 1500 or 0
+
+
+def test_process_gpu_memory_is_zero_only_when_listed_and_absent(sysfs_root, monkeypatch, make_sampler):
+    assert _tree_gpu_mem_now(monkeypatch, make_sampler, [FakeGpu(processes_mb={999_999: 10.0})]) == (0.0, 0.0)
+
+
+def test_a_listed_process_without_its_memory_is_unknown(sysfs_root, monkeypatch, make_sampler):
+    gpus = [FakeGpu(processes_mb={os.getpid(): 1500.0}), FakeGpu(processes_mb={os.getpid(): None})]  # WDDM-style
+    assert _tree_gpu_mem_now(monkeypatch, make_sampler, gpus) == (None, None)
+
+
+def test_gpu_total_memory_nvml_does_not_report_is_unknown(monkeypatch):
+    fake_pynvml.install(monkeypatch, [FakeGpu(memory_info=False)])
+    (gpu,) = nvidia_gpus()
+    assert gpu.memory_total_mb is None  # not 0 MB
