@@ -111,15 +111,22 @@ def original_row(run: RunResult) -> dict[str, Any]:
         "Energy (Wh)": run.energy_wh,
         "Energy/Token (Wh)": run.energy_per_token_wh,
         "Duration (s)": run.e2e_s,
-        "Speed (tok/s)": run.decode_tps,
+        # The original's speed was tokens over the whole request, TTFT included: an imported original run keeps
+        # it apart from decode_tps (a true decode rate) and gives it back here.
+        "Speed (tok/s)": _environment_value(run, "original_speed_tps", run.decode_tps),
         "Quality Score": run.quality_score,
         "CPU %": run.cpu_percent_avg,
         # We record memory in MB, not as a share of the machine; only imported original runs carry it.
-        "Memory %": run.environment.get("memory_percent") if isinstance(run.environment, dict) else None,
+        "Memory %": _environment_value(run, "memory_percent", None),
         "Power (W)": run.avg_power_w,
         "Prompt": run.prompt,
         "Response Preview": run.response[:RESPONSE_PREVIEW_CHARS],
     }
+
+
+def _environment_value(run: RunResult, key: str, default: Any) -> Any:
+    environment = run.environment if isinstance(run.environment, dict) else {}
+    return environment.get(key, default)
 
 
 def export_row(run: RunResult, *, nested_as_text: bool) -> dict[str, Any]:
@@ -569,7 +576,8 @@ def _our_run(record: _Record, name: str) -> RunResult:
 
 def _original_run(record: _Record, name: str, batch_id: str) -> RunResult:
     """An original EnviroLLM row as a run: its energy was its own estimate (a fixed 50 W base plus CPU
-    and GPU power), its speed is tokens over the whole request, and it stored only a preview of the answer."""
+    and GPU power), its speed is tokens over the whole request (TTFT included, so it is kept in
+    `environment["original_speed_tps"]`, never as a decode rate), and it stored only a preview of the answer."""
 
     def number(column: str) -> float | None:
         return _cell(name, record, column, lambda value: _number(value, optional=True))
@@ -588,9 +596,12 @@ def _original_run(record: _Record, name: str, batch_id: str) -> RunResult:
     energy_wh = number("Energy (Wh)")
     quality_score = number("Quality Score")
     memory_percent = number("Memory %")
+    speed_tps = number("Speed (tok/s)")
     environment: dict[str, Any] = {"source_format": ORIGINAL_FORMAT_TAG}
     if memory_percent is not None:
         environment["memory_percent"] = memory_percent
+    if speed_tps is not None:  # tokens over the whole request, TTFT included: not a decode rate
+        environment["original_speed_tps"] = speed_tps
     return RunResult(
         id=run_id,
         batch_id=batch_id,
@@ -602,7 +613,7 @@ def _original_run(record: _Record, name: str, batch_id: str) -> RunResult:
         prompt_hash=prompt_hash(prompt),
         status=ORIGINAL_STATUS[status_text],
         e2e_s=number("Duration (s)"),
-        decode_tps=number("Speed (tok/s)"),
+        decode_tps=None,
         energy_wh=energy_wh,
         energy_per_token_wh=number("Energy/Token (Wh)"),
         components=[] if energy_wh is None else [
