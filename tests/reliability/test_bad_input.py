@@ -25,7 +25,7 @@ from envirollm_core.errors import UsageError
 from envirollm_core.store import Store
 from envirollm_core.store.exchange import MAX_FIELD_CHARS
 from tests.fakes.scripted_server import TokenScript, openai_routes, openai_stream
-from tests.reliability.conftest import assert_one_line_usage_error, run_cli_all
+from tests.reliability.conftest import assert_one_line_usage_error, cli_in_process, run_cli_all
 from tests.store.conftest import full_run
 
 FUZZ = settings(max_examples=30, deadline=None, derandomize=True,
@@ -301,7 +301,7 @@ def test_odd_but_valid_prompts_and_model_names_are_runs_kept_exactly(serve, clos
     assert len(Store().runs()) == 1 + len(ODD_MODELS) + 1 + 1
 
 
-def test_settings_out_of_range_are_one_line_and_the_file_is_kept(isolated_home):
+def test_settings_out_of_range_are_one_line_and_the_file_is_kept(isolated_home, capsys, monkeypatch):
     """A hand-edited settings file with a value out of range: one line naming it, nothing rewritten."""
     cases = {
         "sampling": ({"sampling_interval_s": 99}, "sampling interval"),
@@ -311,17 +311,14 @@ def test_settings_out_of_range_are_one_line_and_the_file_is_kept(isolated_home):
         "not an object": ([1, 2], "expected a JSON object"),
         "not JSON": ("{nope", "cannot read settings"),
     }
-    homes = {}
-    for label, (content, _) in cases.items():
+    for label, (content, expected) in cases.items():
         home = isolated_home / label.replace(" ", "-")
         home.mkdir(parents=True)
-        (home / "settings.json").write_text(content if isinstance(content, str) else json.dumps(content), encoding="utf-8")
-        homes[label] = home
-    texts = {label: (home / "settings.json").read_text(encoding="utf-8") for label, home in homes.items()}
-    results = run_cli_all([["recommend", "--json"]] * len(cases), envs=[{"ENVIROLLM_HOME": str(h)} for h in homes.values()])
-    for (label, (_, expected)), result in zip(cases.items(), results, strict=True):
+        text = content if isinstance(content, str) else json.dumps(content)
+        (home / "settings.json").write_text(text, encoding="utf-8")
+        monkeypatch.setenv("ENVIROLLM_HOME", str(home))
         try:
-            assert_one_line_usage_error(result, expected)
+            assert_one_line_usage_error(cli_in_process(capsys, "recommend", "--json"), expected)
         except AssertionError as exc:
             raise AssertionError(f"{label}: {exc}") from None
-        assert (homes[label] / "settings.json").read_text(encoding="utf-8") == texts[label]
+        assert (home / "settings.json").read_text(encoding="utf-8") == text

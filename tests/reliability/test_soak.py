@@ -84,6 +84,8 @@ def test_a_batch_the_pages_and_exports_at_once_lose_and_duplicate_nothing(serve,
         len(batches.results), len(exports.results), renders)
 
     reported = [run["id"] for _, result in batches.results for run in json.loads(result.stdout)]
+    print(f"soak {SOAK_S:g} s: {len(batches.results)} batches ({len(reported)} runs), {len(exports.results)} exports, "
+          f"{renders} page renders, {len(seeded) + len(reported)} runs stored at the end")
     assert all(run["status"] == "ok" for _, r in batches.results for run in json.loads(r.stdout))
     stored = Store().runs_frame(columns=["id"])["id"].to_list()
     assert len(stored) == len(set(stored)), "a run is stored twice"
