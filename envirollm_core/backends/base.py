@@ -129,6 +129,8 @@ class Backend(Protocol):
 
     def stream(self, request: ChatRequest) -> Iterator[StreamPiece]: ...
 
+    def close(self) -> None: ...  # the HTTP client and its connections
+
 
 def secrets_of(url: str, api_key: str | None) -> tuple[str, ...]:
     """What must never be shown or stored: the API key and any password in the URL."""

@@ -15,7 +15,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -88,7 +88,14 @@ class OllamaBackend:
         self._request_sent_s = time.perf_counter()
 
     def close(self) -> None:
+        """Close the HTTP client and its connections; the backend cannot send after this."""
         self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def _get(self, path: str) -> Any:
         return self._json(lambda: self._client.get(path), path)

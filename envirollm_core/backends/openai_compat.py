@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import httpx
 import httpx2  # the transport the openai 3.x client is built on; its stream errors are httpx2's
@@ -87,6 +87,16 @@ class OpenAIBackend:
 
     def _stamp_request(self, request: Any) -> None:
         self._request_sent_s = time.perf_counter()
+
+    def close(self) -> None:
+        """Close the HTTP client and its connections; the backend cannot send after this."""
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def server(self) -> server_metadata.ServerDescription:
         """What kind of server this is (LM Studio, llama.cpp, vLLM...), probed once."""
@@ -264,7 +274,7 @@ def _status_detail(exc: openai.APIStatusError) -> str:
 
 def stream_text(base_url: str, model: str, prompt: str, max_tokens: int = 128, api_key: str | None = None) -> Iterator[str]:
     """Yield the pieces of one chat completion's text as the server streams them."""
-    backend = OpenAIBackend(base_url, api_key=api_key, read_timeout_s=60.0, name="openai")
-    for piece in backend.stream(ChatRequest(model=model, prompt=prompt, max_tokens=max_tokens)):
-        if isinstance(piece, Delta) and piece.content:
-            yield piece.content
+    with OpenAIBackend(base_url, api_key=api_key, read_timeout_s=60.0, name="openai") as backend:
+        for piece in backend.stream(ChatRequest(model=model, prompt=prompt, max_tokens=max_tokens)):
+            if isinstance(piece, Delta) and piece.content:
+                yield piece.content

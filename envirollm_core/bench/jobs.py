@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,10 +100,8 @@ def open_backend(choice: BackendChoice) -> Backend:
 
 
 def close_backend(backend: Backend) -> None:
-    """Close the backend's HTTP client where it has one of its own to close (Ollama's)."""
-    close: Callable[[], None] | None = getattr(backend, "close", None)
-    if close is not None:
-        close()
+    """Close the backend's HTTP client (the embedded engine itself keeps running for the next batch)."""
+    backend.close()
 
 
 def list_models(choice: BackendChoice) -> list[ModelChoice]:
@@ -117,12 +114,13 @@ def list_models(choice: BackendChoice) -> list[ModelChoice]:
     if choice.kind == "ollama":
         from envirollm_core.backends.ollama import OllamaBackend
 
-        ollama = OllamaBackend(choice.url, read_timeout_s=choice.read_timeout_s)
-        try:
+        with OllamaBackend(choice.url, read_timeout_s=choice.read_timeout_s) as ollama:
             return [_ollama_model(tag) for tag in ollama.tags()]
-        finally:
-            ollama.close()
-    names = open_backend(choice).list_models()
+    backend = open_backend(choice)
+    try:
+        names = backend.list_models()
+    finally:
+        close_backend(backend)
     return [ModelChoice(name, quantization=resolve_quantization(model_name=name)[0]) for name in names]
 
 

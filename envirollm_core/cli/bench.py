@@ -117,18 +117,16 @@ def run_ollama(args: argparse.Namespace) -> int:
     from envirollm_core.backends.ollama import OllamaBackend
 
     prepared = _prepare(args, _models(args.models))
-    backend = OllamaBackend(args.url, read_timeout_s=args.timeout)
-    try:
+    with OllamaBackend(args.url, read_timeout_s=args.timeout) as backend:
         return _run(backend, prepared, args)
-    finally:
-        backend.close()
 
 
 def run_openai(args: argparse.Namespace) -> int:
     from envirollm_core.backends.openai_compat import OpenAIBackend
 
     prepared = _prepare(args, _models(args.models))
-    return _run(OpenAIBackend(args.url, api_key=args.api_key, read_timeout_s=args.timeout), prepared, args)
+    with OpenAIBackend(args.url, api_key=args.api_key, read_timeout_s=args.timeout) as backend:
+        return _run(backend, prepared, args)
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -137,9 +135,9 @@ def run_demo(args: argparse.Namespace) -> int:
     engine = EmbeddedEngine()
     prepared = _prepare(args, (engine.model_id,))
     info(f"starting the embedded engine ({engine.model_id}) ...")
-    with engine:
+    with engine, embedded_backend(engine) as backend:
         info(f"engine ready at {engine.base_url} (pid {engine.pid})")
-        return _run(embedded_backend(engine), prepared, args)
+        return _run(backend, prepared, args)
 
 
 @dataclasses.dataclass(frozen=True)

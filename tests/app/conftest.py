@@ -77,7 +77,7 @@ def page(browser):
     context.close()
 
 
-from tests.fakes.fixtures import closed_port, serve  # noqa: F401  (pytest fixtures: scripted servers)
+from tests.fakes.fixtures import closed_port, http_clients, serve  # noqa: F401  (pytest fixtures: scripted servers)
 
 
 @pytest.fixture

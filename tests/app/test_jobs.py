@@ -55,6 +55,15 @@ def test_a_job_runs_in_the_background_and_stores_every_run(serve, isolated_home)
     assert registry.latest() is job and registry.get(job.job_id) is job
 
 
+def test_a_job_and_a_model_listing_close_their_http_clients(serve, isolated_home, http_clients):
+    server = openai_server(serve)
+    assert [m.name for m in list_models(BackendChoice("lmstudio", f"{server.url}/v1"))] == list(MODELS)
+    job = JobRegistry().start(BackendChoice("openai", f"{server.url}/v1"), config(models=MODELS[:1], repeat=1),
+                              store_path=isolated_home / "r.duckdb")
+    assert wait_final(job).state == "finished"
+    assert len(http_clients) >= 2 and all(client.is_closed for client in http_clients)
+
+
 def test_progress_names_the_current_model_while_running(serve, isolated_home):
     server = openai_server(serve, SLOW)
     job = JobRegistry().start(BackendChoice("openai", f"{server.url}/v1"), config(repeat=2),

@@ -177,6 +177,22 @@ def test_stream_text_raises_a_one_line_error(closed_port):
         list(stream_text(f"http://127.0.0.1:{closed_port}/v1", MODEL, "hi"))
 
 
+def test_the_backend_closes_its_http_client(serve, http_clients):
+    server = serve(openai_routes([MODEL], openai_stream(MODEL, FAST)))
+    with backend_for(server) as backend:
+        assert backend.list_models() == [MODEL]
+    assert http_clients and all(client.is_closed for client in http_clients)
+
+
+def test_stream_text_closes_its_client_when_done_or_abandoned(serve, http_clients):
+    server = serve(openai_routes([MODEL], openai_stream(MODEL, FAST)))
+    assert "".join(stream_text(f"{server.url}/v1", MODEL, "hi"))
+    abandoned = stream_text(f"{server.url}/v1", MODEL, "hi")
+    next(abandoned)
+    abandoned.close()  # a page that stops reading: the generator is closed
+    assert len(http_clients) == 2 and all(client.is_closed for client in http_clients)
+
+
 def test_credentials_in_the_url_are_used_but_never_shown_or_stored(serve):
     from envirollm_core.backends.base import public_url
 

@@ -177,3 +177,15 @@ def test_demo_on_a_fresh_install_stores_two_measured_runs(isolated_home):
     marker = f"--parent-pid {demo.pid} "
     left = [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or []) + " "]
     assert not left, "the demo left its engine running"
+
+
+def test_benchmark_openai_closes_its_http_client(serve, http_clients, capsys):
+    # in-process, unlike the rest of this file: the clients it makes are only visible from inside
+    from envirollm_core.cli import build_parser
+
+    server = serve(openai_routes([MODEL], openai_stream(MODEL, SCRIPT)))
+    args = build_parser().parse_args(["benchmark-openai", "--url", f"{server.url}/v1", "--model", MODEL,
+                                      "--repeat", "1", "--warmup", "0", "--json", *QUICK])
+    assert args.handler(args) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 1
+    assert http_clients and all(client.is_closed for client in http_clients)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.fakes.fixtures import closed_port, serve  # noqa: F401  (pytest fixtures)
+from tests.fakes.fixtures import closed_port, http_clients, serve  # noqa: F401  (pytest fixtures)
 from tests.fakes.scripted_server import Reply, Request, ScriptedServer, json_reply
 
 CHAT = ("POST", "/v1/chat/completions")
