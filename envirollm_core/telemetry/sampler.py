@@ -665,6 +665,8 @@ class Sampler:
                 self._tick()
             except Exception as exc:  # noqa: BLE001 - keep sampling: one bad read must not end every later measurement
                 self.last_error = f"{type(exc).__name__}: {exc}"
+            else:
+                self.last_error = None  # a transient failure is over once a reading succeeds again
             next_tick += self.interval_s
             delay = next_tick - time.monotonic()
             if delay < 0:  # fell behind (a stalled machine): skip the missed ticks, keep the rhythm

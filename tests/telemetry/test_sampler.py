@@ -187,6 +187,30 @@ def test_window_on_a_missing_pid_is_a_usage_error_and_opens_nothing(sysfs_root, 
     sampler.end_window("w")
 
 
+def _wait_for(condition, timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_last_error_clears_once_a_reading_succeeds_again(sysfs_root, no_gpu, make_sampler, monkeypatch):
+    sampler = make_sampler(interval_s=0.02)
+    real_fraction, recovered = sampler._cpu.fraction, threading.Event()
+
+    def fraction_failing_until_recovered():
+        if not recovered.is_set():
+            raise OSError("transient /proc read failure")
+        return real_fraction()
+
+    monkeypatch.setattr(sampler._cpu, "fraction", fraction_failing_until_recovered)
+    assert _wait_for(lambda: "transient" in str(sampler.last_error))
+    recovered.set()
+    assert _wait_for(lambda: sampler.last_error is None)  # the Monitor page stops warning
+
+
 def test_recent_is_a_bounded_thread_safe_snapshot(sysfs_root, no_gpu, make_sampler, monkeypatch):
     monkeypatch.setattr(sampler_module, "RECENT_BUFFER_S", 0.5)
     sampler = make_sampler(interval_s=0.02)
