@@ -4,9 +4,9 @@ elsewhere on the page never stops it; this page only starts it, shows its progre
 import streamlit as st
 
 from envirollm_core.backends.ollama import ollama_url
+from envirollm_core.backends.server_metadata import LMSTUDIO_URL
 from envirollm_core.bench.jobs import (
     BACKEND_TITLES,
-    LMSTUDIO_URL,
     BackendChoice,
     JobRegistry,
     ModelChoice,

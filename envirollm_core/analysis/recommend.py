@@ -96,7 +96,7 @@ def _summary(row: dict) -> ConfigSummary:
 def pareto_frontier(stats: pl.DataFrame, quality: str = _QUALITY, cost: str = _ENERGY) -> pl.DataFrame:
     """The rows no other row beats on both `quality` (higher) and `cost` (lower), cheapest first."""
     candidates = stats.filter(pl.col(quality).is_not_null() & pl.col(cost).is_not_null()).sort(
-        [cost, quality], descending=[False, True]
+        [cost, quality], descending=[False, True], maintain_order=True
     )
     return candidates[_frontier_indices(candidates[quality].to_list())]
 
@@ -197,9 +197,7 @@ def recommend(
         # A task is shown by its name, a prompt group by its prompt's first words.
         label = key if by == "preset" else next((row["prompt_preview"] for row in rows if row.get("prompt_preview")), key)
         picks, pick_notes = _picks(rows, quality_floor)
-        scored = sorted((row for row in rows if row[_QUALITY] is not None and row[_ENERGY] is not None),
-                        key=lambda row: (row[_ENERGY], -row[_QUALITY]))
-        frontier = [scored[index] for index in _frontier_indices([row[_QUALITY] for row in scored])]
+        frontier = pareto_frontier(group_rows).to_dicts()
         results.append(
             GroupRecommendation(
                 group_by=by, group=key, label=label, n_configs=len(rows), picks=tuple(picks),

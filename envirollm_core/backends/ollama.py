@@ -123,9 +123,13 @@ class OllamaBackend:
         return BackendError(f"Ollama at {self.base_url} failed: {one_line(exc)}")
 
     def tags(self) -> list[dict[str, Any]]:
+        """`/api/tags`' models, each with a name (a listing without one names nothing to run)."""
         if self._tags is None:
-            models = self._get("/api/tags").get("models")
-            self._tags = [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+            listing = self._get("/api/tags")
+            models = listing.get("models") if isinstance(listing, dict) else None
+            if not isinstance(models, list):
+                models = []
+            self._tags = [m for m in models if isinstance(m, dict) and (m.get("name") or m.get("model"))]
         return self._tags
 
     def list_models(self) -> list[str]:

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
 from envirollm_core.backends.quantization import resolve_quantization
+from envirollm_core.backends.server_metadata import LMSTUDIO_URL
 from envirollm_core.bench.runner import BenchmarkConfig, run_benchmark
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.results import RunResult
@@ -37,7 +38,6 @@ BACKEND_TITLES: dict[BackendKind, str] = {
     "openai": "Custom OpenAI-compatible server",
     "embedded": "Embedded engine (Gemma 3 270M)",
 }
-LMSTUDIO_URL = "http://localhost:1234/v1"  # LM Studio's default server address
 JobState = Literal["starting", "running", "finished", "failed", "cancelled"]
 FINAL_STATES: frozenset[str] = frozenset({"finished", "failed", "cancelled"})
 

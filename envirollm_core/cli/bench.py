@@ -16,7 +16,7 @@ from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
 from envirollm_core.bench.presets import load_presets, select_prompts
 from envirollm_core.bench.runner import BatchResult, BenchmarkConfig, run_benchmark
-from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, finite_float, format_table, info
+from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, finite_float, format_number, format_table, info
 from envirollm_core.cli.quality import add_judge_options, judge_config
 from envirollm_core.errors import UsageError
 from envirollm_core.results import RunResult
@@ -198,7 +198,7 @@ class ProgressBar:
     def run_done(self, run: RunResult) -> None:
         self.done += 1
         what = f"{run.model} {run.preset or run.prompt_hash} #{run.repeat_index + 1}"
-        outcome = f"ok {_num(run.decode_tps, 1)} tok/s" if run.status == "ok" else f"FAILED: {run.error}"
+        outcome = f"ok {format_number(run.decode_tps, '.1f')} tok/s" if run.status == "ok" else f"FAILED: {run.error}"
         self._write(f"{what}: {outcome}")
 
     def _write(self, text: str) -> None:
@@ -234,16 +234,13 @@ def _row(run: RunResult) -> tuple[str, ...]:
     sources = sorted({f"{c.component}:{c.source}" for c in run.components})
     return (
         run.model, run.preset or f"prompt {run.prompt_hash[:8]}", str(run.repeat_index + 1), run.status,
-        _num(run.ttft_s, 3), _num(run.decode_tps, 1),
+        format_number(run.ttft_s, ".3f"), format_number(run.decode_tps, ".1f"),
         f"{run.completion_tokens}{'' if run.token_count_source == 'usage' else '*'}" if run.completion_tokens else "-",
-        _num(_milli(run.energy_wh), 2), _num(_milli(run.energy_net_wh), 2), _num(_milli(run.energy_per_token_wh), 4),
-        " ".join(sources) or "-", _num(run.quality_score, 0),
+        format_number(_milli(run.energy_wh), ".2f"), format_number(_milli(run.energy_net_wh), ".2f"),
+        format_number(_milli(run.energy_per_token_wh), ".4f"),
+        " ".join(sources) or "-", format_number(run.quality_score, ".0f"),
     )
 
 
 def _milli(value_wh: float | None) -> float | None:
     return value_wh * 1000 if value_wh is not None else None
-
-
-def _num(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"

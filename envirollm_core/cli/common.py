@@ -64,7 +64,15 @@ def info(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-_NUMBER = re.compile(r"-|n/a|[-+]?\d[\d.,]*(e[-+]?\d+)?%?( ± \d[\d.]*)?")
+MISSING = "-"  # how every table and summary shows a reading that is not there (unmeasured, not 0)
+
+
+def format_number(value: float | None, spec: str) -> str:
+    """`value` formatted by the format `spec` (".2f", ".0f", "d"...), or "-" when there is none."""
+    return MISSING if value is None else format(value, spec)
+
+
+_NUMBER = re.compile(r"-|[-+]?\d[\d.,]*(e[-+]?\d+)?%?( ± \d[\d.]*)?")
 
 
 def format_table(columns: list[str] | tuple[str, ...], rows: list[list[str]] | list[tuple[str, ...]]) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 import polars as pl
 
-from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, finite_float, format_table, info
+from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, finite_float, format_number, format_table, info
 from envirollm_core.errors import UsageError
 
 
@@ -147,10 +147,6 @@ def _store(args: argparse.Namespace) -> Any:
 # -- tables -----------------------------------------------------------------------------------
 
 
-def _num(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
 def _mwh(value_wh: float | None) -> str:
     return "-" if value_wh is None else f"{value_wh * 1000:.3g}"
 
@@ -192,9 +188,9 @@ def run_list(args: argparse.Namespace) -> int:
     rows = [
         [row["id"][:8], row["created_at"].strftime("%Y-%m-%d %H:%M"), row["model"], row["backend"],
          row["quantization"] or "-", row["preset"] or (row["prompt_preview"] or "")[:24], row["status"],
-         "-" if row["completion_tokens"] is None else str(row["completion_tokens"]), _num(row["ttft_s"], 3),
-         _num(row["decode_tps"], 1), _num(row["energy_wh"], 4), _mwh(row["energy_per_token_wh"]),
-         _num(row["quality_score"], 0), row["notes"][:30]]
+         "-" if row["completion_tokens"] is None else str(row["completion_tokens"]), format_number(row["ttft_s"], ".3f"),
+         format_number(row["decode_tps"], ".1f"), format_number(row["energy_wh"], ".4f"), _mwh(row["energy_per_token_wh"]),
+         format_number(row["quality_score"], ".0f"), row["notes"][:30]]
         for row in frame.iter_rows(named=True)
     ]
     print(format_table(columns, rows))
@@ -232,13 +228,13 @@ def _print_compare(stats: pl.DataFrame, changes: list[Any]) -> None:
         preview = first.get("prompt_preview") or ""
         sys.stdout.write(f"\nprompt {prompt}{f' ({label})' if label else ''}: {preview}\n")
         rows = [
-            [*_config_label(row), str(row["n_runs"]), str(row["n_failed"]), _num(row["energy_wh_mean"], 4),
-             _num(row["completion_tokens_mean"], 0),
+            [*_config_label(row), str(row["n_runs"]), str(row["n_failed"]), format_number(row["energy_wh_mean"], ".4f"),
+             format_number(row["completion_tokens_mean"], ".0f"),
              _with_ci(row["decode_tps_mean"], row["decode_tps_ci_low"], row["decode_tps_ci_high"], 1),
-             _num(row["ttft_s_mean"], 3),
+             format_number(row["ttft_s_mean"], ".3f"),
              _with_ci(row["energy_per_token_wh_mean"], row["energy_per_token_wh_ci_low"],
                       row["energy_per_token_wh_ci_high"], 4, scale=1000),
-             _num(row["quality_score_mean"], 0)]
+             format_number(row["quality_score_mean"], ".0f")]
             for row in group.sort("energy_per_token_wh_mean", nulls_last=True).iter_rows(named=True)
         ]
         print(format_table(columns, rows))
@@ -323,7 +319,8 @@ def run_recommend(args: argparse.Namespace) -> int:
         for pick in group.picks:
             config, cost = pick.config, costs(pick.config)
             row = [PICK_TITLES[pick.kind], config.model, config.backend, config.quantization or "-", str(config.n_runs),
-                   _mwh(config.energy_per_token_wh), _num(config.decode_tps, 1), _num(config.quality_score, 0)]
+                   _mwh(config.energy_per_token_wh), format_number(config.decode_tps, ".1f"),
+                   format_number(config.quality_score, ".0f")]
             thousand, month = cost["per_1k_tokens"], cost["per_month"]
             row.append("-" if thousand is None else f"{thousand['co2_g']:.3g}")
             if tariff.price_per_kwh is not None:

@@ -9,9 +9,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import httpx
-
-from envirollm_core.backends.ollama import ollama_url
+from envirollm_core.backends.base import BackendError
+from envirollm_core.backends.ollama import OllamaBackend, ollama_url
 
 DISCOVERY_TIMEOUT_S = 2.0
 
@@ -71,20 +70,14 @@ def pick_judge_model(available: Iterable[str], graded_models: Iterable[str] = ()
     return (independent[0], False) if independent else (ranked[0], True)
 
 
-def ollama_models(base_url: str, timeout_s: float = DISCOVERY_TIMEOUT_S) -> list[str]:
-    """Names of the models an Ollama server has; empty if it does not answer."""
-    try:
-        response = httpx.get(f"{base_url}/api/tags", timeout=timeout_s)
-        response.raise_for_status()
-        models = response.json().get("models") or []
-    except (httpx.HTTPError, ValueError, AttributeError):
-        return []
-    return [str(m.get("name") or m.get("model")) for m in models if isinstance(m, dict) and (m.get("name") or m.get("model"))]
-
-
 def default_ollama_judge(graded_models: Iterable[str] = ()) -> OllamaJudgeChoice | None:
     base = ollama_url().rstrip("/")
-    choice = pick_judge_model(ollama_models(base), graded_models)
+    try:
+        with OllamaBackend(base, read_timeout_s=DISCOVERY_TIMEOUT_S, connect_timeout_s=DISCOVERY_TIMEOUT_S) as ollama:
+            installed = ollama.list_models()
+    except BackendError:  # Ollama not running, or not answering: no default judge
+        installed = []
+    choice = pick_judge_model(installed, graded_models)
     if choice is None:
         return None
     model, self_judged = choice

@@ -91,6 +91,14 @@ def test_models_metadata_and_version(serve):
     assert backend.server_description() == {"server": "ollama", "server_version": "0.5.7"}
 
 
+def test_the_listing_names_only_models_that_have_a_name(serve):
+    nameless = {"size": 10, "details": {}}
+    server = serve({("GET", "/api/tags"): json_reply({"models": [ENTRY, nameless, "junk"]})})
+    assert OllamaBackend(server.url).list_models() == [MODEL]  # not "None"
+    odd = serve({("GET", "/api/tags"): json_reply(["not", "an", "object"])})
+    assert OllamaBackend(odd.url).list_models() == []
+
+
 def test_unknown_model_lists_what_ollama_has(serve):
     missing = json_reply({"error": 'model "ghost" not found, try pulling it first'}, status=404)
     server = serve(routes(missing, models=(ENTRY, ollama_model_entry("phi3:mini"))))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from envirollm_core.quality import JudgeConfig, judge_runs, pairwise
-from envirollm_core.quality.defaults import pick_judge_model
+from envirollm_core.backends.ollama import OllamaBackend
+from envirollm_core.quality.defaults import default_ollama_judge, pick_judge_model
 from envirollm_core.quality.rubric import fold_system, single_messages
 from tests.quality.conftest import ScriptedJudge, user_text
 from tests.quality.test_judge import make_run
@@ -127,3 +128,14 @@ def test_markers_are_fresh_per_call():
     second = single_messages(PROMPT, RIGHT, None, "text")[1]["content"]
     marker = lambda text: next(line for line in text.splitlines() if line.startswith("<<ANSWER-"))  # noqa: E731
     assert marker(first) != marker(second)
+
+
+def test_the_default_judge_is_found_through_the_one_ollama_listing(no_ollama, monkeypatch):
+    monkeypatch.setattr(OllamaBackend, "list_models", lambda self: ["llama3:70b", "gemma3:1b"])
+    choice = default_ollama_judge(["llama3:70b"])
+    assert (choice.model, choice.self_judged) == ("gemma3:1b", False)
+
+
+def test_no_default_judge_when_ollama_is_down(no_ollama, http_clients):
+    assert default_ollama_judge() is None
+    assert all(client.is_closed for client in http_clients)
