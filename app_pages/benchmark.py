@@ -38,7 +38,8 @@ st.title("Benchmark")
 registry = job_registry()
 read_only = read_only_mode()
 if read_only:
-    st.warning("This instance is read-only (ENVIROLLM_READ_ONLY): benchmarks cannot be started here.")
+    st.warning("This instance is read-only (ENVIROLLM_READ_ONLY): benchmarks cannot be started here, and no server "
+               "is asked for its models.")
 try:
     settings = load_settings()
 except EnviroLLMError as exc:
@@ -50,7 +51,7 @@ url: str | None = None
 api_key: str | None = None
 models: list[str] = []
 if kind in ("ollama", "lmstudio"):
-    url = st.text_input("Server URL", value=ollama_url() if kind == "ollama" else LMSTUDIO_URL)
+    url = st.text_input("Server URL", value=ollama_url() if kind == "ollama" else LMSTUDIO_URL, disabled=read_only)
     try:
         offered = {model.name: model for model in offered_models(kind, url)}
     except EnviroLLMError as exc:
@@ -61,7 +62,7 @@ if kind in ("ollama", "lmstudio"):
         placeholder="Choose one or more models" if offered else "The server offers no model",
     )
 elif kind == "openai":
-    url = st.text_input("Server URL", placeholder="http://localhost:8000/v1")
+    url = st.text_input("Server URL", placeholder="http://localhost:8000/v1", disabled=read_only)
     api_key = st.text_input("API key (optional: used for the requests, never stored)", type="password") or None
     models = [name.strip() for name in st.text_input("Model name(s), comma-separated").split(",") if name.strip()]
 else:

@@ -82,6 +82,21 @@ def test_engine_dies_with_a_killed_parent():
     assert _wait_gone(served["pid"]), "the llama server was orphaned"
 
 
+@pytest.mark.engine
+def test_serve_embedded_is_the_owners_own_terminal_so_read_only_mode_does_not_stop_it():
+    # read-only guards the app's shared engine (a LAN visitor's click), not the CLI's own engine
+    env = {**os.environ, "ENVIROLLM_READ_ONLY": "1"}
+    server = subprocess.Popen([*CLI, "serve-embedded", "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              text=True, env=env)
+    try:
+        served = _read_json_object(server.stdout)
+        assert served["base_url"].startswith("http://127.0.0.1:")
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(timeout=30) == 0
+    finally:
+        server.kill()
+
+
 def test_every_command_takes_db():
     parser = build_parser()
     for name, command in parser._subparsers._group_actions[0].choices.items():

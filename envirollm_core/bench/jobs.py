@@ -105,12 +105,17 @@ def close_backend(backend: Backend) -> None:
 
 
 def list_models(choice: BackendChoice) -> list[ModelChoice]:
-    """The models the chosen server offers; a server that is down is a one-line `BackendError`."""
+    """The models the chosen server offers; a server that is down is a one-line `BackendError`.
+
+    Refused in read-only mode (`ReadOnlyError`) for every server but the embedded engine (read from disk):
+    on a page shared on a LAN, a visitor's URL would make this machine send requests wherever it points,
+    into the owner's network, and no benchmark can be started there anyway."""
     if choice.kind == "embedded":
         from envirollm_core.backends.embedded import MODEL_ID, model_path
 
         quantization = resolve_quantization(model_name=MODEL_ID)[0]
         return [ModelChoice(MODEL_ID, model_path().stat().st_size / 1e9, quantization, "270M")]
+    ensure_writable("asking a server for its models")
     if choice.kind == "ollama":
         from envirollm_core.backends.ollama import OllamaBackend
 

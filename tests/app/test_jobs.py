@@ -119,6 +119,18 @@ def test_read_only_mode_refuses_to_start_a_job_in_the_core(serve, isolated_home,
     assert server.requests == []
 
 
+def test_read_only_mode_refuses_to_ask_a_server_for_its_models(serve, monkeypatch):
+    ollama = serve({("GET", "/api/tags"): ollama_tags([ollama_model_entry("llama3:8b")])})
+    server = openai_server(serve)
+    monkeypatch.setenv("ENVIROLLM_READ_ONLY", "1")
+    for choice in (BackendChoice("ollama", ollama.url), BackendChoice("lmstudio", f"{server.url}/v1"),
+                   BackendChoice("openai", f"{server.url}/v1")):
+        with pytest.raises(ReadOnlyError, match="asking a server for its models"):
+            list_models(choice)
+    assert ollama.requests == [] and server.requests == []
+    assert [m.name for m in list_models(BackendChoice("embedded"))] == ["gemma-3-270m-q4_k_m"]  # read from disk
+
+
 def test_a_dead_server_fails_each_run_with_its_one_line_reason(closed_port, isolated_home):
     job = JobRegistry().start(BackendChoice("lmstudio", f"http://127.0.0.1:{closed_port}/v1"),
                               config(models=MODELS[:1], repeat=1), store_path=isolated_home / "r.duckdb")

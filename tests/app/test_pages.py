@@ -169,6 +169,22 @@ def test_benchmark_lists_ollama_models_runs_a_batch_and_stores_it(serve, populat
     assert populated_store.count() == before + 4
 
 
+def test_read_only_benchmark_page_makes_the_server_fetch_no_url(serve, isolated_home, monkeypatch):
+    from tests.fakes.scripted_server import ollama_model_entry, ollama_tags
+
+    server = serve({("GET", "/api/tags"): ollama_tags([ollama_model_entry("llama3:8b")])})
+    monkeypatch.setenv("OLLAMA_HOST", server.url)
+    monkeypatch.setenv("ENVIROLLM_READ_ONLY", "1")
+    app = page("benchmark.py").run()
+    assert not app.exception
+    assert any("asking a server for its models is not allowed" in w.value for w in app.warning)  # the core's refusal
+    assert next(t for t in app.text_input if t.label == "Server URL").disabled
+    app.radio[0].set_value("lmstudio").run()
+    assert any("asking a server for its models is not allowed" in w.value for w in app.warning)
+    assert start_button(app).disabled
+    assert server.requests == []  # nothing was fetched on a visitor's behalf
+
+
 @pytest.mark.engine
 def test_benchmark_against_the_embedded_engine_through_a_custom_url(embedded_engine, isolated_home):
     app = page("benchmark.py").run()
