@@ -103,6 +103,11 @@ class EmbeddedEngine:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
+    @property
+    def log_path(self) -> Path | None:
+        """The server's output (a temporary file) while it runs; deleted when it is stopped."""
+        return self._log_path
+
     def is_running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
@@ -117,17 +122,21 @@ class EmbeddedEngine:
                 self.port = free_port(self.host)
             else:
                 check_port_free(self.host, self.port)
+            self._remove_log()  # a server that died on its own since the last start: nothing points to its log
             self._process = self._spawn(gguf)
             _live_engines.add(self)
             try:
                 self._wait_ready()
             except BaseException:
                 self._terminate()
+                self._log_path = None  # kept on disk: the error names it
                 raise
 
     def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        """Stop the server and delete its log."""
         with self._lock:
             self._terminate(timeout_s)
+            self._remove_log()
 
     def __enter__(self) -> EmbeddedEngine:
         self.start()
@@ -184,6 +193,11 @@ class EmbeddedEngine:
             if any(word in line.lower() for word in ("error", "exception", "failed")):
                 return f"{line[:300]} (log: {self._log_path})"
         return f"{lines[-1][:300] if lines else 'no output'} (log: {self._log_path})"
+
+    def _remove_log(self) -> None:
+        log_path, self._log_path = self._log_path, None
+        if log_path is not None:
+            log_path.unlink(missing_ok=True)
 
     def _terminate(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         process, self._process = self._process, None

@@ -1,5 +1,7 @@
+import re
 import socket
 import sys
+from pathlib import Path
 
 import openai
 import psutil
@@ -24,14 +26,15 @@ def test_engine_streams_a_real_completion(embedded_engine):
     assert "".join(pieces).strip()
 
 
-def test_stop_leaves_no_process():
+def test_stop_leaves_no_process_and_no_log():
     engine = EmbeddedEngine()
     engine.start()
-    pid = engine.pid
-    assert psutil.pid_exists(pid)
+    pid, log = engine.pid, engine.log_path
+    assert psutil.pid_exists(pid) and log.exists()
     engine.stop()
     assert not engine.is_running()
     assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not log.exists(), "a clean stop left its temporary log behind"
 
 
 def test_occupied_port_is_a_one_line_error():
@@ -57,6 +60,11 @@ def test_failed_start_reports_the_cause(monkeypatch, tmp_path):
     not_a_model = tmp_path / "broken.gguf"
     not_a_model.write_bytes(b"this is not a GGUF file")
     monkeypatch.setattr(embedded, "model_path", lambda: not_a_model)
+    engine = EmbeddedEngine(start_timeout_s=60)
     with pytest.raises(EngineError, match="exited during start") as caught:
-        EmbeddedEngine(start_timeout_s=60).start()
+        engine.start()
     assert "\n" not in str(caught.value)
+    log = Path(re.search(r"\(log: (.+?)\)$", str(caught.value)).group(1))
+    engine.stop()
+    assert log.exists(), "the log the error points to must stay"
+    log.unlink()
