@@ -49,6 +49,7 @@ class BenchmarkConfig:
             raise UsageError("no prompt to benchmark")
         for model in self.models:
             _check_text("the model name", model)
+        _check_text("the note", self.notes)
         for prompt in self.prompts:
             _check_text("a prompt", prompt.text)
             if len(prompt.text) > MAX_PROMPT_CHARS:

@@ -66,6 +66,7 @@ def test_read_only_holds_in_the_core_for_every_write_path(how, serve, isolated_h
         if how in ("explicit read_only=False", "store made before"):
             monkeypatch.setenv("ENVIROLLM_READ_ONLY", "yes")
     settings_before = settings_path().read_bytes()
+    engine_pid = shared_engine().pid  # an earlier test of the session may have started it: it must not change
     assert read_only_mode()
     store = {"explicit read_only=False": lambda: Store(path, read_only=False),
              "store made before": lambda: made_before}.get(how, lambda: Store(path))()
@@ -96,16 +97,17 @@ def test_read_only_holds_in_the_core_for_every_write_path(how, serve, isolated_h
     assert Store(path).run(run.id).quality_score == run.quality_score
     assert settings_path().read_bytes() == settings_before
     assert not [r for r in server.requests if r.path == "/v1/chat/completions"], "refused before any request"
-    assert not shared_engine().is_running()
+    assert shared_engine().pid == engine_pid
 
 
 def test_read_only_system_page_cannot_run_the_engine(isolated_home, monkeypatch):
     monkeypatch.setenv("ENVIROLLM_READ_ONLY", "1")
+    engine_pid = shared_engine().pid
     app = AppTest.from_file(str(REPO / "app_pages" / "system.py"), default_timeout=60).run()
     assert not app.exception
     assert next(b for b in app.button if b.label == "Start the engine and ask").disabled
     assert any("Read-only" in info.value for info in app.info)
-    assert not shared_engine().is_running()
+    assert shared_engine().pid == engine_pid
 
 
 def test_read_only_on_the_command_line(serve, isolated_home, tmp_path):
