@@ -14,7 +14,7 @@ import sys
 from envirollm_core import __version__
 from envirollm_core.cli import bench, quality, results, serve, telemetry
 from envirollm_core.cli.common import add_db_option
-from envirollm_core.errors import EnviroLLMError
+from envirollm_core.errors import EnviroLLMError, UsageError
 
 COMMAND_MODULES = (serve, bench, telemetry, results, quality)
 
@@ -35,9 +35,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_text_arguments(args: argparse.Namespace) -> None:
+    """Bytes typed on a command line that are not UTF-8 reach Python as lone surrogates, which no server,
+    export or database can take: such text is refused in one line before any work. (File paths, parsed as
+    `Path`, may be any bytes the file system allows, and are left alone.)"""
+    for dest, value in vars(args).items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise UsageError(f"argument {dest}: {value[:60]!r} is not valid text (it holds bytes that are not UTF-8)") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_text_arguments(args)
         return args.handler(args)
     except EnviroLLMError as exc:
         print(f"envirollm: error: {exc}", file=sys.stderr)

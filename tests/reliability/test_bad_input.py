@@ -244,6 +244,8 @@ def test_bad_prompts_urls_and_models_are_one_line_usage_errors(serve, tmp_path, 
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("café crème".encode("latin-1"))
     base = ["benchmark-openai", "--url", url, "--model", MODEL, *QUICK]
+    Store().add_runs([full_run(), full_run()])
+    run_id = Store().runs()[0].id
     cases = {
         "empty prompt": (["benchmark-openai", "--url", url, "--model", MODEL, "--prompt", "", *QUICK], "--prompt is empty"),
         "blank prompt": ([*base, "--prompt", " \t\n "], "--prompt is empty"),
@@ -260,11 +262,12 @@ def test_bad_prompts_urls_and_models_are_one_line_usage_errors(serve, tmp_path, 
         "blank model": (["benchmark-openai", "--url", url, "--model", " , ", *QUICK], "no model named"),
         "model of invalid UTF-8": (["benchmark-openai", "--url", url, "--model", b"\xffmodel", *QUICK], "not valid"),
         "note of invalid UTF-8": ([*base, "--notes", b"\xfe note"], "not valid"),
+        "stored note of invalid UTF-8": (["note", run_id, b"caf\xe9"], "not valid"),
+        "filter of invalid UTF-8": (["list", "--model", b"\xff"], "not valid"),
         "temperature out of range": ([*base, "--temperature", "9"], "--temperature"),
         "negative idle": ([*base, "--idle-s", "-1"], "--idle-s"),
         "nan timeout": ([*base, "--timeout", "nan"], "--timeout"),
     }
-    Store().add_runs([full_run(), full_run()])
     before = Store().runs(with_trace=True)
     results = run_cli_all([args for args, _ in cases.values()], env={"OLLAMA_HOST": "ftp://127.0.0.1"})
     for (label, (_, expected)), result in zip(cases.items(), results, strict=True):
