@@ -6,8 +6,8 @@ from envirollm_core.backends.embedded import shared_engine, start_shared_engine
 from envirollm_core.backends.openai_compat import stream_text
 from envirollm_core.errors import EnviroLLMError
 from envirollm_core.settings import read_only_mode
-from envirollm_core.views import plain
 from envirollm_core.telemetry.system_info import system_info
+from envirollm_core.views import plain
 
 st.title("System")
 

@@ -32,7 +32,7 @@ CLI = [sys.executable, "-m", "envirollm_core"]
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180) -> subprocess.CompletedProcess:
     """`envirollm ARGS` in a subprocess, as a user runs it (the test's ENVIROLLM_HOME is inherited)."""
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    return subprocess.run([*CLI, *args], check=False, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})})
 
 
 def run_cli_all(commands: Sequence[Sequence[str | bytes]], env: dict[str, str] | None = None,

@@ -25,7 +25,11 @@ from envirollm_core.errors import UsageError
 from envirollm_core.store import Store
 from envirollm_core.store.exchange import MAX_FIELD_CHARS
 from tests.fakes.scripted_server import TokenScript, openai_routes, openai_stream
-from tests.reliability.conftest import assert_one_line_usage_error, cli_in_process, run_cli_all
+from tests.reliability.conftest import (
+    assert_one_line_usage_error,
+    cli_in_process,
+    run_cli_all,
+)
 from tests.store.conftest import full_run
 
 FUZZ = settings(max_examples=30, deadline=None, derandomize=True,

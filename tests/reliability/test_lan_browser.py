@@ -22,7 +22,13 @@ import pytest
 from envirollm_core.results import prompt_hash
 from envirollm_core.store import Store
 from envirollm_core.views import export_bytes
-from tests.fakes.scripted_server import json_reply, openai_error, openai_routes, openai_stream, TokenScript
+from tests.fakes.scripted_server import (
+    TokenScript,
+    json_reply,
+    openai_error,
+    openai_routes,
+    openai_stream,
+)
 from tests.store.conftest import full_run
 
 pytestmark = pytest.mark.browser

@@ -41,7 +41,11 @@ from tests.fakes.scripted_server import (
     openai_stream,
     sse,
 )
-from tests.reliability.conftest import RestartingServer, WindowLedger, nothing_left_behind
+from tests.reliability.conftest import (
+    RestartingServer,
+    WindowLedger,
+    nothing_left_behind,
+)
 
 MODEL = "llama3:8b"
 SCRIPT = TokenScript(tokens=[f"w{i} " for i in range(12)], ttft_s=0.02, tokens_per_s=400.0)
