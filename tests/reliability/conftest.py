@@ -36,13 +36,15 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 180)
 
 
 def run_cli_all(commands: Sequence[Sequence[str | bytes]], env: dict[str, str] | None = None,
-                envs: Sequence[dict[str, str]] | None = None, timeout: float = 240) -> list[subprocess.CompletedProcess]:
+                envs: Sequence[dict[str, str]] | None = None, timeout: float = 240,
+                cwd: Path | None = None) -> list[subprocess.CompletedProcess]:
     """Several CLI commands at once (each CLI start costs seconds of imports on a loaded 2-core machine);
-    `envs` gives each command its own extra environment. Arguments may be bytes (not valid UTF-8, say)."""
+    `envs` gives each command its own extra environment. Arguments may be bytes (not valid UTF-8, say).
+    `cwd`: where files a command writes by default (an export's default name) land."""
     extra = envs or [{}] * len(commands)
     started = [
         subprocess.Popen([*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, **(env or {}), **own})
+                         env={**os.environ, **(env or {}), **own}, cwd=cwd)
         for args, own in zip(commands, extra, strict=True)
     ]
     results = []

@@ -203,7 +203,8 @@ def test_api_keys_never_reach_the_database_exports_output_or_logs(serve, isolate
     assert Store().count() == 5
 
     exports = run_cli_all([["export", "--format", fmt, "--output", str(tmp_path / f"all.{fmt}")]
-                           for fmt in ("csv", "parquet", "json")] + [["list", "--json"], ["export", "--format", "json"]])
+                           for fmt in ("csv", "parquet", "json")] + [["list", "--json"], ["export", "--format", "json"]],
+                          cwd=tmp_path)  # the last export lands under its default name in tmp_path, searched below
     assert all(result.returncode == 0 for result in exports), [r.stderr for r in exports]
     parquet_text = json.dumps(pq.read_table(io.BytesIO((tmp_path / "all.parquet").read_bytes())).to_pylist(), default=str)
 
