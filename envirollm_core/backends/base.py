@@ -20,7 +20,7 @@ import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
 
 import psutil
@@ -130,6 +130,22 @@ class Backend(Protocol):
     def stream(self, request: ChatRequest) -> Iterator[StreamPiece]: ...
 
     def close(self) -> None: ...  # the HTTP client and its connections
+
+
+class HttpClientOwner:
+    """Closing for a backend that owns one HTTP client in `self._client` (httpx's or openai's)."""
+
+    _client: Any
+
+    def close(self) -> None:
+        """Close the HTTP client and its connections; the backend cannot send after this."""
+        self._client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def secrets_of(url: str, api_key: str | None) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from typing import Any, Self
+from typing import Any
 
 import httpx
 
@@ -23,6 +23,7 @@ from envirollm_core.backends.base import (
     CONNECT_TIMEOUT_S,
     DEFAULT_READ_TIMEOUT_S,
     BackendError,
+    HttpClientOwner,
     ChatRequest,
     Delta,
     ModelInfo,
@@ -62,7 +63,7 @@ def ollama_url() -> str:
     return check_url(host)
 
 
-class OllamaBackend:
+class OllamaBackend(HttpClientOwner):
     name = "ollama"
 
     def __init__(
@@ -86,16 +87,6 @@ class OllamaBackend:
     def _stamp_request(self, request: httpx.Request) -> None:
         # Stamped once the request is built, just before it is sent: the client's own work is not the server's.
         self._request_sent_s = time.perf_counter()
-
-    def close(self) -> None:
-        """Close the HTTP client and its connections; the backend cannot send after this."""
-        self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def _get(self, path: str) -> Any:
         return self._json(lambda: self._client.get(path), path)

@@ -17,7 +17,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import httpx
 import httpx2  # the transport the openai 3.x client is built on; its stream errors are httpx2's
@@ -28,6 +28,7 @@ from envirollm_core.backends.base import (
     CONNECT_TIMEOUT_S,
     DEFAULT_READ_TIMEOUT_S,
     BackendError,
+    HttpClientOwner,
     ChatRequest,
     Delta,
     ModelInfo,
@@ -53,7 +54,7 @@ from envirollm_core.backends.quantization import resolve_quantization
 NO_API_KEY = "not-needed"
 
 
-class OpenAIBackend:
+class OpenAIBackend(HttpClientOwner):
     """One OpenAI-compatible server. Sends one request at a time (the request stamp is per backend)."""
 
     def __init__(
@@ -87,16 +88,6 @@ class OpenAIBackend:
 
     def _stamp_request(self, request: Any) -> None:
         self._request_sent_s = time.perf_counter()
-
-    def close(self) -> None:
-        """Close the HTTP client and its connections; the backend cannot send after this."""
-        self._client.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def server(self) -> server_metadata.ServerDescription:
         """What kind of server this is (LM Studio, llama.cpp, vLLM...), probed once."""
