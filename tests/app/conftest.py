@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from envirollm_core.backends.embedded import free_port
+from tests.app.served import streamlit_app
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -31,30 +25,8 @@ def app_home(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def app_url(app_home):
     """The app served by `streamlit run` on a free loopback port, with its own ENVIROLLM_HOME."""
-    port = free_port("127.0.0.1")
-    env = {**os.environ, "ENVIROLLM_HOME": str(app_home)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=1).text == "ok":
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        server.kill()
-        pytest.fail(f"streamlit did not start: {server.stderr.read().decode()[-2000:]}")
-    yield url
-    server.terminate()
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
+    with streamlit_app(app_home, app_home.parent / f"{app_home.name}-streamlit.log") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

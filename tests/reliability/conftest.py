@@ -24,6 +24,7 @@ import pytest
 
 from envirollm_core.errors import EnviroLLMError
 from tests.app.conftest import browser, page  # noqa: F401  (pytest fixtures: headless Chromium)
+from tests.app.served import streamlit_app
 from tests.fakes.fixtures import closed_port, serve  # noqa: F401  (pytest fixtures)
 from tests.fakes.scripted_server import Route, ScriptedServer
 
@@ -203,35 +204,7 @@ class ServedApp:
 @pytest.fixture(scope="module")
 def served_app(tmp_path_factory) -> Iterator[ServedApp]:
     """`streamlit run` of the app on a free loopback port, its own ENVIROLLM_HOME, stdout and stderr kept in a file."""
-    import httpx
-
-    from envirollm_core.backends.embedded import free_port
-
     home = tmp_path_factory.mktemp("served-home")
     log = home.parent / f"{home.name}-streamlit.log"
-    port = free_port("127.0.0.1")
-    repo = Path(__file__).resolve().parents[2]
-    with open(log, "wb") as sink:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true", "--logger.level", "info"],
-            cwd=repo, env={**os.environ, "ENVIROLLM_HOME": str(home)}, stdout=sink, stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/_stcore/health", timeout=1).text == "ok":
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        server.kill()
-        pytest.fail(f"streamlit did not start: {log.read_text(errors='replace')[-2000:]}")
-    yield ServedApp(url, home, log)
-    server.terminate()
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
+    with streamlit_app(home, log, "--logger.level", "info") as url:
+        yield ServedApp(url, home, log)
