@@ -115,7 +115,15 @@ def save_settings(settings: Settings) -> None:
     ensure_writable("changing settings")
     settings.validate()
     path = settings_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".json.tmp")
-    temporary.write_text(json.dumps(asdict(settings), indent=2), encoding="utf-8")
-    os.replace(temporary, path)  # atomic: a crash never leaves half a settings file
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary.write_text(json.dumps(asdict(settings), indent=2), encoding="utf-8")
+        os.replace(temporary, path)  # atomic: a crash never leaves half a settings file
+    except OSError as exc:  # a read-only or full disk: the old file stays as it was, and no .tmp is left
+        raise UsageError(f"cannot save settings to {path}: {exc.strerror or exc}; nothing was changed") from None
+    finally:
+        try:
+            temporary.unlink(missing_ok=True)
+        except OSError:
+            pass

@@ -101,6 +101,7 @@ class BatchResult:
     runs: list[RunResult] = field(default_factory=list)
     judge_cost: Any = None
     cancelled: bool = False  # stopped by `cancel` before every run was made
+    recovery_file: Any = None  # where runs the database could not take were kept (a Path), if any
 
     @property
     def failed(self) -> int:
@@ -142,7 +143,7 @@ def run_benchmark(
             break
     if judge is not None and not batch.cancelled:
         batch.judge_cost = _judge(batch.runs, judge, sampler, progress)
-        if store is not None:
+        if store is not None and batch.recovery_file is None:  # a database that refused a run takes no grades
             store.set_quality(batch.runs)
     return batch
 
@@ -180,8 +181,8 @@ def _benchmark_model(
             else:
                 _measure(backend, config, run, prompt, pid, sampler, baseline)
             batch.runs.append(run)
-            if store is not None:
-                store.add_run(run)  # now, not at the batch's end: a killed batch keeps every run it finished
+            if store is not None:  # now, not at the batch's end: a killed batch keeps every run it finished
+                batch.recovery_file = store.add_run_or_keep(run) or batch.recovery_file
             if progress:
                 progress.run_done(run)
 

@@ -12,11 +12,11 @@ import os
 import sys
 
 from envirollm_core import __version__
-from envirollm_core.cli import bench, quality, results, serve, telemetry
-from envirollm_core.cli.common import add_db_option
+from envirollm_core.cli import bench, doctor, quality, results, serve, telemetry
+from envirollm_core.cli.common import add_db_option, printable
 from envirollm_core.errors import EnviroLLMError, UsageError
 
-COMMAND_MODULES = (serve, bench, telemetry, results, quality)
+COMMAND_MODULES = (serve, bench, telemetry, results, quality, doctor)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         check_text_arguments(args)
         return args.handler(args)
     except EnviroLLMError as exc:
-        print(f"envirollm: error: {exc}", file=sys.stderr)
+        print(f"envirollm: error: {printable(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("envirollm: interrupted", file=sys.stderr)

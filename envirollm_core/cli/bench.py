@@ -16,7 +16,7 @@ from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
 from envirollm_core.bench.presets import load_presets, select_prompts
 from envirollm_core.bench.runner import BatchResult, BenchmarkConfig, run_benchmark
-from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, finite_float, format_number, format_table, info
+from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, finite_float, format_number, format_table, info, printable
 from envirollm_core.cli.quality import add_judge_options, judge_config
 from envirollm_core.errors import UsageError
 from envirollm_core.results import RunResult
@@ -110,6 +110,7 @@ def _open_store(args: argparse.Namespace) -> Any:
 
     store = Store(db_path(args))
     store.require_writable("store benchmark runs")  # say so now, not after the whole batch has run
+    store.require_healthy()
     return store
 
 
@@ -165,6 +166,11 @@ def _run(backend: Backend, prepared: _Prepared, args: argparse.Namespace) -> int
     if cost is not None and cost.calls:
         energy = f", {cost.energy_wh * 1000:.2f} mWh" if cost.energy_wh is not None else ""
         info(f"grading cost ({cost.method}): {cost.calls} call(s), {cost.duration_s:.1f} s{energy}, outside the runs' energy")
+    if batch.recovery_file is not None:
+        info(f"the database {db_path(args)} could not store every run of batch {batch.batch_id}: those runs are kept"
+             f" in {batch.recovery_file}; once the database is repaired (envirollm doctor), add them with"
+             f" `envirollm import {batch.recovery_file}`")
+        return 1
     info(f"stored {len(batch.runs)} run(s) of batch {batch.batch_id} in {db_path(args)}"
          + (f"; {batch.failed} failed" if batch.failed else ""))
     return 1 if batch.failed else 0
@@ -205,11 +211,11 @@ class ProgressBar:
         filled = self.WIDTH * self.done // self.total if self.total else 0
         bar = f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {self.done}/{self.total}"
         if self.tty:
-            self.stream.write(f"\r\033[K{bar} {text}"[:200])
+            self.stream.write(f"\r\033[K{bar} {printable(text)}"[:200])
             if self.done == self.total and self.total:
                 self.stream.write("\n")
         else:
-            self.stream.write(f"{bar} {text}\n")
+            self.stream.write(f"{bar} {printable(text)}\n")
         self.stream.flush()
 
 
@@ -226,7 +232,7 @@ def print_table(batch: BatchResult, stream: TextIO) -> None:
         stream.write(f"quality (0-100) by: {', '.join(methods)}\n")
     for run in batch.runs:
         if run.status != "ok":
-            stream.write(f"run {run.id} failed: {run.error}\n")
+            stream.write(printable(f"run {run.id} failed: {run.error}") + "\n")
     stream.flush()
 
 

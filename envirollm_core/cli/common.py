@@ -60,8 +60,26 @@ def emit_json(payload: Any) -> None:
     sys.stdout.flush()
 
 
+# Terminal controls: C0 (ESC starts colour, clear-screen and title sequences), DEL, C1 (a one-byte CSI in some
+# terminals), and the Unicode marks that reorder or hide text (bidi overrides and isolates).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: object, *, keep_newlines: bool = False) -> str:
+    """Text for a person's terminal: every control character shown escaped (`\\x1b`), never obeyed. Stored text
+    (a model name, a prompt, an imported file's fields) may hold escape sequences that would clear the screen
+    or set the window's title."""
+    def escaped(match: re.Match[str]) -> str:
+        char = match.group()
+        if keep_newlines and char == "\n":
+            return char
+        return repr(char)[1:-1] if ord(char) < 0x100 else f"\\u{ord(char):04x}"
+
+    return _CONTROL.sub(escaped, str(text))
+
+
 def info(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    print(printable(message, keep_newlines=True), file=sys.stderr, flush=True)
 
 
 MISSING = "-"  # how every table and summary shows a reading that is not there (unmeasured, not 0)
@@ -77,7 +95,7 @@ _NUMBER = re.compile(r"-|[-+]?\d[\d.,]*(e[-+]?\d+)?%?( ± \d[\d.]*)?")
 
 def format_table(columns: list[str] | tuple[str, ...], rows: list[list[str]] | list[tuple[str, ...]]) -> str:
     """Aligned columns under a dashed rule, like llama-bench; a column of numbers is aligned to the right."""
-    rows = [[str(cell) for cell in row] for row in rows]
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(cell) for cell in column) for column in zip(columns, *rows)]
     numeric = [bool(rows) and all(_NUMBER.fullmatch(row[index]) for row in rows) for index in range(len(columns))]
     lines = []

@@ -15,7 +15,9 @@ from typing import Any
 
 import polars as pl
 
-from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, finite_float, format_number, format_table, info
+from envirollm_core.cli.common import (
+    add_db_option, add_json_option, db_path, emit_json, finite_float, format_number, format_table, info, printable,
+)
 from envirollm_core.errors import UsageError
 
 
@@ -144,6 +146,12 @@ def _store(args: argparse.Namespace) -> Any:
     return Store(db_path(args))
 
 
+def _reading_store(args: argparse.Namespace) -> Any:
+    from envirollm_core.store import Store
+
+    return Store.for_reading(db_path(args), given=args.db is not None)
+
+
 # -- tables -----------------------------------------------------------------------------------
 
 
@@ -174,7 +182,7 @@ def _jsonable(frame: pl.DataFrame) -> list[dict[str, Any]]:
 def run_list(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise UsageError(f"--limit must be 0 or more, not {args.limit}")
-    frame = _store(args).runs_frame(
+    frame = _reading_store(args).runs_frame(
         prompt_hash=args.prompt_hash, model=args.model, batch_id=args.batch, limit=args.limit or None
     )
     if args.json:
@@ -202,7 +210,7 @@ def run_compare(args: argparse.Namespace) -> int:
     from envirollm_core.analysis.stats import ANALYSIS_COLUMNS, group_stats
     from envirollm_core.analysis.trends import compare_batches, regressions
 
-    frame = _store(args).runs_frame(prompt_hash=args.prompt_hash, model=args.model, columns=ANALYSIS_COLUMNS)
+    frame = _reading_store(args).runs_frame(prompt_hash=args.prompt_hash, model=args.model, columns=ANALYSIS_COLUMNS)
     stats = group_stats(frame)
     changes = compare_batches(frame, baseline_batch=args.baseline, latest_batch=args.latest,
                               alpha=args.alpha, min_change=args.min_change)
@@ -226,7 +234,7 @@ def _print_compare(stats: pl.DataFrame, changes: list[Any]) -> None:
         first = group.row(0, named=True)
         label = first.get("preset") or ""
         preview = first.get("prompt_preview") or ""
-        sys.stdout.write(f"\nprompt {prompt}{f' ({label})' if label else ''}: {preview}\n")
+        sys.stdout.write("\n" + printable(f"prompt {prompt}{f' ({label})' if label else ''}: {preview}") + "\n")
         rows = [
             [*_config_label(row), str(row["n_runs"]), str(row["n_failed"]), format_number(row["energy_wh_mean"], ".4f"),
              format_number(row["completion_tokens_mean"], ".0f"),
@@ -281,7 +289,7 @@ def run_recommend(args: argparse.Namespace) -> int:
         raise UsageError(f"--quality-floor is a score from 0 to 100, not {args.quality_floor:g}")
     tariff = _tariff(args)
     by = "preset" if args.by == "preset" else "prompt_hash"
-    frame = _store(args).runs_frame(prompt_hash=args.prompt_hash, columns=ANALYSIS_COLUMNS)
+    frame = _reading_store(args).runs_frame(prompt_hash=args.prompt_hash, columns=ANALYSIS_COLUMNS)
     groups = recommend(frame, by=by, quality_floor=args.quality_floor)
 
     def costs(config: Any) -> dict[str, Any]:
@@ -313,8 +321,8 @@ def run_recommend(args: argparse.Namespace) -> int:
     if projected:
         columns += ["month kWh", "month kg CO2"] + ([f"month cost{money}"] if tariff.price_per_kwh is not None else [])
     for group in groups:
-        sys.stdout.write(f"\n{'task' if by == 'preset' else 'prompt'} {group.group}: {group.label}"
-                         f" ({group.n_configs} configuration(s))\n")
+        sys.stdout.write("\n" + printable(f"{'task' if by == 'preset' else 'prompt'} {group.group}: {group.label}"
+                                   f" ({group.n_configs} configuration(s))") + "\n")
         rows = []
         for pick in group.picks:
             config, cost = pick.config, costs(pick.config)
@@ -333,11 +341,11 @@ def run_recommend(args: argparse.Namespace) -> int:
         if rows:
             print(format_table(columns, rows))
         if group.pareto:
-            sys.stdout.write("Pareto frontier (quality vs energy/token, cheapest first): "
+            sys.stdout.write(printable("Pareto frontier (quality vs energy/token, cheapest first): "
                              + " -> ".join(f"{c.label} [q {c.quality_score:.0f}, {_mwh(c.energy_per_token_wh)} mWh/tok]"
-                                           for c in group.pareto) + "\n")
+                                           for c in group.pareto)) + "\n")
         for note in group.notes:
-            sys.stdout.write(f"note: {note}\n")
+            sys.stdout.write(printable(f"note: {note}") + "\n")
     grid = tariff.grid
     info(f"grid: {grid.country} {grid.g_co2_per_kwh:g} g CO2e/kWh ({grid.source}"
          + (f", {grid.year}" if grid.year else "") + ")"
@@ -381,7 +389,7 @@ def run_export(args: argparse.Namespace) -> int:
     output = args.output or f"envirollm-export-{datetime.now():%Y%m%d-%H%M%S}.{fmt}"
     if output == "-" and args.json:
         raise UsageError("--json prints a summary on stdout, so it cannot go with --output -")
-    count = _store(args).export(Path(output), fmt, prompt_hash=args.prompt_hash, model=args.model)
+    count = _reading_store(args).export(Path(output), fmt, prompt_hash=args.prompt_hash, model=args.model)
     if args.json:
         emit_json({"path": str(Path(output).resolve()), "format": fmt, "runs": count})
     info(f"exported {count} run(s) as {fmt}" + ("" if output == "-" else f" to {output}"))

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import duckdb
 
 from envirollm_core.errors import UsageError
-from envirollm_core.store.errors import StoreBusyError
+from envirollm_core.store.errors import DamagedDatabaseError, DatabaseFileError, StoreBusyError
 
 try:
     import fcntl
@@ -68,10 +68,68 @@ def connect(path: Path, *, read_only: bool, wait_s: float = LOCK_WAIT_S) -> Iter
             conn = _wait(lambda: _try_open(path, read_only), path, deadline, wait_s)
             try:
                 yield conn
+            except duckdb.Error as exc:
+                # A damaged block, a full disk, a log that cannot be written: one line naming the file.
+                raise database_error(path, exc) from None
             finally:
                 conn.close()
     finally:
         in_process.release()
+
+
+# What DuckDB says when a file's bytes are not what it wrote (a checksum that does not match, a cut file).
+_DAMAGE_SIGNS = ("corrupt", "checksum", "could not read enough bytes", "failed to read block", "truncated")
+
+
+def database_error(path: Path, exc: BaseException) -> DatabaseFileError:
+    """A DuckDB failure on `path` as one line saying what is wrong with which file and what to do."""
+    detail = (str(exc).splitlines() or [type(exc).__name__])[0].removeprefix("IO Error: ").removeprefix("Error: ")
+    lowered = detail.lower()
+    if any(sign in lowered for sign in _DAMAGE_SIGNS):
+        mark_damaged(path, detail)
+        return DamagedDatabaseError(
+            f"the database {path} is damaged ({detail[:160]}); nothing more will be written to it:"
+            f" run `envirollm doctor --db {path}` to see what is readable and copy it to a new database"
+        )
+    if "no space left" in lowered or "disk full" in lowered or "quota" in lowered:
+        return DatabaseFileError(f"the disk holding {path} is full ({detail[:160]}); free some space and try again")
+    if "permission denied" in lowered or "read-only file system" in lowered:
+        return DatabaseFileError(
+            f"cannot write the database {path} or its log beside it ({detail[:160]});"
+            " check the folder's permissions, or pass another --db"
+        )
+    return DatabaseFileError(f"the database {path} failed: {detail[:200]}")
+
+
+# -- the damage mark: `<db>.damaged`, beside the file, refuses writes until the file is repaired or replaced ----
+
+
+def damage_mark_path(path: Path) -> Path:
+    return path.with_name(path.name + ".damaged")
+
+
+def mark_damaged(path: Path, detail: str) -> None:
+    """Remember that `path` failed its check. The mark names the file's inode, so a file put in its place (the
+    repaired copy) is not refused; a mark that cannot be written (a read-only folder) leaves only the error."""
+    try:
+        damage_mark_path(path).write_text(f"{os.stat(path).st_ino}\n{detail}\n", encoding="utf-8")
+    except OSError:
+        pass
+
+
+def damage_note(path: Path) -> str | None:
+    """Why `path` is known to be damaged (the first error seen), or None."""
+    try:
+        inode, _, detail = damage_mark_path(path).read_text(encoding="utf-8").partition("\n")
+        if int(inode) == os.stat(path).st_ino:
+            return detail.strip() or "it failed its check"
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def clear_damage_mark(path: Path) -> None:
+    damage_mark_path(path).unlink(missing_ok=True)
 
 
 @contextmanager
@@ -174,4 +232,4 @@ def _open_error(path: Path, exc: duckdb.Error) -> UsageError:
         return UsageError(f"{path} is not an EnviroLLM database (not a DuckDB file); pass another --db")
     if "read-only mode: database does not exist" in message:
         return UsageError(f"no database at {path}")
-    return UsageError(f"cannot open the database {path}: {message.removeprefix('IO Error: ')}")
+    return database_error(path, exc)

@@ -199,7 +199,7 @@ def _write_parquet(chunks: Iterable[list[RunResult]], out: BinaryIO) -> int:
     return count
 
 
-def _write_json(chunks: Iterable[list[RunResult]], out: BinaryIO) -> int:
+def write_json_runs(chunks: Iterable[list[RunResult]], out: BinaryIO) -> int:
     count = 0
     out.write(b"[")
     for runs in chunks:
@@ -217,7 +217,7 @@ def _write_json(chunks: Iterable[list[RunResult]], out: BinaryIO) -> int:
 _WRITERS: dict[str, Callable[[Iterable[list[RunResult]], BinaryIO], int]] = {
     "csv": _write_csv,
     "parquet": _write_parquet,
-    "json": _write_json,
+    "json": write_json_runs,
 }
 
 

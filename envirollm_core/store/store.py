@@ -34,8 +34,8 @@ from envirollm_core.store.codec import (
     encode_runs,
     finite_or_none,
 )
-from envirollm_core.store.connection import connect, one, transaction
-from envirollm_core.store.errors import ReadOnlyError, UnknownRunError
+from envirollm_core.store.connection import connect, damage_note, one, transaction
+from envirollm_core.store.errors import DamagedDatabaseError, ReadOnlyError, UnknownRunError
 from envirollm_core.store.exchange import ExportFormat, ImportReport, export_runs, import_runs
 
 # What `runs_frame` returns by default: every scalar field but the long texts, plus a short prompt.
@@ -58,6 +58,23 @@ def runs_to_frame(runs: Sequence[RunResult]) -> pl.DataFrame:
     return frame.select(
         *FRAME_COLUMNS, pl.col("prompt").str.slice(0, PREVIEW_CHARS).alias("prompt_preview")
     ).sort("created_at", descending=True, maintain_order=True)
+
+
+# Files this process has read whole (checked) before writing to them.
+_checked_files: set[str] = set()
+
+# Tables read whole by the check: every column of every row, so every block's checksum is verified.
+CHECKED_TABLES: tuple[str, ...] = ("schema_version", "environments", "batches", "runs", "trace")
+
+
+def check_database(path: Path) -> None:
+    """Read every block of `path`; a damaged one is a `DamagedDatabaseError` (and the file is marked: `connect`
+    turns DuckDB's error into it)."""
+    with connect(path, read_only=True) as conn:
+        present = {row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        for table in CHECKED_TABLES:
+            if table in present:
+                conn.execute(f"SELECT count(*), sum(hash(COLUMNS(*))) FROM {table}").fetchall()
 
 
 class Store:
@@ -100,6 +117,17 @@ class Store:
         with connect(self.path, read_only=True) as conn:
             yield conn
 
+    @classmethod
+    def for_reading(cls, path: Path | None, *, given: bool) -> Store:
+        """A store that reading (list, export, compare...) never creates: a file named by the user (`given`) that
+        does not exist is a one-line error; the default one, not made yet, reads as empty."""
+        store_path = Path(path).expanduser() if path is not None else default_db_path()
+        if not store_path.exists():
+            if given:
+                raise UsageError(f"no database at {store_path}: check --db (reading commands never create one)")
+            return cls(store_path, read_only=True)
+        return cls(store_path)
+
     def require_writable(self, action: str) -> None:
         """Raise `ReadOnlyError` now, before work whose result could not be stored.
 
@@ -112,8 +140,25 @@ class Store:
     @contextmanager
     def _write(self, action: str) -> Iterator[duckdb.DuckDBPyConnection]:
         self.require_writable(action)
+        self.require_healthy()
         with connect(self.path, read_only=False) as conn, transaction(conn):
             yield conn
+
+    def require_healthy(self) -> None:
+        """Refuse to write to a database that failed its check: a write could only spread the damage.
+
+        Each process reads the whole file once, before its first write to it (every block's checksum is
+        verified on reading); a damage found by any read later is remembered beside the file."""
+        key = str(self.path.resolve())
+        if self.path.exists() and key not in _checked_files:
+            check_database(self.path)
+            _checked_files.add(key)
+        note = damage_note(self.path)
+        if note is not None:
+            raise DamagedDatabaseError(
+                f"the database {self.path} failed its check ({note[:160]}); writes are refused until it is repaired:"
+                f" run `envirollm doctor --db {self.path} --copy-to NEW.duckdb`, then use the copy"
+            )
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -121,6 +166,20 @@ class Store:
         """Store one run with its components and samples, atomically; its id must be new."""
         added, _ = self.add_runs([run], skip_existing=False)
         assert added == 1
+
+    def add_run_or_keep(self, run: RunResult) -> Path | None:
+        """Store one run; when the database cannot take it (damaged, full disk...), keep it in a recovery file
+        beside the database instead and return that file's path, so a measurement is never lost. Read-only
+        mode is not a failure to work around: it is raised."""
+        try:
+            self.add_run(run)
+            return None
+        except ReadOnlyError:
+            raise
+        except UsageError as exc:
+            from envirollm_core.store.recovery import keep_run
+
+            return keep_run(self.path, run, str(exc))
 
     def add_runs(self, runs: Sequence[RunResult], *, skip_existing: bool = False) -> tuple[int, int]:
         """Store many runs in one transaction; returns (added, skipped because their id was stored)."""
