@@ -177,11 +177,29 @@ def _frame(runs: list[RunResult]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=EXPORT_SCHEMA, orient="row") if rows else pl.DataFrame(schema=EXPORT_SCHEMA)
 
 
+# OWASP's rule against formula injection: a text cell that a spreadsheet would run as a formula (it begins with
+# =, +, -, @, a tab or a carriage return) is written after a single quote. A cell that already begins with
+# quotes before such a character gets one more, so that taking one quote off on import gives back every text.
+_FORMULA_START = r"^'*[=+\-@\t\r]"
+
+
+def _neutralize_formulas(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(
+        pl.when(pl.col(name).str.contains(_FORMULA_START)).then(pl.lit("'") + pl.col(name)).otherwise(pl.col(name)).alias(name)
+        for name, dtype in frame.schema.items() if dtype == pl.String()
+    )
+
+
+def _restore_formula(value: str) -> str:
+    """Undo `_neutralize_formulas` on a cell of our own CSV export."""
+    return value[1:] if value.startswith("'") and re.match(_FORMULA_START, value[1:]) else value
+
+
 def _write_csv(chunks: Iterable[list[RunResult]], out: BinaryIO) -> int:
     count = 0
     header_written = False
     for runs in chunks:
-        _frame(runs).write_csv(out, include_header=not header_written)
+        _neutralize_formulas(_frame(runs)).write_csv(out, include_header=not header_written)
         header_written = True
         count += len(runs)
     if not header_written:
@@ -267,6 +285,8 @@ def parse_runs(data: bytes, name: str) -> ParsedFile:
     # Any of our own columns makes it our export, which must then have them all (never half-read as the original).
     if set(OUR_COLUMNS) & set(header):
         _require_columns(header, OUR_COLUMNS, "an EnviroLLM", name)
+        if container == "csv":
+            records = [_Record(r.number, r.where, {k: _restore_formula(v) for k, v in r.values.items()}) for r in records]
         runs = [_our_run(record, name) for record in records]
         fmt = container
     else:
