@@ -18,7 +18,8 @@ import logging
 import math
 import re
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ from envirollm_core.errors import EnviroLLMError, UsageError
 
 CONNECT_TIMEOUT_S = 5.0
 DEFAULT_READ_TIMEOUT_S = 120.0  # a cold model load (tens of GB) can take a minute before the first byte
+DEFAULT_RUN_TIMEOUT_S = 3600.0  # a whole run: generous, but a server streaming forever is stopped
 
 
 class BackendError(EnviroLLMError):
@@ -130,6 +132,83 @@ class Backend(Protocol):
     def stream(self, request: ChatRequest) -> Iterator[StreamPiece]: ...
 
     def close(self) -> None: ...  # the HTTP client and its connections
+
+
+# -- the client's own limits on a stream: a server that ignores max_tokens, or never ends, is stopped -------------
+
+# The finish reasons of a run the client stopped (the server never said it had finished).
+CUT_AT_MAX_TOKENS = "client_cut:max_tokens"
+CUT_AT_RUN_TIMEOUT = "client_cut:run_timeout"
+MAX_LINE_BYTES = 4 * 2**20  # one SSE event or NDJSON line; a token's chunk is a few hundred bytes
+MAX_CHARS_PER_TOKEN = 256  # text a token's chunk may carry on average before the answer counts as too long
+
+
+@dataclass(frozen=True)
+class StreamLimits:
+    """Where the client stops reading one answer: a little past `max_tokens` token chunks (servers count
+    tokens their own way, and a few send two in a chunk), at as many characters, and at the run's deadline."""
+
+    max_chunks: int
+    max_chars: int
+    deadline_s: float  # time.perf_counter() value
+    run_timeout_s: float
+
+    @classmethod
+    def for_request(cls, request: ChatRequest, run_timeout_s: float) -> StreamLimits:
+        max_chunks = request.max_tokens + max(16, request.max_tokens // 20)
+        return cls(max_chunks, max_chunks * MAX_CHARS_PER_TOKEN, time.perf_counter() + run_timeout_s, run_timeout_s)
+
+
+class StreamCut(Exception):
+    """Raised inside a backend's reading when the client stops it; `limited_stream` turns it into the end."""
+
+    def __init__(self, finish_reason: str) -> None:
+        super().__init__(finish_reason)
+        self.finish_reason = finish_reason
+
+
+def bounded_lines(chunks: Iterable[bytes], limits: StreamLimits) -> Iterator[str]:
+    """The lines of a streamed body (SSE or NDJSON), read from its raw chunks so that memory stays bounded
+    (a line longer than `MAX_LINE_BYTES` is an error, not a buffer that grows) and the run's deadline is checked
+    whatever arrives: keep-alives and a trickle of bytes do not keep a run going past it."""
+    buffer = bytearray()
+    for chunk in chunks:
+        buffer += chunk
+        start = 0
+        while (end := buffer.find(b"\n", start)) >= 0:
+            yield bytes(buffer[start:end]).rstrip(b"\r").decode("utf-8", "replace")
+            start = end + 1
+        del buffer[:start]
+        if len(buffer) > MAX_LINE_BYTES:
+            raise BackendError(f"the server sent a line of more than {MAX_LINE_BYTES // 2**20} MiB without an end")
+        if time.perf_counter() > limits.deadline_s:
+            raise StreamCut(CUT_AT_RUN_TIMEOUT)
+    if buffer:
+        yield bytes(buffer).rstrip(b"\r").decode("utf-8", "replace")
+
+
+def limited_stream(pieces: Iterator[StreamPiece], limits: StreamLimits) -> Iterator[StreamPiece]:
+    """A backend's pieces, ended by the client at `limits` with a `StreamEnd` whose finish reason says so (the
+    run is stored with what arrived). Both HTTP backends read through this and `bounded_lines`."""
+    chunks = chars = 0
+    try:
+        for piece in pieces:
+            if isinstance(piece, Delta):
+                chunks += 1
+                chars += len(piece.content) + len(piece.reasoning)
+                if chunks > limits.max_chunks or chars > limits.max_chars:
+                    yield StreamEnd(finish_reason=CUT_AT_MAX_TOKENS)
+                    return
+                if piece.t_s > limits.deadline_s:
+                    yield StreamEnd(finish_reason=CUT_AT_RUN_TIMEOUT)
+                    return
+            yield piece
+    except StreamCut as cut:
+        yield StreamEnd(finish_reason=cut.finish_reason)
+    finally:
+        close = getattr(pieces, "close", None)
+        if close is not None:
+            close()  # the response and its connection, now
 
 
 class HttpClientOwner:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import httpx
 
+from envirollm_core.backends.base import DEFAULT_RUN_TIMEOUT_S
 from envirollm_core.backends.openai_compat import OpenAIBackend
 from envirollm_core.backends.server_metadata import ServerDescription
 from envirollm_core.errors import EngineError
@@ -245,11 +246,11 @@ def start_shared_engine(action: str = "running the embedded engine") -> Embedded
     return engine
 
 
-def embedded_backend(engine: EmbeddedEngine) -> OpenAIBackend:
+def embedded_backend(engine: EmbeddedEngine, run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S) -> OpenAIBackend:
     """The running engine as a benchmark backend named "embedded", its server process tracked."""
     from importlib.metadata import version
 
     return OpenAIBackend(
-        engine.base_url, name="embedded", pid=engine.pid, gguf_path=model_path(),
+        engine.base_url, name="embedded", pid=engine.pid, gguf_path=model_path(), run_timeout_s=run_timeout_s,
         server=ServerDescription("llama-cpp-python", version=version("llama_cpp_python")),
     )

@@ -22,6 +22,7 @@ import httpx
 from envirollm_core.backends.base import (
     CONNECT_TIMEOUT_S,
     DEFAULT_READ_TIMEOUT_S,
+    DEFAULT_RUN_TIMEOUT_S,
     BackendError,
     HttpClientOwner,
     ChatRequest,
@@ -30,9 +31,12 @@ from envirollm_core.backends.base import (
     RequestSent,
     ServerTimings,
     StreamEnd,
+    StreamLimits,
     StreamPiece,
     UnknownModelError,
+    bounded_lines,
     check_url,
+    limited_stream,
     listening_pid,
     one_line,
     public_url,
@@ -72,10 +76,12 @@ class OllamaBackend(HttpClientOwner):
         read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         keep_alive: str = KEEP_ALIVE,
+        run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S,
     ) -> None:
         url = check_url(base_url) if base_url else ollama_url()
         self.base_url = public_url(url)  # shown in messages and stored with each run
         self.read_timeout_s = read_timeout_s
+        self.run_timeout_s = run_timeout_s
         self.keep_alive = keep_alive
         self._request_sent_s = 0.0
         self._client = httpx.Client(
@@ -151,6 +157,10 @@ class OllamaBackend(HttpClientOwner):
         return listening_pid(self.base_url)
 
     def stream(self, request: ChatRequest) -> Iterator[StreamPiece]:
+        limits = StreamLimits.for_request(request, self.run_timeout_s)
+        yield from limited_stream(self._stream(request, limits), limits)
+
+    def _stream(self, request: ChatRequest, limits: StreamLimits) -> Iterator[StreamPiece]:
         options: dict[str, Any] = {"num_predict": request.max_tokens}
         if request.temperature is not None:
             options["temperature"] = request.temperature
@@ -168,7 +178,7 @@ class OllamaBackend(HttpClientOwner):
                         raise UnknownModelError(request.model, self.base_url, self._fresh_models())
                     raise BackendError(f"{self.base_url}/api/chat answered HTTP {response.status_code}: {_error_text(text)}")
                 yield RequestSent(self._request_sent_s)
-                yield from self._read_lines(response.iter_lines())
+                yield from self._read_lines(bounded_lines(response.iter_bytes(), limits))
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
 

@@ -27,6 +27,7 @@ from envirollm_core.backends import server_metadata
 from envirollm_core.backends.base import (
     CONNECT_TIMEOUT_S,
     DEFAULT_READ_TIMEOUT_S,
+    DEFAULT_RUN_TIMEOUT_S,
     BackendError,
     HttpClientOwner,
     ChatRequest,
@@ -35,10 +36,13 @@ from envirollm_core.backends.base import (
     RequestSent,
     ServerTimings,
     StreamEnd,
+    StreamLimits,
     StreamPiece,
     TokenUsage,
     UnknownModelError,
+    bounded_lines,
     check_url,
+    limited_stream,
     listening_pid,
     one_line,
     public_url,
@@ -67,10 +71,12 @@ class OpenAIBackend(HttpClientOwner):
         pid: int | None = None,
         server: server_metadata.ServerDescription | None = None,
         gguf_path: Path | None = None,
+        run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S,
     ) -> None:
         url = check_url(base_url)
         self.base_url = public_url(url)  # shown in messages and stored with each run
         self.read_timeout_s = read_timeout_s
+        self.run_timeout_s = run_timeout_s
         self._pid = pid
         self._request_sent_s = 0.0
         timeout = httpx.Timeout(read_timeout_s, connect=connect_timeout_s)
@@ -129,11 +135,12 @@ class OpenAIBackend(HttpClientOwner):
 
     def stream(self, request: ChatRequest) -> Iterator[StreamPiece]:
         try:
-            yield from self._stream(request)
+            limits = StreamLimits.for_request(request, self.run_timeout_s)
+            yield from limited_stream(self._stream(request, limits), limits)
         except BackendError as exc:
             raise self._without_secrets(exc) from None
 
-    def _stream(self, request: ChatRequest) -> Iterator[StreamPiece]:
+    def _stream(self, request: ChatRequest, limits: StreamLimits) -> Iterator[StreamPiece]:
         body: dict[str, Any] = {
             "model": request.model,
             "messages": [{"role": "user", "content": request.prompt}],
@@ -148,7 +155,7 @@ class OpenAIBackend(HttpClientOwner):
         try:
             with self._client.chat.completions.with_streaming_response.create(**body) as response:
                 yield RequestSent(self._request_sent_s)
-                yield from self._read_events(response.iter_lines())
+                yield from self._read_events(bounded_lines(response.iter_bytes(), limits))
         except openai.APIStatusError as exc:
             if exc.status_code == 404:
                 available = self.list_models()

@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
+from envirollm_core.backends.base import (
+    CUT_AT_MAX_TOKENS, CUT_AT_RUN_TIMEOUT, DEFAULT_READ_TIMEOUT_S, DEFAULT_RUN_TIMEOUT_S, Backend,
+)
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
 from envirollm_core.bench.presets import load_presets, select_prompts
 from envirollm_core.bench.runner import BatchResult, BenchmarkConfig, run_benchmark
@@ -77,6 +79,12 @@ def _add_run_options(parser: argparse.ArgumentParser, max_tokens: int) -> None:
         help=f"seconds to wait for the server's next byte before the run fails (default: {DEFAULT_READ_TIMEOUT_S:g})",
     )
     runs.add_argument(
+        "--run-timeout", type=finite_float, default=DEFAULT_RUN_TIMEOUT_S, metavar="SECONDS",
+        help="longest a run may stream before the client stops it and stores what arrived, finish reason "
+             f"{CUT_AT_RUN_TIMEOUT!r} (default: {DEFAULT_RUN_TIMEOUT_S:g}); past --max-tokens the client stops "
+             f"reading too ({CUT_AT_MAX_TOKENS!r})",
+    )
+    runs.add_argument(
         "--idle-s", type=finite_float, default=3.0, help="seconds of idle-power baseline before the batch (default: 3; 0 skips it)"
     )
     runs.add_argument("--notes", default="", help="a note stored with every run")
@@ -95,6 +103,8 @@ def _models(text: str) -> tuple[str, ...]:
 def _config(args: argparse.Namespace, models: tuple[str, ...]) -> BenchmarkConfig:
     if not args.timeout > 0:
         raise UsageError(f"--timeout must be positive, not {args.timeout:g}")
+    if not args.run_timeout > 0:
+        raise UsageError(f"--run-timeout must be positive, not {args.run_timeout:g}")
     presets = [p for p in args.preset.split(",") if p.strip()] if args.preset is not None else None
     if presets == []:
         raise UsageError("--preset names no preset")
@@ -118,7 +128,7 @@ def run_ollama(args: argparse.Namespace) -> int:
     from envirollm_core.backends.ollama import OllamaBackend
 
     prepared = _prepare(args, _models(args.models))
-    with OllamaBackend(args.url, read_timeout_s=args.timeout) as backend:
+    with OllamaBackend(args.url, read_timeout_s=args.timeout, run_timeout_s=args.run_timeout) as backend:
         return _run(backend, prepared, args)
 
 
@@ -126,7 +136,8 @@ def run_openai(args: argparse.Namespace) -> int:
     from envirollm_core.backends.openai_compat import OpenAIBackend
 
     prepared = _prepare(args, _models(args.models))
-    with OpenAIBackend(args.url, api_key=args.api_key, read_timeout_s=args.timeout) as backend:
+    with OpenAIBackend(args.url, api_key=args.api_key, read_timeout_s=args.timeout,
+                       run_timeout_s=args.run_timeout) as backend:
         return _run(backend, prepared, args)
 
 
@@ -136,7 +147,7 @@ def run_demo(args: argparse.Namespace) -> int:
     engine = EmbeddedEngine()
     prepared = _prepare(args, (engine.model_id,))
     info(f"starting the embedded engine ({engine.model_id}) ...")
-    with engine, embedded_backend(engine) as backend:
+    with engine, embedded_backend(engine, run_timeout_s=args.run_timeout) as backend:
         info(f"engine ready at {engine.base_url} (pid {engine.pid})")
         return _run(backend, prepared, args)
 
