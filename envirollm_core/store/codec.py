@@ -19,7 +19,7 @@ import math
 import re
 import types
 import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timezone
 from typing import Any, Literal
 
@@ -127,6 +127,29 @@ def environment_id(environment_json: str) -> str:
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+# One limit, applied when a run is stored, so that whatever the store holds its exports restore whole: a text
+# field is at most MAX_FIELD_CHARS (the import's own limit on a cell), the samples at most what fits in one.
+MAX_FIELD_CHARS = 16 * 2**20  # one run's trace over ten minutes at 10 Hz is about 1 MiB of JSON
+MAX_SAMPLE_JSON_CHARS = 400  # one sample as an export writes it, every reading at full precision, at most
+MAX_TRACE_POINTS = MAX_FIELD_CHARS // MAX_SAMPLE_JSON_CHARS  # about 70 minutes at 10 Hz
+_CUT_NOTE = "\n[cut by EnviroLLM when stored: {total:,} characters, the first {kept:,} kept]"
+
+
+def fit_to_limits(run: RunResult) -> RunResult:
+    """The run as the store keeps it: a text past MAX_FIELD_CHARS keeps its first part and ends with a note
+    saying it was cut; samples past MAX_TRACE_POINTS keep the first ones, and the run's notes say so."""
+    changes: dict[str, Any] = {}
+    for spec in RUN_FIELDS:
+        value = getattr(run, spec.name)
+        if spec.kind == "str" and isinstance(value, str) and len(value) > MAX_FIELD_CHARS:
+            note = _CUT_NOTE.format(total=len(value), kept=MAX_FIELD_CHARS - 100)
+            changes[spec.name] = value[: MAX_FIELD_CHARS - 100] + note
+    if len(run.trace) > MAX_TRACE_POINTS:
+        changes["trace"] = run.trace[:MAX_TRACE_POINTS]
+        note = f"[samples cut by EnviroLLM when stored: the first {MAX_TRACE_POINTS:,} of {len(run.trace):,} kept]"
+        changes["notes"] = f"{changes.get('notes', run.notes)} {note}".strip()[:MAX_FIELD_CHARS]
+    return replace(run, **changes) if changes else run
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -189,6 +212,7 @@ def encode_runs(runs: typing.Sequence[RunResult]) -> EncodedRuns:
     trace: dict[str, list[Any]] = {name: [] for name in TRACE_TABLE_SCHEMA}
     environments: dict[str, tuple[str, datetime]] = {}
     for run in runs:
+        run = fit_to_limits(run)
         check_run(run)
         created_at = to_utc_naive(run.created_at)
         for spec in RUN_FIELDS:

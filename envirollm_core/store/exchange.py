@@ -21,7 +21,7 @@ import math
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from envirollm_core.errors import UsageError
@@ -37,6 +38,7 @@ from envirollm_core.store.codec import (
     COMPONENT_SOURCES,
     INT64_MAX,
     INT64_MIN,
+    MAX_FIELD_CHARS,
     RUN_FIELDS,
     TRACE_FIELDS,
     FieldSpec,
@@ -58,7 +60,6 @@ ORIGINAL_COLUMNS: tuple[str, ...] = (
 OUR_COLUMNS: tuple[str, ...] = tuple(spec.name for spec in RUN_FIELDS)
 EXPORT_COLUMNS: tuple[str, ...] = ORIGINAL_COLUMNS + OUR_COLUMNS
 RESPONSE_PREVIEW_CHARS = 200
-MAX_FIELD_CHARS = 16 * 2**20  # one run's trace over ten minutes at 10 Hz is about 1 MiB of JSON
 EXPORT_CHUNK_RUNS = 2000
 
 # Where an original EnviroLLM run keeps what has no field of its own.
@@ -259,43 +260,108 @@ class _Record:
     values: dict[str, Any]
 
 
-def read_runs_file(path: Path) -> ParsedFile:
+def read_runs_file(path: Path, limits: ImportLimits | None = None) -> ParsedFile:
     """Read and validate an export (ours in CSV, Parquet or JSON, or the original EnviroLLM's CSV)
     without storing it. Raises `BadFileError` naming the row and column at fault."""
     path = Path(path)
+    limits = limits or FILE_LIMITS
     try:
+        _check_bytes(path.stat().st_size, limits, path.name)  # before a byte is read
         data = path.read_bytes()
     except OSError as exc:
         raise BadFileError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return parse_runs(data, path.name)
+    return parse_runs(data, path.name, limits)
 
 
-def parse_runs(data: bytes, name: str) -> ParsedFile:
+def parse_runs(data: bytes, name: str, limits: ImportLimits | None = None) -> ParsedFile:
     """`read_runs_file` over bytes already in memory (an upload); `name` is used in messages."""
+    limits = limits or FILE_LIMITS
     if not data.strip():
         raise BadFileError(f"{name} is empty")
+    _check_bytes(len(data), limits, name)
     if data[:4] == b"PAR1":
-        container, header, records = "parquet", *_parquet_records(data, name)
+        container, header, records = "parquet", *_parquet_records(data, name, limits)
     else:
         text = _decode_text(data, name)
         if text.lstrip()[:1] in ("[", "{"):
-            container, header, records = "json", *_json_records(text, name)
+            container, header, records = "json", *_json_records(text, name, limits)
         else:
-            container, header, records = "csv", *_csv_records(text, name)
+            container, header, records = "csv", *_csv_records(text, name, limits)
+    _check_columns(len(header), limits, name)
+    records = _bounded_rows(records, limits, name)
     # Any of our own columns makes it our export, which must then have them all (never half-read as the original).
     if set(OUR_COLUMNS) & set(header):
         _require_columns(header, OUR_COLUMNS, "an EnviroLLM", name)
         if container == "csv":
-            records = [_Record(r.number, r.where, {k: _restore_formula(v) for k, v in r.values.items()}) for r in records]
-        runs = [_our_run(record, name) for record in records]
+            records = (_Record(r.number, r.where, {k: _restore_formula(v) for k, v in r.values.items()}) for r in records)
+        runs = _unique_runs(((_our_run(record, name), record) for record in records), name)
         fmt = container
     else:
         _require_columns(header, ORIGINAL_COLUMNS, "an EnviroLLM (or original EnviroLLM)", name)
         batch_id = f"import-{_digest(data)}"
-        runs = [_original_run(record, name, batch_id) for record in records]
+        runs = _unique_runs(((_original_run(record, name, batch_id), record) for record in records), name)
         fmt = f"original-{container}"
-    _refuse_repeated_ids(runs, records, name)
+    if not runs and container == "csv":
+        raise BadFileError(f"{name} has a header but no runs")
     return ParsedFile(format=fmt, runs=runs)
+
+
+# -- limits, checked before decoding ----------------------------------------------------------------
+# A file is measured before it is decoded (its size; a Parquet file's row count, column count and uncompressed
+# size from its metadata) and its rows are checked as they are read, so a small file that would decode to
+# gigabytes (50 million dictionary-encoded rows in 126 KB) is refused in one line, with memory still low.
+
+
+@dataclass(frozen=True)
+class ImportLimits:
+    max_bytes: int  # the file, and what its cells decode to
+    max_rows: int
+    max_columns: int
+    max_cell_chars: int = MAX_FIELD_CHARS
+    advice: str = ""  # said after a refusal
+
+
+# `envirollm import` and `--dry-run`: a backup of a large history, in the user's own process.
+FILE_LIMITS = ImportLimits(max_bytes=2**30, max_rows=1_000_000, max_columns=256,
+                           advice="; split the export (envirollm export --model M) and import the parts")
+# An upload to the app, analysed in the server shared by every visitor.
+UPLOAD_LIMITS = ImportLimits(max_bytes=32 * 2**20, max_rows=100_000, max_columns=256,
+                             advice="; a bigger file can be imported with `envirollm import FILE`")
+
+
+def _check_bytes(size: int, limits: ImportLimits, name: str, what: str = "is") -> None:
+    if size > limits.max_bytes:
+        raise BadFileError(f"{name} {what} {size / 2**20:,.1f} MiB, over the {limits.max_bytes / 2**20:,.0f} MiB"
+                           f" one import takes{limits.advice}")
+
+
+def _check_columns(count: int, limits: ImportLimits, name: str) -> None:
+    if count > limits.max_columns:
+        raise BadFileError(f"{name} has {count:,} columns; an export has {len(EXPORT_COLUMNS)} and an import takes"
+                           f" at most {limits.max_columns}")
+
+
+def _check_rows(count: int, limits: ImportLimits, name: str) -> None:
+    if count > limits.max_rows:
+        raise BadFileError(f"{name} holds more than {limits.max_rows:,} runs, the most one import takes{limits.advice}")
+
+
+def _bounded_rows(records: Iterable[_Record], limits: ImportLimits, name: str) -> Iterator[_Record]:
+    for count, record in enumerate(records, start=1):
+        _check_rows(count, limits, name)
+        yield record
+
+
+def _unique_runs(pairs: Iterable[tuple[RunResult, _Record]], name: str) -> list[RunResult]:
+    """The runs, converted one row at a time (no row is kept as text once it is a run); an id seen twice is refused."""
+    runs: list[RunResult] = []
+    first_seen: dict[str, str] = {}
+    for run, record in pairs:
+        if run.id in first_seen:
+            raise BadFileError(f"{name}: {record.where}, column 'id': {run.id!r} repeats {first_seen[run.id]}")
+        first_seen[run.id] = record.where
+        runs.append(run)
+    return runs
 
 
 def _digest(data: bytes) -> str:
@@ -316,17 +382,61 @@ def _decode_text(data: bytes, name: str) -> str:
         ) from None
 
 
-def _parquet_records(data: bytes, name: str) -> tuple[list[str], list[_Record]]:
+PARQUET_BATCH_ROWS = 256
+
+
+def _parquet_records(data: bytes, name: str, limits: ImportLimits) -> tuple[list[str], Iterator[_Record]]:
+    """The metadata is checked first; rows are then read a batch at a time, text columns kept dictionary-encoded
+    until their cells' decoded sizes are counted, so one value repeated in 50 million rows is never expanded."""
     try:
-        table = pq.read_table(pa.BufferReader(data))
+        metadata = pq.ParquetFile(pa.BufferReader(data)).metadata
+        _check_columns(metadata.num_columns, limits, name)
+        _check_rows(metadata.num_rows, limits, name)
+        uncompressed = sum(metadata.row_group(g).column(c).total_uncompressed_size
+                           for g in range(metadata.num_row_groups) for c in range(metadata.num_columns))
+        _check_bytes(uncompressed, limits, name, "decompresses to")
+        schema = metadata.schema.to_arrow_schema()
+        texts = [field.name for field in schema if pa.types.is_string(field.type) or pa.types.is_large_string(field.type)]
+        file = pq.ParquetFile(pa.BufferReader(data), read_dictionary=texts)
+    except (pa.ArrowException, OSError, ValueError, IndexError) as exc:
+        raise BadFileError(f"{name} is not a readable Parquet file: {str(exc).splitlines()[0]}") from None
+    return schema.names, _parquet_rows(file, name, limits)
+
+
+def _parquet_rows(file: pq.ParquetFile, name: str, limits: ImportLimits) -> Iterator[_Record]:
+    number = 0
+    decoded = 0
+    try:
+        for batch in file.iter_batches(batch_size=PARQUET_BATCH_ROWS):
+            for column_name, column in zip(batch.schema.names, batch.columns):
+                sizes = _decoded_sizes(column)
+                if sizes is None:
+                    continue
+                largest = pc.max(sizes).as_py() or 0
+                if largest > 4 * limits.max_cell_chars:  # bytes: at most 4 per character
+                    raise BadFileError(f"{name}: a cell of column {column_name!r} near row {number + 1} is longer than"
+                                       f" {limits.max_cell_chars:,} characters")
+                decoded += pc.sum(sizes).as_py() or 0
+            _check_bytes(decoded, limits, name, "decodes to more than")
+            for values in batch.to_pylist():
+                number += 1
+                yield _Record(number, f"row {number}", values)
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise BadFileError(f"{name} is not a readable Parquet file: {str(exc).splitlines()[0]}") from None
-    return table.column_names, [
-        _Record(number, f"row {number}", values) for number, values in enumerate(table.to_pylist(), start=1)
-    ]
 
 
-def _json_records(text: str, name: str) -> tuple[list[str], list[_Record]]:
+def _decoded_sizes(column: pa.Array) -> pa.Array | None:
+    """Each cell's size in bytes once decoded (text and binary columns; None for the others, whose size is fixed)."""
+    if pa.types.is_dictionary(column.type):
+        if not (pa.types.is_string(column.type.value_type) or pa.types.is_large_string(column.type.value_type)):
+            return None
+        return pc.take(pc.binary_length(column.dictionary), column.indices)
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type) or pa.types.is_binary(column.type):
+        return pc.binary_length(column)
+    return None
+
+
+def _json_records(text: str, name: str, limits: ImportLimits) -> tuple[list[str], list[_Record]]:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -339,6 +449,9 @@ def _json_records(text: str, name: str) -> tuple[list[str], list[_Record]]:
         raise BadFileError(f"{name}: a JSON export is a list of runs (objects)")
     if not document:
         raise BadFileError(f"{name} holds no runs")
+    _check_rows(len(document), limits, name)
+    if isinstance(document[0], dict):
+        _check_columns(len(document[0]), limits, name)
     records = []
     for number, item in enumerate(document, start=1):
         if not isinstance(item, dict):
@@ -352,32 +465,40 @@ def _json_records(text: str, name: str) -> tuple[list[str], list[_Record]]:
     return header, records
 
 
-def _csv_records(text: str, name: str) -> tuple[list[str], list[_Record]]:
-    # The whole text is in memory already; the cells' own checks name the column of a field too long.
-    csv.field_size_limit(sys.maxsize)
+def _csv_records(text: str, name: str, limits: ImportLimits) -> tuple[list[str], Iterator[_Record]]:
+    # A cell somewhat past the limit still reaches the cell's own check, which names its column; the reader
+    # itself refuses (and stops buffering) at twice the limit.
+    csv.field_size_limit(2 * limits.max_cell_chars)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    records: list[_Record] = []
     try:
         header = next(reader)
-        _check_header(header, name)
-        start_line = reader.line_num + 1
+    except csv.Error as exc:
+        raise BadFileError(f"{name}: the header is not valid CSV: {exc}") from None
+    except StopIteration:
+        raise BadFileError(f"{name} is empty") from None
+    _check_columns(len(header), limits, name)
+    _check_header(header, name)
+    return header, _csv_rows(reader, header, name)
+
+
+def _csv_rows(reader: Any, header: list[str], name: str) -> Iterator[_Record]:
+    number = 0
+    start_line = reader.line_num + 1
+    try:
         for fields in reader:
             # A quoted field may span lines: name the line a row starts on.
-            where, start_line = f"row {len(records) + 1} (line {start_line})", reader.line_num + 1
+            where, start_line = f"row {number + 1} (line {start_line})", reader.line_num + 1
             if not fields:
                 continue  # a blank line
-            number = len(records) + 1
+            number += 1
             if len(fields) != len(header):
                 raise BadFileError(
                     f"{name}: {where} has {len(fields)} fields but the header has {len(header)}"
                 )
-            records.append(_Record(number, where, dict(zip(header, fields))))
+            yield _Record(number, where, dict(zip(header, fields)))
     except csv.Error as exc:
-        where = f"row {len(records) + 1} (line {start_line})"
+        where = f"row {number + 1} (line {start_line})"
         raise BadFileError(f"{name}: {where} is not valid CSV: {exc}") from None
-    if not records:
-        raise BadFileError(f"{name} has a header but no runs")
-    return header, records
 
 
 def _check_header(header: list[str], name: str) -> None:
@@ -398,16 +519,6 @@ def _require_columns(header: list[str], wanted: tuple[str, ...], kind: str, name
         shown = ", ".join(repr(column) for column in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise BadFileError(f"{name} is not {kind} export: missing column(s) {shown}{more}")
-
-
-def _refuse_repeated_ids(runs: list[RunResult], records: list[_Record], name: str) -> None:
-    first_seen: dict[str, _Record] = {}
-    for run, record in zip(runs, records):
-        if run.id in first_seen:
-            raise BadFileError(
-                f"{name}: {record.where}, column 'id': {run.id!r} repeats {first_seen[run.id].where}"
-            )
-        first_seen[run.id] = record
 
 
 # -- cells ------------------------------------------------------------------------------------

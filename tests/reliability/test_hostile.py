@@ -63,6 +63,27 @@ def test_a_server_that_never_stops_is_cut_at_max_tokens_and_at_the_run_timeout(s
     assert stored[timed_out["id"]].finish_reason == CUT_AT_RUN_TIMEOUT
 
 
+# -- 4. whatever the store accepts, its exports restore whole ---------------------------------------------
+
+
+def test_a_huge_answer_is_cut_when_stored_so_every_export_restores_whole(tmp_path):
+    from envirollm_core.store.codec import MAX_FIELD_CHARS
+
+    store = Store(tmp_path / "db.duckdb")
+    huge = full_run(response="é" * (MAX_FIELD_CHARS + 2**20))
+    store.add_runs([huge, *(full_run() for _ in range(15))])
+    kept = store.run(huge.id).response
+    assert len(kept) <= MAX_FIELD_CHARS and kept.startswith("é" * 1000)
+    assert kept.endswith(f"[cut by EnviroLLM when stored: {MAX_FIELD_CHARS + 2**20:,} characters, the first "
+                         f"{MAX_FIELD_CHARS - 100:,} kept]")
+    for fmt in ("csv", "json", "parquet"):
+        store.export(tmp_path / f"backup.{fmt}", fmt)
+        restored = Store(tmp_path / f"restored-{fmt}.duckdb")
+        report = restored.import_file(tmp_path / f"backup.{fmt}")
+        assert report.added == 16, fmt
+        assert restored.run(huge.id).response == kept, fmt
+
+
 # -- 5. failures after the database is open --------------------------------------------------------
 
 
