@@ -6,7 +6,14 @@ run that page alone, without this file's navigation and page config."""
 
 import streamlit as st
 
+from envirollm_core.host_check import host_refusal
+
 st.set_page_config(page_title="EnviroLLM", page_icon=":material/eco:", layout="wide")
+
+refusal = host_refusal(st.context.headers.get("Host"), st.get_option("server.address"))
+if refusal:  # a name the app was not started for: DNS rebinding, never a page
+    st.error(refusal)
+    st.stop()
 
 navigation = st.navigation(
     [

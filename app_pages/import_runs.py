@@ -6,6 +6,7 @@ from envirollm_core import charts
 from envirollm_core.errors import EnviroLLMError
 from envirollm_core.settings import read_only_mode
 from envirollm_core.store import ParsedFile, Store, parse_runs, runs_to_frame
+from envirollm_core.store.exchange import UPLOAD_LIMITS
 from envirollm_core.views import (
     TABLE_FORMATS,
     analyze_group,
@@ -16,10 +17,16 @@ from envirollm_core.views import (
 )
 
 
-@st.cache_data(show_spinner="Reading the file...", max_entries=4)
-def parsed_upload(data: bytes, name: str) -> ParsedFile:
-    """Validated once per file content (an upload is analysed across many reruns)."""
-    return parse_runs(data, name)
+def parsed_upload(upload) -> ParsedFile:
+    """Validated once per upload (it is analysed across many reruns) and kept in this session only, so it is freed
+    with the session, never cached for others; the upload limits are checked before the file is decoded."""
+    kept = st.session_state.get("import_upload")
+    if kept is None or kept[0] != upload.file_id:
+        st.session_state.pop("import_upload", None)  # the previous file goes before the next is read
+        with st.spinner("Reading the file..."):
+            kept = (upload.file_id, parse_runs(upload.getvalue(), upload.name, UPLOAD_LIMITS))
+        st.session_state["import_upload"] = kept
+    return kept[1]
 
 
 st.title("Import")
@@ -27,9 +34,10 @@ st.caption("Upload an export (CSV, Parquet or JSON from `envirollm export` or th
            "EnviroLLM exports). It is analysed here, in your session only; nothing is stored unless you save it.")
 upload = st.file_uploader("Export file", type=["csv", "parquet", "json"])
 if upload is None:
+    st.session_state.pop("import_upload", None)
     st.stop()
 try:
-    parsed = parsed_upload(upload.getvalue(), upload.name)
+    parsed = parsed_upload(upload)
 except EnviroLLMError as exc:
     st.error(plain(str(exc)))
     st.stop()
