@@ -247,3 +247,37 @@ def test_reading_commands_never_create_a_database(tmp_path):
     default = run_cli("list")  # the default database, not made yet: empty, and still not made
     assert default.returncode == 0 and "no stored runs" in default.stderr
     assert not Path(os.environ["ENVIROLLM_HOME"], "envirollm.duckdb").exists()
+
+
+# -- 1. import bounds before decoding -------------------------------------------------------------------
+
+
+def test_files_that_decode_to_gigabytes_are_refused_before_decoding(tmp_path):
+    import resource
+
+    from envirollm_core.store.exchange import UPLOAD_LIMITS, parse_runs
+    from envirollm_core.store.errors import BadFileError
+    from tests.reliability.hostile_files import big_csv, deep_json, dictionary_parquet, wide_value_parquet
+
+    rows = dictionary_parquet(tmp_path / "rows.parquet")
+    assert rows.stat().st_size < 2 * 2**20
+    wide = wide_value_parquet(tmp_path / "wide.parquet")
+    deep = deep_json(tmp_path / "deep.json")
+    big = big_csv(tmp_path / "big.csv")
+    peak_before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    expected = {
+        rows: "holds more than 100,000 runs, the most one import takes; a bigger file can be imported with",
+        wide: "decodes to more than",
+        deep: "is not JSON that can be read",
+        big: "over the 32 MiB one import takes",
+    }
+    for path, message in expected.items():
+        with pytest.raises(BadFileError, match=None) as caught:
+            parse_runs(path.read_bytes(), path.name, UPLOAD_LIMITS)
+        assert message in str(caught.value) and "\n" not in str(caught.value), (path.name, str(caught.value))
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak_before_kb) / 1024
+    assert grown_mb < 500, grown_mb  # the 50 million rows were never expanded (they were 7.7 GB)
+    # The CLI's own limits: the same one line, exit 2, for the dry run that ended in a MemoryError.
+    results = run_cli_all([["import", "--dry-run", str(rows)], ["import", str(wide)], ["import", str(deep)]])
+    for result, message in zip(results, ("holds more than 1,000,000 runs", "decodes to more than", "is not JSON")):
+        assert_one_line_usage_error(result, message)
