@@ -266,7 +266,7 @@ def test_files_that_decode_to_gigabytes_are_refused_before_decoding(tmp_path):
     big = big_csv(tmp_path / "big.csv")
     peak_before_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     expected = {
-        rows: "holds more than 100,000 runs, the most one import takes; a bigger file can be imported with",
+        rows: "holds more than 10,000 runs, the most one import takes; a bigger file can be imported with",
         wide: "decodes to more than",
         deep: "is not JSON that can be read",
         big: "over the 32 MiB one import takes",
