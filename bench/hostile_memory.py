@@ -90,6 +90,7 @@ def uploads() -> None:
                 uploader = browser.new_context(viewport=VIEWPORT).new_page()
                 uploader.goto(f"{url}/import")
                 uploader.locator("input[type=file]").wait_for(state="attached", timeout=TIMEOUT_MS)
+                before = render_s(other.new_page(), url, empty=False)  # the usual time, right now (load varies)
                 peak = PeakRss(server.pid)
                 uploader.locator("input[type=file]").set_input_files(str(path))
                 during = render_s(other.new_page(), url, empty=False)
@@ -99,7 +100,8 @@ def uploads() -> None:
                 top = peak.stop()
                 said = outcome.first.inner_text().replace("\n", " ")
                 print(f"- {path.name} ({path.stat().st_size / MB:.2f} MiB): server peak {(top - idle) / MB:+.0f} MB above"
-                      f" idle; other session's Results {during:.2f} s ({during / usual:.2f}x usual); page said: {said}")
+                      f" idle; other session's Results {during:.2f} s during the upload, {before:.2f} s just before"
+                      f" ({during / before:.2f}x); page said: {said}")
                 uploader.context.close()
             browser.close()
     finally:

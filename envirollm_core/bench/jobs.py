@@ -279,6 +279,9 @@ class BenchmarkJob:
             with self._lock:
                 self._batch_id = batch.batch_id
             state = "cancelled" if batch.cancelled else "finished"
+            if batch.recovery_file is not None:
+                state, error = "failed", (f"the database could not store every run; they are kept in"
+                                          f" {batch.recovery_file}: add them with `envirollm import` once it is repaired")
         except EnviroLLMError as exc:
             state, error = "failed", str(exc)
         except Exception as exc:  # noqa: BLE001  (a bug, not a user's mistake: keep the page alive, say what happened)

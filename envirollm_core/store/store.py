@@ -19,7 +19,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from envirollm_core.errors import UsageError
+from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.paths import default_db_path
 from envirollm_core.results import RunResult, TracePoint
 from envirollm_core.settings import ensure_writable, read_only_mode
@@ -176,7 +176,7 @@ class Store:
             return None
         except ReadOnlyError:
             raise
-        except UsageError as exc:
+        except EnviroLLMError as exc:  # damaged, full, unwritable, or locked past the wait
             from envirollm_core.store.recovery import keep_run
 
             return keep_run(self.path, run, str(exc))
