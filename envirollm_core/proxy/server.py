@@ -50,6 +50,8 @@ _HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
     "transfer-encoding", "upgrade", "host", CLIENT_HEADER, TASK_HEADER,
 })
+# httpx sets the length of the body it sends, which the router may have rewritten.
+_NOT_FORWARDED = _HOP_BY_HOP | {"content-length"}
 _RESULTS_TTL_S = 30.0
 _log = logging.getLogger("envirollm.proxy")
 
@@ -336,7 +338,7 @@ class ProxyApp:
         if scope.get("query_string"):
             url += "?" + scope["query_string"].decode("latin-1")
         upstream_request = self.client.build_request(
-            scope["method"], url, content=body, headers=[(k, v) for k, v in headers if k not in _HOP_BY_HOP],
+            scope["method"], url, content=body, headers=[(k, v) for k, v in headers if k not in _NOT_FORWARDED],
         )
         counter = self.recorder.started(exchange.id) if exchange else None
         forward = asyncio.ensure_future(self._forward(upstream_request, exchange, counter, send))
