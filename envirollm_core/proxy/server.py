@@ -17,13 +17,13 @@ import asyncio
 import dataclasses
 import json
 import logging
+import queue
 import socket
 import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
@@ -118,44 +118,69 @@ class Exchange:
 
 
 class Recorder:
-    """Energy boundaries, parsing and database writes, one at a time in one thread, off the forwarding path."""
+    """Energy boundaries, parsing and database writes, one at a time in one thread, off the forwarding path.
+
+    Runs are written when the recorder has caught up (nothing else queued), all pending ones in one
+    transaction: under a burst of requests the database is written once, not once per request."""
 
     def __init__(self, config: ProxyConfig, store: Any, sampler: Any, log: Callable[[str], None]) -> None:
         self.config = config
         self.store = store
         self.batch_id = uuid.uuid4().hex[:12]
         self._meter = EnergyMeter(sampler)
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="envirollm-proxy-recorder")
+        self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._pending: list[tuple[Exchange, RunResult]] = []
         self._environment = _environment(config)
         self._log = log
-        self.recorded: list[RunResult] = []  # this session's runs, newest last (text kept only with --store-text)
+        self.recorded: list[RunResult] = []  # this session's stored runs, oldest first
+        self._thread = threading.Thread(target=self._work, name="envirollm-proxy-recorder", daemon=True)
+        self._thread.start()
 
     def started(self, exchange_id: str) -> _Request:
         counter = _Request()
-        self._pool.submit(self._meter.start, exchange_id, counter)
+        self._queue.put(lambda: self._meter.start(exchange_id, counter))
         return counter
 
-    def finished(self, exchange: Exchange) -> Future:
-        return self._pool.submit(self._record, exchange)
+    def finished(self, exchange: Exchange) -> None:
+        self._queue.put(lambda: self._record(exchange))
 
     def flush(self) -> None:
-        """Wait until every exchange handed over so far is recorded."""
-        self._pool.submit(lambda: None).result()
+        """Wait until every exchange handed over so far is recorded and stored."""
+        done = threading.Event()
+        self._queue.put(done.set)
+        done.wait()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
-    def _record(self, exchange: Exchange) -> RunResult | None:
+    def _work(self) -> None:
+        while (task := self._queue.get()) is not None:
+            try:
+                task()
+            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the recording of the rest
+                self._log(f"envirollm proxy: recording failed: {type(exc).__name__}: {exc}")
+            if self._queue.empty():
+                self._write()
+        self._write()
+
+    def _record(self, exchange: Exchange) -> None:
         energy = self._meter.finish(exchange.id)
+        self._pending.append((exchange, self._run(exchange, energy)))
+
+    def _write(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
         try:
-            run = self._run(exchange, energy)
-            self.store.add_run(run)
+            self.store.add_runs([run for _, run in pending])
         except EnviroLLMError as exc:
-            self._log(f"envirollm proxy: could not record {exchange.method} {exchange.path}: {exc}")
-            return None
-        self.recorded.append(run)
-        self._log(_log_line(exchange, run))
-        return run
+            self._log(f"envirollm proxy: could not record {len(pending)} request(s): {exc}")
+            return
+        for exchange, run in pending:
+            self.recorded.append(run)
+            self._log(_log_line(exchange, run))
 
     def _run(self, exchange: Exchange, energy: RequestEnergy) -> RunResult:
         text = exchange.request.prompt if exchange.request else ""
@@ -528,3 +553,32 @@ def _bind(host: str, port: int) -> socket.socket:
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
+
+
+# --- the app's proxy: one per process, outliving page reruns ----------------------------------------------
+
+_app_proxy: MeteringProxy | None = None
+_app_lock = threading.Lock()
+
+
+def app_proxy() -> MeteringProxy | None:
+    """The proxy the app started, while it runs."""
+    return _app_proxy if _app_proxy is not None and _app_proxy.is_running() else None
+
+
+def start_app_proxy(config: ProxyConfig) -> MeteringProxy:
+    """Start the app's proxy (refused in read-only mode, by the store, whatever the page shows)."""
+    global _app_proxy
+    with _app_lock:
+        if app_proxy() is not None:
+            raise UsageError(f"the metering proxy already runs at {_app_proxy.url}; stop it first")  # type: ignore[union-attr]
+        _app_proxy = MeteringProxy(config, log=_log.info).start()
+        return _app_proxy
+
+
+def stop_app_proxy() -> None:
+    global _app_proxy
+    with _app_lock:
+        if _app_proxy is not None:
+            _app_proxy.stop()
+            _app_proxy = None

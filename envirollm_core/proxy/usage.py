@@ -26,7 +26,8 @@ USAGE_BY: tuple[str, ...] = ("model", "client", "day")
 _SINCE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 LIVE_USE = "live use"
-_LIVE_COLUMNS = ("source", "created_at", "model", "client", "status", "completion_tokens", "energy_wh", "prompt_hash", "live_detail")
+_LIVE_COLUMNS = ("source", "created_at", "model", "client", "status", "completion_tokens", "energy_wh", "ttft_s",
+                 "prompt_hash", "live_detail")
 
 
 def parse_since(text: str) -> timedelta:
@@ -124,3 +125,34 @@ def usage(store, tariff: Tariff, *, since: timedelta | None = None, by: UsageBy 
             comparable_requests=row["comparable_requests"], routed_requests=row["routed_requests"],
         ))
     return rows
+
+
+def usage_frame(rows: list[UsageRow], by: UsageBy, currency: str) -> pl.DataFrame:
+    """The usage rows as a page shows them, units in the column names."""
+    money = f" ({currency})" if currency else ""
+    return pl.DataFrame(
+        {
+            by: [row.key for row in rows],
+            "requests": [row.requests for row in rows],
+            "failed": [row.failed for row in rows],
+            "tokens": [row.completion_tokens for row in rows],
+            "energy (Wh)": [row.energy_wh for row in rows],
+            "CO2e (g)": [row.co2e_g for row in rows],
+            f"cost{money}": [row.cost for row in rows],
+            "recommended (Wh)": [row.recommended_energy_wh for row in rows],
+            f"recommended cost{money}": [row.recommended_cost for row in rows],
+            "comparable": [row.comparable_requests for row in rows],
+            "routed": [row.routed_requests for row in rows],
+        },
+        schema_overrides={"energy (Wh)": pl.Float64, "CO2e (g)": pl.Float64, f"cost{money}": pl.Float64,
+                          "recommended (Wh)": pl.Float64, f"recommended cost{money}": pl.Float64},
+    )
+
+
+def requests_frame(runs: pl.DataFrame, limit: int = 200) -> pl.DataFrame:
+    """The latest requests with the router's decision and its reason."""
+    return runs.head(limit).select(
+        pl.col("created_at").alias("when (UTC)"), "model", "client", "status",
+        pl.col("completion_tokens").alias("tokens"), (pl.col("energy_wh") * 1000).alias("energy (mWh)"),
+        pl.col("routed_to").alias("routed to"), pl.col("route_reason").alias("why"),
+    )
