@@ -7,7 +7,8 @@ EnviroLLM's own benchmark path (`OpenAIBackend` + `measure_stream`, which times 
 20,000 tokens/s, bench/RESULTS.md). Each round runs the same streams directly and through the proxy, in
 alternating order, so drifts in machine load hit both alike. Printed per case: median TTFT direct and
 proxied and their difference (target: +2 ms at most), and the median decode rate proxied / direct (target:
-within 2 %).
+within 2 %). Also the proxy process's own CPU time per token proxied (`psutil`, so other work on a shared
+machine does not count): one free core forwards about 1 / (CPU per token) tokens/s, recording included.
 
 Cases: one stream at 5,000 tokens/s; 16 concurrent streams at 5,000 tokens/s together (312.5 each); and,
 with `--per-stream`, 16 streams at 5,000 tokens/s each (80,000 together).
@@ -26,6 +27,8 @@ import subprocess
 import sys
 import tempfile
 import time
+
+import psutil
 from concurrent.futures import ProcessPoolExecutor
 
 from envirollm_core.backends.base import ChatRequest
@@ -109,18 +112,22 @@ def main() -> None:
         urls = {"direct": upstream, "proxy": proxy_url}
         cases = [(1, 5000.0), (16, 5000.0 / 16)] + ([(16, 5000.0)] if args.per_stream else [])
         print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {args.rounds} rounds, {args.tokens} tokens a stream")
-        print("| streams x tokens/s | TTFT direct | TTFT proxied | added | decode direct | decode proxied | proxied/direct |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        print("| streams x tokens/s | TTFT direct | TTFT proxied | added | decode direct | decode proxied | proxied/direct"
+              " | proxy CPU per token |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        proxy_process = psutil.Process(proxy.pid)
         try:
             with ProcessPoolExecutor(max_workers=16) as pool:
                 pool.map(_measure, [(upstream, 1000.0, 20)] * 16)  # warm the workers and connections
                 for streams, rate in cases:
                     tokens = max(50, int(args.tokens * rate / 5000)) if streams > 1 and rate < 5000 else args.tokens
+                    cpu_before = sum(proxy_process.cpu_times()[:2])
                     s = _case(pool, urls, streams, rate, tokens, args.rounds)
+                    cpu_us = (sum(proxy_process.cpu_times()[:2]) - cpu_before) / (streams * tokens * args.rounds) * 1e6
                     (dt, dr, df), (pt, pr, pf) = s["direct"], s["proxy"]
                     failed = f" ({df}/{pf} without a rate)" if df or pf else ""
                     print(f"| {streams} x {rate:,.1f} | {dt * 1000:.2f} ms | {pt * 1000:.2f} ms | {(pt - dt) * 1000:+.2f} ms |"
-                          f" {dr:,.1f} | {pr:,.1f} | {pr / dr * 100:.2f} %{failed} |", flush=True)
+                          f" {dr:,.1f} | {pr:,.1f} | {pr / dr * 100:.2f} %{failed} | {cpu_us:.0f} µs |", flush=True)
         finally:
             proxy.terminate()
             proxy.wait(timeout=15)
