@@ -178,3 +178,19 @@ def test_usage_prices_real_use_against_the_recommended_configuration(serve, star
     assert "cli-test" in captured.out and "requests" in captured.out
     assert main(["usage", "--db", str(store.path), "--since", "yesterday"]) == 2
     assert "--since must be" in capsys.readouterr().err
+
+
+def test_the_proxy_command_refuses_read_only_mode_and_bad_input_in_one_line(monkeypatch, capsys, closed_port):
+    for args, expected in (
+        (["proxy", "--upstream", "localhost:11434"], "not an http(s) URL"),
+        (["proxy", "--upstream", "http://127.0.0.1:9", "--listen", "nowhere"], "--listen must be HOST:PORT"),
+        (["proxy", "--upstream", "http://127.0.0.1:9", "--quality-floor", "120"], "--quality-floor must be between"),
+    ):
+        assert main(args) == 2
+        last = capsys.readouterr().err.strip().splitlines()[-1]
+        assert last.startswith("envirollm: error: ") and expected in last, last
+    monkeypatch.setenv("ENVIROLLM_READ_ONLY", "1")
+    assert main(["proxy", "--upstream", f"http://127.0.0.1:{closed_port}", "--listen", "127.0.0.1:0"]) == 2
+    assert "read-only mode: starting the metering proxy" in capsys.readouterr().err
+    assert main(["usage", "--json"]) == 0  # reading is allowed
+    assert json.loads(capsys.readouterr().out)["rows"] == []
