@@ -471,6 +471,9 @@ class _QuietDrops(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], UpstreamDropped))
 
 
+_QUIET_DROPS = _QuietDrops()  # one instance: adding it again is then a no-op
+
+
 class MeteringProxy:
     """The proxy in a background thread: `start()` binds and serves, `stop()` ends it. The CLI and the app
     both run it through this class."""
@@ -492,7 +495,7 @@ class MeteringProxy:
         self.recorder = Recorder(config, store, sampler, log or _stderr)
         self.app = ProxyApp(config, self.recorder, Router(config, store))
         self._socket = _bind(config.host, config.port)
-        logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
+        logging.getLogger("uvicorn.error").addFilter(_QUIET_DROPS)
         self._server = uvicorn.Server(uvicorn.Config(
             self.app, lifespan="on", log_level="warning", access_log=False, server_header=False,
             date_header=False, timeout_graceful_shutdown=3, timeout_keep_alive=30,
