@@ -21,6 +21,7 @@ navigation = st.navigation(
         st.Page("app_pages/benchmark.py", title="Benchmark", icon=":material/speed:"),
         st.Page("app_pages/results.py", title="Results", icon=":material/table_chart:"),
         st.Page("app_pages/recommendations.py", title="Recommendations", icon=":material/recommend:"),
+        st.Page("app_pages/usage.py", title="Usage", icon=":material/query_stats:"),
         st.Page("app_pages/import_runs.py", title="Import", icon=":material/upload_file:", url_path="import"),
         st.Page("app_pages/settings.py", title="Settings", icon=":material/settings:"),
         st.Page("app_pages/system.py", title="System", icon=":material/memory:"),

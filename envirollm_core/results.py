@@ -50,7 +50,7 @@ class RunResult:
     batch_id: str
     created_at: datetime
     model: str
-    backend: str  # "ollama" | "openai" | "lmstudio" | "llamacpp" | "embedded" | "imported"
+    backend: str  # "ollama" | "openai" | "lmstudio" | "llamacpp" | "embedded" | "imported" | "proxy"
     base_url: str
     prompt: str
     prompt_hash: str
@@ -97,6 +97,12 @@ class RunResult:
     quality_detail: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
     trace: list[TracePoint] = field(default_factory=list)
+    # real use through the metering proxy (null for benchmark runs): `source` is "live use", `client` the
+    # X-EnviroLLM-Client tag else the user agent; `live_detail` holds the text lengths, the HTTP status,
+    # the router's decision and reason, and how the energy was shared (docs/PROXY.md)
+    source: str | None = None
+    client: str | None = None
+    live_detail: dict[str, Any] = field(default_factory=dict)
 
 
 def normalize_prompt(prompt: str) -> str:

@@ -19,6 +19,7 @@ PAGES = {
     "benchmark": ("Benchmark", "Start the benchmark"),
     "results": ("Results", "No runs stored yet"),
     "recommendations": ("Recommendations", "What fits this machine"),
+    "usage": ("Usage", "Metering proxy"),
     "import": ("Import", "Export file"),
     "settings": ("Settings", "Save the settings"),
     "system": ("System", "Embedded engine"),

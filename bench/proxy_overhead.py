@@ -1,0 +1,138 @@
+"""What the metering proxy costs a client: TTFT added and decode rate kept, side by side with direct requests.
+
+A scripted OpenAI-compatible server runs in its own process and streams tokens at a known rate (one SSE
+chunk per token, busy-waiting to keep its schedule). `envirollm proxy` runs in its own process in front of
+it, as a user runs it (CLI, real sampler, real database). Client processes measure each stream with
+EnviroLLM's own benchmark path (`OpenAIBackend` + `measure_stream`, which times streams within 2 % up to
+20,000 tokens/s, bench/RESULTS.md). Each round runs the same streams directly and through the proxy, in
+alternating order, so drifts in machine load hit both alike. Printed per case: median TTFT direct and
+proxied and their difference (target: +2 ms at most), and the median decode rate proxied / direct (target:
+within 2 %). Also the proxy process's own CPU time per token proxied (`psutil`, so other work on a shared
+machine does not count): one free core forwards about 1 / (CPU per token) tokens/s, recording included.
+
+Cases: one stream at 5,000 tokens/s; 16 concurrent streams at 5,000 tokens/s together (312.5 each); and,
+with `--per-stream`, 16 streams at 5,000 tokens/s each (80,000 together).
+
+Run: `PYTHONPATH=. python bench/proxy_overhead.py` (about a minute; `--rounds N`, `--tokens N`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import psutil
+from concurrent.futures import ProcessPoolExecutor
+
+from envirollm_core.backends.base import ChatRequest
+from envirollm_core.backends.openai_compat import OpenAIBackend
+from envirollm_core.bench.metrics import measure_stream
+from tests.fakes.scripted_server import Request, ScriptedServer, TokenScript, openai_routes, openai_stream
+
+TTFT_S = 0.05
+
+
+def _serve(port_queue: multiprocessing.Queue) -> None:
+    """The upstream: the model name says the rate (`rate-5000`), max_tokens the length."""
+
+    def chat(request: Request):
+        rate = float(request.body["model"].split("-", 1)[1])
+        tokens = [f" tok{i}" for i in range(request.body["max_tokens"])]
+        return openai_stream(request.body["model"], TokenScript(tokens, TTFT_S, rate), noise=False)
+
+    server = ScriptedServer(openai_routes(["rate-5000"], chat)).start()
+    port_queue.put(server.port)
+    while True:
+        time.sleep(3600)
+
+
+def _measure(args: tuple[str, float, int]) -> tuple[float | None, float | None]:
+    url, rate, tokens = args
+    backend = OpenAIBackend(url + "/v1", name="bench", read_timeout_s=60)
+    try:
+        metrics = measure_stream(backend.stream(ChatRequest(f"rate-{rate:g}", "go", tokens)))
+    finally:
+        backend.close()
+    return metrics.ttft_s, metrics.decode_tps
+
+
+def _start_proxy(upstream: str, db: str) -> tuple[subprocess.Popen, str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "envirollm_core", "proxy", "--upstream", upstream, "--listen", "127.0.0.1:0",
+         "--json", "--db", db],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )
+    text = ""
+    assert process.stdout is not None
+    while True:
+        line = process.stdout.readline()
+        if not line:
+            raise SystemExit("the proxy did not start")
+        text += line
+        try:
+            return process, json.loads(text)["url"]
+        except ValueError:
+            continue
+
+
+def _case(pool: ProcessPoolExecutor, urls: dict[str, str], streams: int, rate: float, tokens: int, rounds: int) -> dict:
+    results: dict[str, list[tuple[float | None, float | None]]] = {"direct": [], "proxy": []}
+    for round_index in range(rounds):
+        order = ("direct", "proxy") if round_index % 2 == 0 else ("proxy", "direct")
+        for name in order:
+            results[name].extend(pool.map(_measure, [(urls[name], rate, tokens)] * streams))
+    summary = {}
+    for name, values in results.items():
+        ttfts = [t for t, _ in values if t is not None]
+        rates = [r for _, r in values if r is not None]
+        summary[name] = (statistics.median(ttfts), statistics.median(rates), len(values) - len(rates))
+    return summary
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--tokens", type=int, default=1000, help="tokens per stream (default: 1000)")
+    parser.add_argument("--per-stream", action="store_true", help="also 16 streams at 5,000 tokens/s each")
+    args = parser.parse_args()
+    ports: multiprocessing.Queue = multiprocessing.Queue()
+    server = multiprocessing.Process(target=_serve, args=(ports,), daemon=True)
+    server.start()
+    upstream = f"http://127.0.0.1:{ports.get(timeout=30)}"
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["ENVIROLLM_HOME"] = home
+        proxy, proxy_url = _start_proxy(upstream, os.path.join(home, "bench.duckdb"))
+        urls = {"direct": upstream, "proxy": proxy_url}
+        cases = [(1, 5000.0), (16, 5000.0 / 16)] + ([(16, 5000.0)] if args.per_stream else [])
+        print(f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; {args.rounds} rounds, {args.tokens} tokens a stream")
+        print("| streams x tokens/s | TTFT direct | TTFT proxied | added | decode direct | decode proxied | proxied/direct"
+              " | proxy CPU per token |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        proxy_process = psutil.Process(proxy.pid)
+        try:
+            with ProcessPoolExecutor(max_workers=16) as pool:
+                pool.map(_measure, [(upstream, 1000.0, 20)] * 16)  # warm the workers and connections
+                for streams, rate in cases:
+                    tokens = max(50, int(args.tokens * rate / 5000)) if streams > 1 and rate < 5000 else args.tokens
+                    cpu_before = sum(proxy_process.cpu_times()[:2])
+                    s = _case(pool, urls, streams, rate, tokens, args.rounds)
+                    cpu_us = (sum(proxy_process.cpu_times()[:2]) - cpu_before) / (streams * tokens * args.rounds) * 1e6
+                    (dt, dr, df), (pt, pr, pf) = s["direct"], s["proxy"]
+                    failed = f" ({df}/{pf} without a rate)" if df or pf else ""
+                    print(f"| {streams} x {rate:,.1f} | {dt * 1000:.2f} ms | {pt * 1000:.2f} ms | {(pt - dt) * 1000:+.2f} ms |"
+                          f" {dr:,.1f} | {pr:,.1f} | {pr / dr * 100:.2f} %{failed} | {cpu_us:.0f} µs |", flush=True)
+        finally:
+            proxy.terminate()
+            proxy.wait(timeout=15)
+            server.terminate()
+
+
+if __name__ == "__main__":
+    main()
