@@ -150,6 +150,7 @@ class Measurement:
     processes: tuple[ProcessWindowStats, ...]
     trace: tuple[TracePoint, ...]
     sample_count: int
+    energy_uncertainty_wh: float | None = None  # a bound on the energy's error, where the source gives one
 
     @property
     def energy_j(self) -> float | None:
