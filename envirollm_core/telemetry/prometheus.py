@@ -223,7 +223,8 @@ def _bracket(times: Sequence[float], t: float) -> int | None:
 def counter_energy(series: Series, start: float, end: float) -> SeriesEnergy:
     """A counter's rise over [start, end] in joules, interpolated between the raw samples that bracket each
     edge, with resets handled, and the bound of its error: at each edge the true value lies between the two
-    bracketing samples; a reset loses what was counted between the last sample before it and the reset."""
+    bracketing samples; across a reset, the interval's rise is taken at the power of the interval before (what the counter held
+before restarting is lost), and that whole interval's energy is counted as uncertain."""
     times, values = series.times, series.values
     first, last = _bracket(times, start), _bracket(times, end)
     if first is None or last is None:
@@ -232,8 +233,12 @@ def counter_energy(series: Series, start: float, end: float) -> SeriesEnergy:
     reset_steps = set()
     for i in range(1, len(values)):
         rise = values[i] - values[i - 1]
-        if rise < 0:  # the exporter restarted: its counter began again from 0
+        if rise < 0:  # the exporter restarted: its counter began again from 0 somewhere in this interval
             rise = values[i]
+            if i >= 2 and i - 1 not in reset_steps and times[i - 1] > times[i - 2]:
+                # what it counted before restarting is lost: take the power of the interval before
+                power = (cumulative[i - 1] - cumulative[i - 2]) / (times[i - 1] - times[i - 2])
+                rise = max(rise, power * (times[i] - times[i - 1]))
             reset_steps.add(i)
         cumulative.append(cumulative[-1] + rise)
 
@@ -450,7 +455,8 @@ class PrometheusMeter:
             energy_j = sum(r.energy_j for r in results)  # type: ignore[misc]
             uncertainty_j += sum(r.uncertainty_j for r in results)  # type: ignore[misc]
             resets = sum(r.resets for r in results)
-            note = f"{family.what} ({family.metric}), scraped every {self._interval_s:g} s"
+            note = (f"{family.what} ({family.metric}), scraped every {self._interval_s:g} s: "
+                    f"± {sum(r.uncertainty_j for r in results):.3g} J at the window's edges")  # type: ignore[misc]
             if resets:
                 note += f"; {resets} counter reset(s) in the window, handled"
             components.append(ComponentEnergy(component, max(energy_j, 0.0) / 3600, family.source, note))
