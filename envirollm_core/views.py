@@ -32,6 +32,7 @@ from envirollm_core.results import RunResult
 from envirollm_core.store import Store
 from envirollm_core.store.exchange import ExportFormat
 from envirollm_core.telemetry.processes import LlmServer
+from envirollm_core.telemetry.prometheus import RemotePower
 from envirollm_core.telemetry.sampler import ComponentInfo, Sample
 
 MAX_POINTS_PER_SERIES = 600  # a live chart redrawn every second stays light in the browser
@@ -292,3 +293,11 @@ def analyze_group(frame: pl.DataFrame) -> GroupAnalysis:
     """The runs of one prompt (a frame already limited to one `prompt_hash`)."""
     stats = group_stats(frame, by=CONFIG_KEYS)
     return GroupAnalysis(stats, pareto_frontier(stats), batch_trends(frame, by=CONFIG_KEYS))
+
+
+def remote_power_frame(rows: Sequence[RemotePower]) -> pl.DataFrame:
+    """A remote machine's power from Prometheus as (panel, series, t_s, value) for `charts.timeline`."""
+    return pl.DataFrame(
+        [("Remote power", f"{row.component} ({row.source})", row.t_s, row.watts) for row in rows],
+        schema=MONITOR_SCHEMA, orient="row",
+    )

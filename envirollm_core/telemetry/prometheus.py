@@ -356,6 +356,16 @@ class PrometheusClient:
 
 
 @dataclass(frozen=True)
+class RemotePower:
+    """A remote component's power at `t_s` seconds before now (0 = now)."""
+
+    component: str
+    source: EnergySource
+    t_s: float
+    watts: float
+
+
+@dataclass(frozen=True)
 class RemoteMeasurement(Measurement):
     """A window measured from Prometheus; `pending` when it was too short to measure alone (see `settle`)."""
 
@@ -468,23 +478,22 @@ class PrometheusMeter:
     def components(self) -> list[ComponentInfo]:
         return list(self._components)
 
-    def recent_power(self, seconds: float) -> list[tuple[str, float, float]]:
-        """(component, seconds before now, watts) over the last `seconds`: each counter's rise between
-        consecutive raw samples over their interval, each gauge as stored. Raises PrometheusError."""
+    def recent_power(self, seconds: float) -> list[RemotePower]:
+        """Each component's power over the last `seconds`: a counter's rise between consecutive raw samples
+        over their interval, a gauge as stored. Raises PrometheusError."""
         now = time.time()
-        rows = []
+        summed: dict[tuple[str, EnergySource, float], float] = {}
         for s in choose_series(self._client.raw_samples(seconds, now)):
+            points = list(zip(s.times, s.values))
             if s.family.kind == "gauge":
-                rows += [(s.component, t - now, v) for t, v in zip(s.times, s.values)]
-                continue
-            for (t1, v1), (t2, v2) in zip(zip(s.times, s.values), zip(s.times[1:], s.values[1:])):
-                rise = v2 - v1 if v2 >= v1 else v2
-                rows.append((s.component, t2 - now, rise * s.family.joules_per_unit / (t2 - t1)))
-        summed: dict[tuple[str, float], float] = {}
-        for component, t, watts in rows:  # Kepler's dynamic and idle series of one component add up
-            key = (component, round(t, 1))
-            summed[key] = summed.get(key, 0.0) + watts
-        return sorted((c, t, w) for (c, t), w in summed.items())
+                powers = [(t, v) for t, v in points]
+            else:
+                powers = [(t2, ((v2 - v1) if v2 >= v1 else v2) * s.family.joules_per_unit / (t2 - t1))
+                          for (t1, v1), (t2, v2) in zip(points, points[1:]) if t2 > t1]
+            for t, watts in powers:  # Kepler's dynamic and idle series of one component add up
+                key = (s.component, s.family.source, round(t - now, 1))
+                summed[key] = summed.get(key, 0.0) + watts
+        return [RemotePower(c, source, t, w) for (c, source, t), w in sorted(summed.items())]
 
     def close(self) -> None:
         self._client.close()

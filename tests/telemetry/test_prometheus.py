@@ -243,12 +243,12 @@ def test_a_prometheus_that_does_not_answer_in_time_gives_unmeasured_not_an_error
 def test_recent_power_for_the_monitor_page(prometheus):
     with PrometheusMeter(parse_target(prometheus.energy_from, NODE)) as meter:
         rows = meter.recent_power(6)
-    gpu = [watts for component, _, watts in rows if component == "gpu:0"]
+    gpu = [row.watts for row in rows if row.component == "gpu:0"]
     # 250 W steady, from the counter's rise over each scrape interval; one scrape delayed on a busy machine moves one
     # figure by its delay / 1 s, so the median is held tighter than each
     assert len(gpu) >= 3 and all(abs(watts - 250.0) < 25 for watts in gpu)
     assert abs(statistics.median(gpu) - 250.0) < 2.5
-    assert all(t <= 0 for _, t, _ in rows)
+    assert all(row.t_s <= 0 for row in rows) and {row.source for row in rows} == {"prometheus:dcgm", "prometheus:rapl"}
 
 
 # --- pure logic -----------------------------------------------------------------------------------
@@ -305,3 +305,78 @@ def test_the_saved_default_is_used_when_no_flag_is_given(serve, tmp_path, monkey
     assert "prometheus://127.0.0.1:9" in result.stderr and "cannot be reached" in run["components"][0]["note"]
 
 
+
+
+# --- the pages ------------------------------------------------------------------------------------
+
+
+def _page(name: str):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    return AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app_pages" / name), default_timeout=60)
+
+
+def _clean(app) -> None:
+    assert not app.exception, [e.value for e in app.exception]
+    assert not app.error, [e.value for e in app.error]
+
+
+def test_settings_page_saves_the_default_source_and_refuses_credentials(prometheus, isolated_home):
+    app = _page("settings.py").run()
+    inputs = {t.label: t for t in app.text_input}
+    inputs["Default energy source"].set_value("prometheus://ops:secret@127.0.0.1:9090")
+    next(b for b in app.button if b.label == "Save the settings").click().run()
+    assert "credentials are never stored" in app.error[0].value
+    assert not (isolated_home / "settings.json").exists()
+    inputs = {t.label: t for t in app.text_input}
+    inputs["Default energy source"].set_value(prometheus.energy_from)
+    inputs["Default energy selector (Prometheus label matchers)"].set_value(NODE)
+    next(b for b in app.button if b.label == "Save the settings").click().run()
+    _clean(app)
+    saved = json.loads((isolated_home / "settings.json").read_text())
+    assert (saved["energy_from"], saved["energy_selector"]) == (prometheus.energy_from, NODE)
+
+
+def test_monitor_page_shows_the_remote_machines_power(prometheus, isolated_home):
+    import polars as pl
+    import pyarrow as pa
+
+    save_settings(Settings(energy_from=prometheus.energy_from, energy_selector=NODE))
+    app = _page("monitor.py").run()
+    _clean(app)
+    assert "Remote machine (from Prometheus)" in [h.value for h in app.header]
+    (chart,) = [c for c in app.get("vega_lite_chart") if json.loads(c.proto.spec).get("title") == "Remote power"]
+    rows = pl.concat([pl.from_arrow(pa.ipc.open_stream(d.data.data).read_all()) for d in chart.proto.datasets])
+    assert set(rows["series"]) == {f"{name} ({'prometheus:dcgm' if name.startswith('gpu') else 'prometheus:rapl'})"
+                                   for name in NODE_COMPONENTS}
+    gpu0 = rows.filter(pl.col("series") == "gpu:0 (prometheus:dcgm)")["value"]
+    assert abs(gpu0.median() - 250.0) < 2.5
+
+
+def test_benchmark_page_measures_from_the_saved_prometheus(prometheus, serve, isolated_home):  # noqa: F811
+    save_settings(Settings(energy_from=prometheus.energy_from, energy_selector=NODE))
+    server = serve(openai_routes(["m"], lambda request: openai_stream("m", TokenScript(["a ", "b "], 0.01, 100.0))))
+    app = _page("benchmark.py").run()
+    app.radio[0].set_value("openai").run()
+    inputs = {t.label: t for t in app.text_input}
+    assert inputs["Energy from"].value == prometheus.energy_from
+    assert inputs["Energy selector (Prometheus label matchers)"].value == NODE
+    inputs["Server URL"].set_value(f"{server.url}/v1")
+    inputs["Model name(s), comma-separated"].set_value("m")
+    numbers = {n.label: n for n in app.number_input}
+    numbers["Repetitions"].set_value(2)
+    numbers["Warm-up runs per model"].set_value(0)
+    numbers["Idle baseline (s)"].set_value(0.0)
+    next(r for r in app.radio if r.label == "Quality judge").set_value("heuristic")
+    app.run()
+    next(b for b in app.button if b.label == "Start the benchmark").click().run()
+    deadline = time.monotonic() + 60
+    while not app.success and time.monotonic() < deadline:
+        time.sleep(0.5)
+        app.run()
+    _clean(app)
+    assert "2 runs stored" in app.success[0].value
+    runs = Store(isolated_home / "envirollm.duckdb").runs()
+    assert all({c.component for c in run.components} == set(NODE_COMPONENTS) and run.energy_wh > 0 for run in runs)
