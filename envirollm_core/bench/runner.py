@@ -190,6 +190,9 @@ def _benchmark_model(
                     store.add_run(run)  # now, not at the batch's end: a killed batch keeps every run it finished
                 if progress:
                     progress.run_done(run)
+    except BaseException:
+        pending.clear()  # interrupted: those stored runs keep "to be measured at batch level" as their reason
+        raise
     finally:
         if pending:
             _settle(pending, sampler, baseline, store, progress)

@@ -272,7 +272,9 @@ def _row(run: RunResult) -> tuple[str, ...]:
         run.model, run.preset or f"prompt {run.prompt_hash[:8]}", str(run.repeat_index + 1), run.status,
         format_number(run.ttft_s, ".3f"), format_number(run.decode_tps, ".1f"),
         f"{run.completion_tokens}{'' if run.token_count_source == 'usage' else '*'}" if run.completion_tokens else "-",
-        format_number(_milli(run.energy_wh), ".2f"), format_number(_milli(run.energy_net_wh), ".2f"),
+        format_number(_milli(run.energy_wh), ".2f") + (
+            f"±{run.energy_uncertainty_wh * 1000:.2f}" if run.energy_uncertainty_wh is not None else ""),
+        format_number(_milli(run.energy_net_wh), ".2f"),
         format_number(_milli(run.energy_per_token_wh), ".4f"),
         " ".join(sources) or "-", format_number(run.quality_score, ".0f"),
     )

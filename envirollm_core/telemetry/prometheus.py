@@ -520,7 +520,8 @@ class PrometheusMeter:
         deadline = time.time() + wait_s
         while True:
             now = time.time()
-            series = self._client.raw_samples(now - start + lookback_margin, now)
+            # a series that ended before the window (a GPU gone, an old label set) is no part of it
+            series = [s for s in self._client.raw_samples(now - start + lookback_margin, now) if s.times[-1] >= start]
             if not series or all(s.times[-1] >= end for s in series) or now >= deadline:
                 return series
             time.sleep(min(0.25, max(deadline - now, 0.01)))
