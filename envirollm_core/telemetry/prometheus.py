@@ -417,11 +417,7 @@ class PrometheusMeter:
         end = time.time()
         self._learn_interval(end)
         span = max(duration_s, MIN_SCRAPES_PER_WINDOW * (self._interval_s or 0))
-        measurement = self.measure_span("idle-baseline", end - span, end)
-        return IdleBaseline(measurement.duration_s, tuple(
-            (c.component, c.energy_wh * 3600 / measurement.duration_s if c.energy_wh is not None else None)
-            for c in measurement.components
-        ))
+        return IdleBaseline.from_measurement(self.measure_span("idle-baseline", end - span, end))
 
     def settle(self, pending: Sequence[Measurement], tokens: Sequence[int | None]) -> list[Measurement]:
         """Windows too short to measure alone, measured together from the first one's start to the last
