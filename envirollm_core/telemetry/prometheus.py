@@ -326,14 +326,10 @@ class PrometheusClient:
         data = self._get("/api/v1/query", params)
         if data.get("resultType") != "matrix":
             raise PrometheusError(f"Prometheus at {self.target.display} answered a {data.get('resultType')!r}, not a matrix")
-        found = []
-        for item in data.get("result", []):
-            labels = dict(item.get("metric", {}))
-            family = FAMILY_BY_METRIC.get(labels.pop("__name__", ""))
-            points = [(float(t), float(v)) for t, v in item.get("values", []) if math.isfinite(float(v))]
-            if family is not None and points:
-                found.append(Series(family, labels, tuple(t for t, _ in points), tuple(v for _, v in points)))
-        return found
+        try:
+            return [series for item in data.get("result", []) if (series := _series(item)) is not None]
+        except (TypeError, ValueError, AttributeError):
+            raise PrometheusError(f"Prometheus at {self.target.display} answered a matrix that is not as documented") from None
 
     def _get(self, path: str, params: dict[str, str]) -> dict[str, Any]:
         where = self.target.display
@@ -346,10 +342,23 @@ class PrometheusClient:
         try:
             body = response.json()
         except ValueError:
-            raise PrometheusError(f"Prometheus at {where} answered HTTP {response.status_code} without JSON: is it Prometheus?") from None
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("data", {}), dict):
+            raise PrometheusError(f"Prometheus at {where} answered HTTP {response.status_code} without its JSON: is it Prometheus?")
         if response.status_code != 200 or body.get("status") != "success":
             raise PrometheusError(f"Prometheus at {where} refused the query (HTTP {response.status_code}): {body.get('error', '')}")
         return body.get("data", {})
+
+
+def _series(item: dict[str, Any]) -> Series | None:
+    """One series of a matrix answer, None when it is no known family or holds no finite sample."""
+    labels = dict(item.get("metric", {}))
+    family = FAMILY_BY_METRIC.get(labels.pop("__name__", ""))
+    points = [(float(t), float(v)) for t, v in item.get("values", [])]
+    points = [(t, v) for t, v in points if math.isfinite(v)]
+    if family is None or not points:
+        return None
+    return Series(family, labels, tuple(t for t, _ in points), tuple(v for _, v in points))
 
 
 # --- the meter ------------------------------------------------------------------------------------
@@ -514,10 +523,11 @@ class PrometheusMeter:
         lookback_margin = 3 * self._interval_s + 5 if self._interval_s else UNKNOWN_INTERVAL_LOOKBACK_S
         wait_s = min(WAIT_PAST_END_SCRAPES * self._interval_s + 1 if self._interval_s else 10.0, self._max_wait_s)
         deadline = time.time() + wait_s
+        # a series that ended well before the window (a GPU gone, an old label set) is no part of it
+        fresh_since = start - (2 * self._interval_s + 1 if self._interval_s else lookback_margin)
         while True:
             now = time.time()
-            # a series that ended before the window (a GPU gone, an old label set) is no part of it
-            series = [s for s in self._client.raw_samples(now - start + lookback_margin, now) if s.times[-1] >= start]
+            series = [s for s in self._client.raw_samples(now - start + lookback_margin, now) if s.times[-1] >= fresh_since]
             if not series or all(s.times[-1] >= end for s in series) or now >= deadline:
                 return series
             time.sleep(min(0.25, max(deadline - now, 0.01)))

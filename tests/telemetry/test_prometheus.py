@@ -40,7 +40,7 @@ from tests.fakes.energy_exporter import (
     wait_for_samples,
 )
 from tests.fakes.fixtures import serve  # noqa: F401  (pytest fixture)
-from tests.fakes.scripted_server import TokenScript, openai_routes, openai_stream
+from tests.fakes.scripted_server import Reply, TokenScript, json_reply, openai_routes, openai_stream
 
 pytestmark = pytest.mark.skipif(not os.path.exists(PROMETHEUS_BINARY), reason="Debian's prometheus is not installed")
 
@@ -240,6 +240,18 @@ def test_a_prometheus_that_does_not_answer_in_time_gives_unmeasured_not_an_error
     assert "did not answer within 0.5 s" in measurement.components[0].note
 
 
+def test_a_server_that_is_not_prometheus_gives_unmeasured_with_the_reason(serve):  # noqa: F811
+    bogus = {"status": "success", "data": {"resultType": "matrix",
+                                           "result": [{"metric": {"__name__": "node_rapl_dram_joules_total"}, "values": "x"}]}}
+    for reply, reason in ((Reply(parts=[(0.0, b"<html>not here</html>")], content_type="text/html"), "without its JSON"),
+                          (json_reply(bogus), "a matrix that is not as documented")):
+        server = serve({("GET", "/api/v1/query"): reply})
+        with PrometheusMeter(parse_target(server.url.replace("http://", "prometheus://"))) as meter:
+            meter.begin_window("w")
+            measurement = meter.end_window("w")
+        assert measurement.energy_wh is None and reason in measurement.components[0].note
+
+
 def test_recent_power_for_the_monitor_page(prometheus):
     with PrometheusMeter(parse_target(prometheus.energy_from, NODE)) as meter:
         rows = meter.recent_power(6)
@@ -379,4 +391,6 @@ def test_benchmark_page_measures_from_the_saved_prometheus(prometheus, serve, is
     _clean(app)
     assert "2 runs stored" in app.success[0].value
     runs = Store(isolated_home / "envirollm.duckdb").runs()
-    assert all({c.component for c in run.components} == set(NODE_COMPONENTS) and run.energy_wh > 0 for run in runs)
+    for run in runs:
+        assert {c.component for c in run.components} == set(NODE_COMPONENTS), run.components
+        assert run.energy_wh > 0, run.components
