@@ -10,7 +10,6 @@ a while); `reset()` restarts one from 0, as an exporter or driver restart does. 
 
 from __future__ import annotations
 
-import math
 import shutil
 import socket
 import subprocess
@@ -191,6 +190,3 @@ def wait_for_samples(prometheus_url: str, selector: str, count: int, timeout_s: 
 def bursty(base_w: float, burst_w: float) -> PowerProfile:
     """Bursts of a quarter of a 4 s period: never in step with a 1 s scrape."""
     return PowerProfile(base_w, burst_w, period_s=4.0, burst_s=1.0)
-
-
-assert math.isclose(bursty(60, 60).energy_j(10.0), 60 * 10 + 60 * (2 * 1.0 + 1.0))
