@@ -51,6 +51,8 @@ class Settings:
         self._validate_energy_from()
 
     def _validate_energy_from(self) -> None:
+        if self.energy_from is None and self.energy_selector is None:
+            return  # this machine: nothing to check (and no telemetry to import)
         from envirollm_core.telemetry.meters import check_energy_from
         from envirollm_core.telemetry.prometheus import strip_credentials
 

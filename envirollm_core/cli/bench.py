@@ -20,7 +20,6 @@ from envirollm_core.cli.common import add_db_option, add_json_option, db_path, e
 from envirollm_core.cli.quality import add_judge_options, judge_config
 from envirollm_core.errors import UsageError
 from envirollm_core.results import RunResult
-from envirollm_core.telemetry.meters import energy_meter
 
 DEFAULT_MAX_TOKENS = 512
 DEMO_MAX_TOKENS = 128
@@ -188,6 +187,8 @@ def _run(backend: Backend, prepared: _Prepared, args: argparse.Namespace) -> int
     config = prepared.config
     info(f"benchmarking {', '.join(config.models)} on {backend.name} at {backend.base_url}: "
          f"{len(config.prompts)} prompt(s) x {config.repeat} run(s), {config.warmup} warm-up(s) per model")
+    from envirollm_core.telemetry.meters import energy_meter
+
     with energy_meter(*prepared.energy_from) as meter:
         if getattr(meter, "description", None):
             info(f"energy from {meter.description} (the serving machine's counters; this machine's are not added)")
