@@ -19,6 +19,7 @@ from envirollm_core.paths import default_db_path
 from envirollm_core.quality import JudgeConfig
 from envirollm_core.settings import Settings, load_settings, read_only_mode
 from envirollm_core.store import runs_to_frame
+from envirollm_core.telemetry.meters import make_energy_meter
 from envirollm_core.views import TABLE_FORMATS, plain, runs_table
 
 
@@ -89,6 +90,17 @@ max_tokens = tokens_col.number_input("Max tokens", min_value=1, max_value=8192, 
 warmup = warmup_col.number_input("Warm-up runs per model", min_value=0, max_value=5, value=1)
 idle_s = idle_col.number_input("Idle baseline (s)", min_value=0.0, max_value=60.0, value=3.0, step=1.0)
 
+energy_col, selector_col = st.columns(2)
+energy_from = energy_col.text_input(
+    "Energy from", value=settings.energy_from or "local", disabled=read_only,
+    help="local: this machine. prometheus://HOST:9090: the serving machine's counters (DCGM exporter, node_exporter "
+         "RAPL, Kepler) as its Prometheus stores them; user:password@ in the URL is used, never stored.",
+)
+energy_selector = selector_col.text_input(
+    "Energy selector (Prometheus label matchers)", value=settings.energy_selector or "", disabled=read_only,
+    placeholder='instance="gpu-box:9400"',
+) if energy_from.strip().lower() != "local" else None
+
 default_judge = (f"{settings.judge_model} at {settings.judge_url} (from Settings)" if settings.judge_url
                  else "a small model of your Ollama if it has one, else the heuristic")
 judge_kind = st.radio(
@@ -118,7 +130,9 @@ if st.button("Start the benchmark", type="primary", disabled=read_only or not mo
             models=tuple(models), prompts=tuple(prompts), repeat=int(repeat), warmup=int(warmup),
             max_tokens=int(max_tokens), idle_s=float(idle_s),
         )
-        job = registry.start(BackendChoice(kind, url, api_key), config, store_path=default_db_path(), judge=judge)
+        meter = make_energy_meter(energy_from, energy_selector)
+        job = registry.start(BackendChoice(kind, url, api_key), config, store_path=default_db_path(), judge=judge,
+                             sampler=meter)
         st.session_state["job_id"] = job.job_id
     except EnviroLLMError as exc:
         st.error(plain(str(exc)))

@@ -3,9 +3,12 @@
 import streamlit as st
 
 from envirollm_core import charts
+from envirollm_core.errors import EnviroLLMError
+from envirollm_core.settings import load_settings
+from envirollm_core.telemetry.prometheus import PrometheusMeter, parse_target
 from envirollm_core.telemetry.processes import detect_llm_servers
 from envirollm_core.telemetry.sampler import get_sampler
-from envirollm_core.views import PANELS, monitor_frame, plain, power_now, servers_frame
+from envirollm_core.views import PANELS, monitor_frame, plain, power_now, remote_power_frame, servers_frame
 
 st.title("Monitor")
 st.caption("Live readings from EnviroLLM's sampler (the same one that measures benchmarks); nothing is stored here.")
@@ -39,6 +42,37 @@ def live_readings(window_s: int) -> None:
 
 
 live_readings(window_s)
+
+
+@st.cache_resource
+def remote_meter(energy_from: str, selector: str | None) -> PrometheusMeter:
+    return PrometheusMeter(parse_target(energy_from, selector))
+
+
+@st.fragment(run_every=5)
+def remote_power(meter: PrometheusMeter, window_s: int) -> None:
+    try:
+        frame = remote_power_frame(meter.recent_power(window_s))
+    except EnviroLLMError as exc:
+        st.warning(plain(str(exc)))
+        return
+    if frame.is_empty():
+        st.info(plain(f"Prometheus at {meter.description} has no energy series to show yet (DCGM exporter, "
+                      "node_exporter RAPL or Kepler); check the selector in Settings."))
+        return
+    st.altair_chart(charts.timeline(frame, title="Remote power", unit="W"))
+
+
+try:
+    saved = load_settings()
+except EnviroLLMError:
+    saved = None
+if saved is not None and saved.energy_from:
+    st.header("Remote machine (from Prometheus)")
+    meter = remote_meter(saved.energy_from, saved.energy_selector)
+    st.caption(plain(f"{meter.description}: each counter's rise between Prometheus's stored samples over the "
+                     "scrape interval, as the benchmarks read it (Settings → default energy source)."))
+    remote_power(meter, window_s)
 
 st.header("LLM servers running now")
 

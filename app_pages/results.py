@@ -91,7 +91,9 @@ st.text(f"run {run.id} · batch {run.batch_id} · {run.backend} at {run.base_url
 ttft, speed, energy, quality = st.columns(4)
 ttft.metric("TTFT", f"{run.ttft_s:.3f} s" if run.ttft_s is not None else "n/a")
 speed.metric("Decode", f"{run.decode_tps:.1f} tokens/s" if run.decode_tps is not None else "n/a")
-energy.metric("Energy", f"{run.energy_wh:.4f} Wh" if run.energy_wh is not None else "unmeasured")
+energy.metric("Energy", f"{run.energy_wh:.4f} Wh" if run.energy_wh is not None else "unmeasured",
+              help=(f"± {run.energy_uncertainty_wh:.4f} Wh at most, from the scrape interval at the window's edges"
+                    if run.energy_uncertainty_wh is not None else None))
 quality.metric("Quality", f"{run.quality_score:.0f}" if run.quality_score is not None else "n/a",
                help=f"by {run.quality_method}" if run.quality_method else None)
 # Prompts, answers and errors come from users and servers: shown as text, never as markdown or HTML.

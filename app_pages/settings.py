@@ -65,6 +65,16 @@ with st.form("settings"):
                                help="How often the sampler reads power, CPU, RAM and GPUs; "
                                     "10 Hz (0.1 s) or faster keeps short bursts (see the design's measurement rules).")
     st.caption(f"The sampler running in this app reads every {get_sampler().interval_s:g} s.")
+    energy_col, selector_col = st.columns(2)
+    energy_from = energy_col.text_input(
+        "Default energy source", value=settings.energy_from or "local", disabled=read_only,
+        help="local: this machine. prometheus://HOST:9090: a serving machine's counters in Prometheus (DCGM exporter, "
+             "node_exporter RAPL, Kepler); used by the Benchmark page, the Monitor page and the CLI when no "
+             "--energy-from is given. Credentials are never stored: give them on the command line.",
+    )
+    energy_selector = selector_col.text_input("Default energy selector (Prometheus label matchers)",
+                                              value=settings.energy_selector or "", disabled=read_only,
+                                              placeholder='instance="gpu-box:9400"')
     st.subheader("Default quality judge")
     judge_url_col, judge_model_col = st.columns(2)
     judge_url = judge_url_col.text_input("Judge URL (OpenAI-compatible)", value=settings.judge_url or "",
@@ -76,6 +86,7 @@ if submitted:
     try:
         if use_own and own is None:
             raise UsageError("give your own carbon intensity (g CO2e per kWh), or turn the toggle off to use a country's")
+        remote_energy = None if energy_from.strip().lower() in ("", "local") else energy_from.strip()
         save_settings(Settings(
             country_code=None if use_own else country,
             carbon_intensity_g_per_kwh=own if use_own else None,
@@ -85,6 +96,8 @@ if submitted:
             judge_url=judge_url.strip() or None,
             judge_model=judge_model.strip() or None,
             read_only=settings.read_only,
+            energy_from=None if remote_energy is None else remote_energy,
+            energy_selector=(energy_selector.strip() or None) if remote_energy else None,
         ))
         get_sampler().set_interval(float(interval))
         st.success(f"Saved to {settings_path()}.")

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-EnergySource = Literal["counter", "power-integral", "average-power", "estimate", "unmeasured"]
+EnergySource = Literal[
+    "counter", "power-integral", "average-power", "estimate", "unmeasured",
+    "prometheus:dcgm", "prometheus:rapl", "prometheus:kepler",  # a remote machine's counters in Prometheus
+]
 RunStatus = Literal["ok", "failed", "cancelled"]
 TokenCountSource = Literal["usage", "server-native", "chunks"]
 
@@ -76,6 +79,7 @@ class RunResult:
     energy_wh: float | None = None
     energy_net_wh: float | None = None
     energy_per_token_wh: float | None = None
+    energy_uncertainty_wh: float | None = None  # bound on energy_wh's error (remote: the scrape interval at each edge)
     components: list[ComponentEnergy] = field(default_factory=list)
     avg_power_w: float | None = None
     peak_power_w: float | None = None

@@ -36,6 +36,8 @@ class Settings:
     judge_url: str | None = None
     judge_model: str | None = None
     read_only: bool = False
+    energy_from: str | None = None  # default of --energy-from: None (this machine) or prometheus://HOST:PORT
+    energy_selector: str | None = None  # default of --energy-selector
 
     def validate(self) -> None:
         """One-line UsageError for a value out of range."""
@@ -46,6 +48,18 @@ class Settings:
         _check_range("sampling interval (s)", self.sampling_interval_s, 0.01, 10)
         if self.judge_url is not None and not self.judge_url.startswith(("http://", "https://")):
             raise UsageError(f"judge URL must start with http:// or https://, not {self.judge_url!r}")
+        self._validate_energy_from()
+
+    def _validate_energy_from(self) -> None:
+        if self.energy_from is None and self.energy_selector is None:
+            return  # this machine: nothing to check (and no telemetry to import)
+        from envirollm_core.telemetry.meters import check_energy_from
+        from envirollm_core.telemetry.prometheus import strip_credentials
+
+        check_energy_from(self.energy_from, self.energy_selector)
+        if self.energy_from and strip_credentials(self.energy_from) != self.energy_from.strip():
+            raise UsageError("the Prometheus URL holds credentials, and credentials are never stored: save it without "
+                             "them and give them on the command line (--energy-from prometheus://user:password@HOST:PORT)")
 
 
 def _check_range(label: str, value: float | None, low: float, high: float) -> None:

@@ -32,6 +32,7 @@ from envirollm_core.results import RunResult
 from envirollm_core.store import Store
 from envirollm_core.store.exchange import ExportFormat
 from envirollm_core.telemetry.processes import LlmServer
+from envirollm_core.telemetry.prometheus import RemotePower
 from envirollm_core.telemetry.sampler import ComponentInfo, Sample
 
 MAX_POINTS_PER_SERIES = 600  # a live chart redrawn every second stays light in the browser
@@ -138,6 +139,7 @@ TABLE_FORMATS: dict[str, str] = {
     "tokens": "%d",
     "energy (Wh)": "%.4f",
     "net energy (Wh)": "%.4f",
+    "± energy (Wh)": "%.4f",
     "energy per token (mWh)": "%.4f",
     "avg power (W)": "%.1f",
     "quality (0-100)": "%.0f",
@@ -160,6 +162,7 @@ def runs_table(frame: pl.DataFrame) -> pl.DataFrame:
         "tokens": pl.col("completion_tokens"),
         "energy (Wh)": pl.col("energy_wh"),
         "net energy (Wh)": pl.col("energy_net_wh"),
+        "± energy (Wh)": pl.col("energy_uncertainty_wh"),
         "energy per token (mWh)": pl.col("energy_per_token_wh") * 1000,
         "avg power (W)": pl.col("avg_power_w"),
         "quality (0-100)": pl.col("quality_score"),
@@ -292,3 +295,11 @@ def analyze_group(frame: pl.DataFrame) -> GroupAnalysis:
     """The runs of one prompt (a frame already limited to one `prompt_hash`)."""
     stats = group_stats(frame, by=CONFIG_KEYS)
     return GroupAnalysis(stats, pareto_frontier(stats), batch_trends(frame, by=CONFIG_KEYS))
+
+
+def remote_power_frame(rows: Sequence[RemotePower]) -> pl.DataFrame:
+    """A remote machine's power from Prometheus as (panel, series, t_s, value) for `charts.timeline`."""
+    return pl.DataFrame(
+        [("Remote power", f"{row.component} ({row.source})", row.t_s, row.watts) for row in rows],
+        schema=MONITOR_SCHEMA, orient="row",
+    )

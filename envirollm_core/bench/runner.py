@@ -130,6 +130,8 @@ def run_benchmark(
         sampler = get_sampler()
     batch = BatchResult(batch_id=uuid.uuid4().hex[:12])
     environment = _environment(backend)
+    if getattr(sampler, "description", None):  # a remote energy meter: where the energy was read
+        environment["energy_from"] = sampler.description
     if progress:
         progress.started(config.total_runs)
     baseline = None
@@ -171,20 +173,42 @@ def _benchmark_model(
                 progress.phase(f"warm-up {index + 1}/{config.warmup}: {model}")
             measure_stream(backend.stream(_request(config, model, config.prompts[0])))
     pid = backend.server_pid() if unknown is None else None
-    for prompt in config.prompts:
-        for repeat_index in range(config.repeat):
-            if _cancelled(cancel, batch):
-                return
-            run = _new_run(backend, config, model, prompt, repeat_index, batch.batch_id, info, env)
-            if unknown is not None:
-                run.status, run.error = "failed", str(unknown)
-            else:
-                _measure(backend, config, run, prompt, pid, sampler, baseline)
-            batch.runs.append(run)
-            if store is not None:  # now, not at the batch's end: a killed batch keeps every run it finished
-                batch.recovery_file = store.add_run_or_keep(run) or batch.recovery_file
-            if progress:
-                progress.run_done(run)
+    pending: list[tuple[RunResult, Any]] = []  # windows too short for their energy meter to measure alone
+    try:
+        for prompt in config.prompts:
+            for repeat_index in range(config.repeat):
+                if _cancelled(cancel, batch):
+                    return
+                run = _new_run(backend, config, model, prompt, repeat_index, batch.batch_id, info, env)
+                if unknown is not None:
+                    run.status, run.error = "failed", str(unknown)
+                else:
+                    measurement = _measure(backend, config, run, prompt, pid, sampler, baseline)
+                    if getattr(measurement, "pending", False):
+                        pending.append((run, measurement))
+                batch.runs.append(run)
+                if store is not None:  # now, not at the batch's end: a killed batch keeps every run it finished
+                    batch.recovery_file = store.add_run_or_keep(run) or batch.recovery_file
+                if progress:
+                    progress.run_done(run)
+    except BaseException:
+        pending.clear()  # interrupted: those stored runs keep "to be measured at batch level" as their reason
+        raise
+    finally:
+        if pending:
+            _settle(pending, sampler, baseline, store, progress)
+
+
+def _settle(pending: list[tuple[RunResult, Any]], sampler: Any, baseline: Any, store: Any, progress: Progress | None) -> None:
+    """Runs too short to measure alone (a remote meter's scrape interval) get their share of the energy of
+    their model's runs together, by completion tokens; their stored energy is then rewritten."""
+    if progress:
+        progress.phase(f"measuring the energy of {len(pending)} short runs together")
+    measurements = sampler.settle([m for _, m in pending], [run.completion_tokens for run, _ in pending])
+    for (run, _), measurement in zip(pending, measurements):
+        _fill_energy(run, measurement, baseline)
+    if store is not None:
+        store.set_energy([run for run, _ in pending])
 
 
 def _cancelled(cancel: threading.Event | None, batch: BatchResult) -> bool:
@@ -242,7 +266,7 @@ def _new_run(
 def _measure(
     backend: Backend, config: BenchmarkConfig, run: RunResult, prompt: Prompt,
     pid: int | None, sampler: Sampler, baseline: Any,
-) -> None:
+) -> Any:
     window = f"bench-{run.id}"
     _begin_window(sampler, window, pid)
     try:
@@ -251,6 +275,7 @@ def _measure(
         measurement = sampler.end_window(window)
     _fill_stream(run, metrics)
     _fill_energy(run, measurement, baseline)
+    return measurement
 
 
 def _begin_window(sampler: Sampler, window: str, pid: int | None) -> None:
@@ -275,6 +300,8 @@ def _fill_stream(run: RunResult, metrics: StreamMetrics) -> None:
 def _fill_energy(run: RunResult, measurement: Any, baseline: Any) -> None:
     run.energy_wh = measurement.energy_wh
     run.energy_net_wh = measurement.net_energy_wh(baseline) if baseline is not None else None
+    run.energy_uncertainty_wh = measurement.energy_uncertainty_wh
+    run.energy_per_token_wh = None
     if run.energy_wh is not None and run.completion_tokens:
         run.energy_per_token_wh = run.energy_wh / run.completion_tokens
     run.components = list(measurement.components)

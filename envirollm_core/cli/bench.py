@@ -36,6 +36,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     ollama.add_argument("--models", required=True, help="comma-separated Ollama model names, e.g. llama3:8b,phi3:mini")
     ollama.add_argument("--url", default=None, help="Ollama's URL (default: $OLLAMA_HOST, else http://localhost:11434)")
     _add_run_options(ollama, DEFAULT_MAX_TOKENS)
+    _add_energy_options(ollama)
     ollama.set_defaults(handler=run_ollama)
 
     openai_cmd = subcommands.add_parser(
@@ -47,6 +48,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     openai_cmd.add_argument("--model", "--models", dest="models", required=True, help="model name(s), comma-separated")
     openai_cmd.add_argument("--api-key", default=None, help="API key, if the server wants one (never stored)")
     _add_run_options(openai_cmd, DEFAULT_MAX_TOKENS)
+    _add_energy_options(openai_cmd)
     openai_cmd.set_defaults(handler=run_openai)
 
     demo = subcommands.add_parser(
@@ -91,6 +93,34 @@ def _add_run_options(parser: argparse.ArgumentParser, max_tokens: int) -> None:
     add_judge_options(parser)
     add_db_option(parser)
     add_json_option(parser)
+
+
+def _add_energy_options(parser: argparse.ArgumentParser) -> None:
+    energy = parser.add_argument_group("energy of a server on another machine (default: the one saved in Settings, else this machine)")
+    energy.add_argument(
+        "--energy-from", default=None, metavar="local|prometheus://HOST:PORT",
+        help="read the serving machine's energy counters (DCGM exporter, node_exporter RAPL, Kepler) from this "
+             "Prometheus instead of measuring this machine; user:password@ in the URL is used, never stored",
+    )
+    energy.add_argument(
+        "--energy-selector", default=None, metavar="MATCHERS",
+        help='Prometheus label matchers of the serving machine\'s series, e.g. instance="gpu-box:9400"',
+    )
+
+
+def _energy_from(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """--energy-from and --energy-selector, else the defaults saved in Settings (`demo` is always local)."""
+    from envirollm_core.settings import load_settings
+    from envirollm_core.telemetry.meters import check_energy_from
+
+    if not hasattr(args, "energy_from"):
+        return None, None
+    energy_from, selector = args.energy_from, args.energy_selector
+    if energy_from is None:
+        saved = load_settings()
+        energy_from, selector = saved.energy_from, selector if selector is not None else saved.energy_selector
+    check_energy_from(energy_from, selector)
+    return energy_from, selector
 
 
 def _models(text: str) -> tuple[str, ...]:
@@ -157,18 +187,25 @@ class _Prepared:
     config: BenchmarkConfig
     judge: Any
     store: Any
+    energy_from: tuple[str | None, str | None] = (None, None)
 
 
 def _prepare(args: argparse.Namespace, models: tuple[str, ...]) -> _Prepared:
     """Everything that can reject the command's input, checked before any server is contacted."""
-    return _Prepared(_config(args, models), judge_config(args), _open_store(args))
+    return _Prepared(_config(args, models), judge_config(args), _open_store(args), _energy_from(args))
 
 
 def _run(backend: Backend, prepared: _Prepared, args: argparse.Namespace) -> int:
     config = prepared.config
     info(f"benchmarking {', '.join(config.models)} on {backend.name} at {backend.base_url}: "
          f"{len(config.prompts)} prompt(s) x {config.repeat} run(s), {config.warmup} warm-up(s) per model")
-    batch = run_benchmark(backend, config, store=prepared.store, judge=prepared.judge, progress=ProgressBar(sys.stderr))
+    from envirollm_core.telemetry.meters import energy_meter
+
+    with energy_meter(*prepared.energy_from) as meter:
+        if getattr(meter, "description", None):
+            info(f"energy from {meter.description} (the serving machine's counters; this machine's are not added)")
+        batch = run_benchmark(backend, config, sampler=meter, store=prepared.store, judge=prepared.judge,
+                              progress=ProgressBar(sys.stderr))
     if args.json:
         emit_json([run_to_json(run) for run in batch.runs])
     else:
@@ -253,7 +290,9 @@ def _row(run: RunResult) -> tuple[str, ...]:
         run.model, run.preset or f"prompt {run.prompt_hash[:8]}", str(run.repeat_index + 1), run.status,
         format_number(run.ttft_s, ".3f"), format_number(run.decode_tps, ".1f"),
         f"{run.completion_tokens}{'' if run.token_count_source == 'usage' else '*'}" if run.completion_tokens else "-",
-        format_number(_milli(run.energy_wh), ".2f"), format_number(_milli(run.energy_net_wh), ".2f"),
+        format_number(_milli(run.energy_wh), ".2f") + (
+            f"±{run.energy_uncertainty_wh * 1000:.2f}" if run.energy_uncertainty_wh is not None else ""),
+        format_number(_milli(run.energy_net_wh), ".2f"),
         format_number(_milli(run.energy_per_token_wh), ".4f"),
         " ".join(sources) or "-", format_number(run.quality_score, ".0f"),
     )

@@ -24,7 +24,7 @@ import duckdb
 from envirollm_core.errors import UsageError
 from envirollm_core.store.connection import one, transaction
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 COMPONENT_TYPE = "STRUCT(component VARCHAR, energy_wh DOUBLE, source VARCHAR, note VARCHAR)[]"
 
@@ -131,10 +131,15 @@ def _add_live_use_columns(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN live_detail VARCHAR NOT NULL DEFAULT '{}'")
 
 
+def _add_remote_energy_columns(conn: duckdb.DuckDBPyConnection) -> None:
+    """A bound on each run's energy error (remote energy from Prometheus: the scrape interval at each edge)."""
+    conn.execute("ALTER TABLE runs ADD COLUMN energy_uncertainty_wh DOUBLE")
+
+
 # The id of an environment: the first 16 hex characters of SHA-256 of its canonical JSON text.
 ENVIRONMENT_ID_SQL = "left(sha256({json}), 16)"
 
-MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (_to_v1, _to_v2, _add_live_use_columns)
+MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (_to_v1, _to_v2, _add_live_use_columns, _add_remote_energy_columns)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -261,6 +261,21 @@ class Store:
                 "UPDATE runs SET quality_score = ?, quality_method = ?, quality_detail = ? WHERE id = ?", rows
             )
 
+    def set_energy(self, runs: Sequence[RunResult]) -> None:
+        """Write the energy fields of stored runs: runs too short to measure alone (remote energy) are stored
+        as they finish, and given their share of their batch's energy after the last."""
+        columns = ("energy_wh", "energy_net_wh", "energy_per_token_wh", "energy_uncertainty_wh", "components", "avg_power_w")
+        if not runs:
+            return
+        frame = encode_runs(runs).runs.select("id", *columns)
+        with self._write("storing energy") as conn:
+            conn.register("new_energy", frame)
+            try:
+                assignments = ", ".join(f"{name} = new_energy.{name}" for name in columns)
+                conn.execute(f"UPDATE runs SET {assignments} FROM new_energy WHERE runs.id = new_energy.id")
+            finally:
+                conn.unregister("new_energy")
+
     def delete_run(self, run_id: str) -> None:
         """Delete one run and its samples."""
         with self._write("deleting a run") as conn:

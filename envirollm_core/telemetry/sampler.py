@@ -118,6 +118,14 @@ class IdleBaseline:
     duration_s: float
     power_w: tuple[tuple[str, float | None], ...]
 
+    @classmethod
+    def from_measurement(cls, measurement: Measurement) -> IdleBaseline:
+        """Each component's mean power over a window measured while idle."""
+        return cls(measurement.duration_s, tuple(
+            (c.component, c.energy_wh * 3600 / measurement.duration_s if c.energy_wh is not None else None)
+            for c in measurement.components
+        ))
+
     def component_power_w(self, name: str) -> float | None:
         return dict(self.power_w).get(name)
 
@@ -150,6 +158,7 @@ class Measurement:
     processes: tuple[ProcessWindowStats, ...]
     trace: tuple[TracePoint, ...]
     sample_count: int
+    energy_uncertainty_wh: float | None = None  # a bound on the energy's error, where the source gives one
 
     @property
     def energy_j(self) -> float | None:
@@ -526,11 +535,7 @@ class Sampler:
         name = f"idle-baseline-{next(_idle_ids)}"
         self.begin_window(name)
         time.sleep(duration_s)
-        measurement = self.end_window(name)
-        return IdleBaseline(measurement.duration_s, tuple(
-            (c.component, c.energy_wh * 3600 / measurement.duration_s if c.energy_wh is not None else None)
-            for c in measurement.components
-        ))
+        return IdleBaseline.from_measurement(self.end_window(name))
 
     def recent(self, seconds: float) -> list[Sample]:
         """The samples of the last `seconds`, oldest first (for live charts)."""
