@@ -6,7 +6,11 @@ run that page alone, without this file's navigation and page config."""
 
 import streamlit as st
 
-st.set_page_config(page_title="EnviroLLM", page_icon=":material/eco:", layout="wide")
+from envirollm_core.paths import DATA_DIR
+from envirollm_core.settings import lan_exposure_warning
+
+# An icon file shipped with the app: a `:material/...:` page icon makes the browser fetch a font from the internet.
+st.set_page_config(page_title="EnviroLLM", page_icon=str(DATA_DIR / "page_icon.png"), layout="wide")
 
 navigation = st.navigation(
     [
@@ -19,4 +23,6 @@ navigation = st.navigation(
         st.Page("app_pages/system.py", title="System", icon=":material/memory:"),
     ]
 )
+if warning := lan_exposure_warning(st.get_option("server.address")):
+    st.warning(warning)
 navigation.run()

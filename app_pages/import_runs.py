@@ -38,7 +38,8 @@ if not parsed.runs:
     st.stop()
 
 frame = runs_to_frame(parsed.runs)
-st.success(f"{len(parsed.runs)} runs read from {upload.name} ({parsed.format}); not saved.")
+read_note = f"{len(parsed.runs)} runs read from {upload.name} ({parsed.format})"
+banner = st.empty()  # says "not saved" until this upload is saved, then says what was saved
 groups = prompt_groups(frame)
 labels = {row["prompt_hash"]: group_label(row) for row in groups.iter_rows(named=True)}
 prompt_hash = st.selectbox(f"Prompt group ({len(labels)} prompts)", list(labels), format_func=labels.get)
@@ -49,8 +50,11 @@ metric = st.selectbox("Metric for the bars and the trends", list(charts.METRICS)
                       format_func=lambda name: charts.METRICS[name].axis_title)
 figures = charts.result_charts(analysis.stats, analysis.frontier, analysis.batches, metric)
 for tab, chart in zip(st.tabs(list(figures)), figures.values()):
-    tab.altair_chart(chart)
-st.dataframe(runs_table(group), hide_index=True,
+    if isinstance(chart, charts.NothingToDraw):
+        tab.info(chart.reason)
+    else:
+        tab.altair_chart(chart)
+st.dataframe(runs_table(group), hide_index=True, placeholder="",
              column_config={name: st.column_config.NumberColumn(format=fmt) for name, fmt in TABLE_FORMATS.items()})
 
 st.divider()
@@ -60,6 +64,9 @@ if read_only:
 if st.button("Save these runs to the database", help="Runs whose id is already stored are skipped.", disabled=read_only):
     try:
         added, skipped = Store().add_runs(parsed.runs, skip_existing=True)
-        st.success(f"Saved: {added} runs added, {skipped} already stored and skipped.")
+        st.session_state.setdefault("saved_uploads", {})[upload.file_id] = (
+            f"Saved: {added} runs added, {skipped} already stored and skipped.")
     except EnviroLLMError as exc:
         st.error(plain(str(exc)))
+saved = st.session_state.get("saved_uploads", {}).get(upload.file_id)
+banner.success(f"{read_note}. {saved}" if saved else f"{read_note}; not saved.")
