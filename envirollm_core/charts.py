@@ -17,6 +17,7 @@ import polars as pl
 CONFIG = "configuration"
 LABEL_LIMIT_PX = 320  # configuration names are long: `model (backend, quantization)`
 ON_FRONTIER, BEATEN = "on the Pareto frontier", "beaten on quality and energy"
+MIN_PLOT_HEIGHT_PX, BAR_STEP_PX = 160, 24
 AXIS_NUMBER_FORMAT = ".3~g"  # 0.236, 1.5, 120: never a raw 0.236148
 
 
@@ -172,7 +173,9 @@ def model_intervals(stats: pl.DataFrame, metric: str) -> alt.LayerChart | Nothin
         .mark_errorbar(ticks=True, color="#1b5e20")
         .encode(x=alt.X(f"{metric}_ci_low:Q", title=""), x2=f"{metric}_ci_high:Q", y=y)
     )
-    return alt.layer(bars, whiskers, title=f"{info.title} per configuration")
+    # A step per bar that leaves even one or two configurations a plot of a readable height.
+    step_px = max(BAR_STEP_PX, -(-MIN_PLOT_HEIGHT_PX // shown.height))
+    return alt.layer(bars, whiskers, title=f"{info.title} per configuration").properties(height=alt.Step(step_px))
 
 
 def trends(batches: pl.DataFrame, metric: str) -> alt.Chart | NothingToDraw:
