@@ -156,7 +156,8 @@ def job_progress(job_id: str, live: bool) -> None:
     elif snapshot.state == "finished":
         failed = f", {snapshot.failed_runs} failed" if snapshot.failed_runs else ""
         st.success(f"Done: {snapshot.done_runs} runs stored (batch {snapshot.batch_id}{failed}).")
-        st.page_link("app_pages/results.py", label="See them on Results", icon=":material/table_chart:")
+        # A relative link, not st.page_link: that one needs the app's navigation, which a page run alone lacks.
+        st.markdown("[See them on Results](results)")
     elif snapshot.state == "cancelled":
         st.warning(f"Cancelled: the {snapshot.done_runs} runs made are stored.")
     else:
