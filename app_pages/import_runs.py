@@ -49,7 +49,10 @@ analysis = analyze_group(group)
 metric = st.selectbox("Metric for the bars and the trends", list(charts.METRICS),
                       format_func=lambda name: charts.METRICS[name].axis_title)
 figures = charts.result_charts(analysis.stats, analysis.frontier, analysis.batches, metric)
-for tab, chart in zip(st.tabs(list(figures)), figures.values()):
+# Only the open tab's chart is sent and drawn: a visit pays for one chart, not four.
+for tab, chart in zip(st.tabs(list(figures), key="chart-tab", on_change="rerun"), figures.values()):
+    if not tab.open:
+        continue
     if isinstance(chart, charts.NothingToDraw):
         tab.info(chart.reason)
     else:

@@ -49,7 +49,10 @@ analysis = analyze_group(frame)
 metric = st.selectbox("Metric for the bars and the trends", list(charts.METRICS),
                       format_func=lambda name: charts.METRICS[name].axis_title)
 figures = charts.result_charts(analysis.stats, analysis.frontier, analysis.batches, metric)
-for tab, chart in zip(st.tabs(list(figures)), figures.values()):
+# Only the open tab's chart is sent and drawn: a visit pays for one chart, not four.
+for tab, chart in zip(st.tabs(list(figures), key="chart-tab", on_change="rerun"), figures.values()):
+    if not tab.open:
+        continue
     if isinstance(chart, charts.NothingToDraw):
         tab.info(chart.reason)
     else:
@@ -108,16 +111,19 @@ st.code(run.prompt, language=None, wrap_lines=True)
 st.caption("Response")
 st.code(run.response or "(empty)", language=None, wrap_lines=True)
 
-energy_tab, trace_tab = st.tabs(["Energy by component", "Samples during the run"])
-energy_tab.dataframe(components_frame(run), hide_index=True, placeholder="",
-                     column_config={"energy (Wh)": st.column_config.NumberColumn(format="%.5f")})
-samples = trace_long(store.trace_frame(run.id))
-if samples.is_empty():
-    trace_tab.caption("No samples were stored with this run.")
-panels = samples.partition_by("panel", as_dict=True)
-for panel, unit in TRACE_PANELS.items():
-    if (panel,) in panels:
-        trace_tab.altair_chart(charts.timeline(panels[(panel,)], title=panel, unit=unit, x_title="seconds since the request"))
+energy_tab, trace_tab = st.tabs(["Energy by component", "Samples during the run"], key="run-tab", on_change="rerun")
+if energy_tab.open:
+    energy_tab.dataframe(components_frame(run), hide_index=True, placeholder="",
+                         column_config={"energy (Wh)": st.column_config.NumberColumn(format="%.5f")})
+if trace_tab.open:  # the samples are read and drawn only for a visitor who asks for them
+    samples = trace_long(store.trace_frame(run.id))
+    if samples.is_empty():
+        trace_tab.caption("No samples were stored with this run.")
+    panels = samples.partition_by("panel", as_dict=True)
+    for panel, unit in TRACE_PANELS.items():
+        if (panel,) in panels:
+            trace_tab.altair_chart(charts.timeline(panels[(panel,)], title=panel, unit=unit,
+                                                   x_title="seconds since the request"))
 
 read_only = store.read_only
 if read_only:

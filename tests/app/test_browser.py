@@ -10,6 +10,7 @@ each state is written to docs/screenshots/ (README shows two of them).
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -56,6 +57,13 @@ CHARTS_JS = """() => Array.from(document.querySelectorAll("[data-testid='stVegaL
   })"""
 
 
+VISIBLE_CHARTS_JS = """() => Array.from(document.querySelectorAll("[data-testid='stVegaLiteChart']"))
+  .filter(chart => chart.offsetParent !== null).length"""
+# What an opened tab holds once its rerun has sent it: a chart, a table, or a line saying why nothing is drawn.
+TAB_CONTENT = ("[data-testid='stVegaLiteChart'], [data-testid='stDataFrame'], [data-testid='stAlert'], "
+               "[data-testid='stCaptionContainer']")
+
+
 def chart_problems(charts: list[dict]) -> list[str]:
     problems = []
     for chart in charts:
@@ -69,16 +77,15 @@ def chart_problems(charts: list[dict]) -> list[str]:
 
 
 def drawn_charts(page, at_least: int = 0) -> list[dict]:
-    """The visible charts once each has drawn (Vega draws after the page's script has finished)."""
-    page.wait_for_timeout(300)
-    try:
-        page.wait_for_function(
-            f"() => {{ const charts = ({CHARTS_JS})(); "
-            f"return charts.length >= {at_least} && charts.every(c => c.marks > 0 && c.y_labels > 0); }}",
-            timeout=RENDER_TIMEOUT_MS)
-    except Exception:  # Playwright's timeout: the assertion below says which chart is wrong
-        pass
-    return page.evaluate(CHARTS_JS)
+    """The visible charts once each has drawn (Vega draws after the page's script, or a tab's rerun, has
+    finished); what is there at the deadline otherwise, for the assertion to name."""
+    deadline = time.monotonic() + RENDER_TIMEOUT_MS / 1000
+    page.wait_for_timeout(500)
+    while True:
+        charts = page.evaluate(CHARTS_JS)
+        if (len(charts) >= at_least and not chart_problems(charts)) or time.monotonic() > deadline:
+            return charts
+        page.wait_for_timeout(250)
 
 
 def looks_right(page, at_least: int = 0) -> int:
@@ -93,10 +100,13 @@ def looks_right(page, at_least: int = 0) -> int:
     for tab in page.get_by_role("tab").all():
         if tab.get_attribute("aria-selected") == "true":
             continue
-        tab.click()
-        charts = drawn_charts(page)
+        tab_id = tab.get_attribute("id")
+        tab.click()  # the page reruns and sends only the opened tab's content
+        panel = page.locator(f"[role='tabpanel'][aria-labelledby='{tab_id}']")
+        panel.locator(TAB_CONTENT).first.wait_for(timeout=RENDER_TIMEOUT_MS)
+        charts = drawn_charts(page, page.evaluate(VISIBLE_CHARTS_JS))
         assert not chart_problems(charts), (tab.inner_text(), chart_problems(charts))
-        count += len(charts)
+        count += panel.locator("[data-testid='stVegaLiteChart']").count()
     return count
 
 
