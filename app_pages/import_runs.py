@@ -4,6 +4,7 @@ import streamlit as st
 
 from envirollm_core import charts
 from envirollm_core.errors import EnviroLLMError
+from envirollm_core.results import RunResult
 from envirollm_core.settings import read_only_mode
 from envirollm_core.store import ParsedFile, Store, parse_runs, runs_to_frame
 from envirollm_core.views import (
@@ -39,7 +40,8 @@ if not parsed.runs:
 
 frame = runs_to_frame(parsed.runs)
 read_note = f"{len(parsed.runs)} runs read from {upload.name} ({parsed.format})"
-banner = st.empty()  # says "not saved" until this upload is saved, then says what was saved
+saved = st.session_state.get("saved_uploads", {}).get(upload.file_id)  # set by the Save button's callback
+st.success(f"{read_note}. {saved}" if saved else f"{read_note}; not saved.")
 groups = prompt_groups(frame)
 labels = {row["prompt_hash"]: group_label(row) for row in groups.iter_rows(named=True)}
 prompt_hash = st.selectbox(f"Prompt group ({len(labels)} prompts)", list(labels), format_func=labels.get)
@@ -64,12 +66,19 @@ st.divider()
 read_only = read_only_mode()
 if read_only:
     st.info("Read-only instance: the runs can be analysed here but not saved (the database refuses it too).")
-if st.button("Save these runs to the database", help="Runs whose id is already stored are skipped.", disabled=read_only):
+
+
+def save_upload(runs: list[RunResult], file_id: str) -> None:
+    # A callback runs before the page is drawn again, so the banner above already says what was saved.
     try:
-        added, skipped = Store().add_runs(parsed.runs, skip_existing=True)
-        st.session_state.setdefault("saved_uploads", {})[upload.file_id] = (
+        added, skipped = Store().add_runs(runs, skip_existing=True)
+        st.session_state.setdefault("saved_uploads", {})[file_id] = (
             f"Saved: {added} runs added, {skipped} already stored and skipped.")
     except EnviroLLMError as exc:
-        st.error(plain(str(exc)))
-saved = st.session_state.get("saved_uploads", {}).get(upload.file_id)
-banner.success(f"{read_note}. {saved}" if saved else f"{read_note}; not saved.")
+        st.session_state["save_error"] = str(exc)
+
+
+st.button("Save these runs to the database", help="Runs whose id is already stored are skipped.", disabled=read_only,
+          on_click=save_upload, args=(parsed.runs, upload.file_id))
+if "save_error" in st.session_state:
+    st.error(plain(st.session_state.pop("save_error")))

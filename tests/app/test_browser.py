@@ -123,6 +123,9 @@ def shoot(page, name: str) -> None:
     if page.get_by_role("tab").count():  # the first tab's chart, as a visitor first sees it
         page.get_by_role("tab").first.click()
     page.wait_for_timeout(500)
+    page.wait_for_function("() => !document.querySelector(\"[data-testid='stStatusWidgetRunningIcon']\")",
+                           timeout=RENDER_TIMEOUT_MS)
+    page.wait_for_timeout(500)
     page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
 
