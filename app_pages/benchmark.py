@@ -10,6 +10,7 @@ from envirollm_core.bench.jobs import (
     BackendChoice,
     JobRegistry,
     ModelChoice,
+    first_answering_backend,
     list_models,
 )
 from envirollm_core.bench.presets import Prompt, load_presets
@@ -35,6 +36,12 @@ def offered_models(kind: str, url: str) -> list[ModelChoice]:
     return list_models(BackendChoice(kind, url))  # type: ignore[arg-type]
 
 
+@st.cache_data(ttl=15, show_spinner="Looking for a running LLM server...")
+def default_backend(ollama: str, lmstudio: str) -> str:
+    """The backend the page opens on: the first local server that answers, else the embedded engine."""
+    return first_answering_backend([BackendChoice("ollama", ollama), BackendChoice("lmstudio", lmstudio)])
+
+
 st.title("Benchmark")
 registry = job_registry()
 read_only = read_only_mode()
@@ -47,17 +54,20 @@ except EnviroLLMError as exc:
     st.error(plain(str(exc)))
     settings = Settings()
 
-kind = st.radio("Backend", list(BACKEND_TITLES), format_func=BACKEND_TITLES.get, horizontal=True)
+if "backend" not in st.session_state:  # a read-only instance asks no server: the page's warning says why
+    st.session_state["backend"] = "embedded" if read_only else default_backend(ollama_url(), LMSTUDIO_URL)
+kind = st.radio("Backend", list(BACKEND_TITLES), format_func=BACKEND_TITLES.get, horizontal=True, key="backend")
 url: str | None = None
 api_key: str | None = None
 models: list[str] = []
 if kind in ("ollama", "lmstudio"):
     url = st.text_input("Server URL", value=ollama_url() if kind == "ollama" else LMSTUDIO_URL, disabled=read_only)
-    try:
-        offered = {model.name: model for model in offered_models(kind, url)}
-    except EnviroLLMError as exc:
-        st.warning(plain(str(exc)))
-        offered = {}
+    offered = {}
+    if not read_only:
+        try:
+            offered = {model.name: model for model in offered_models(kind, url)}
+        except EnviroLLMError as exc:
+            st.warning(plain(str(exc)))
     models = st.multiselect(
         "Models", list(offered), format_func=lambda name: offered[name].label,
         placeholder="Choose one or more models" if offered else "The server offers no model",
@@ -80,6 +90,9 @@ prompt_source = st.radio("Prompt", ["Task presets", "Custom prompt"], horizontal
 if prompt_source == "Task presets":
     chosen = st.multiselect("Presets", list(presets), default=["explanation"], format_func=lambda n: presets[n].title)
     prompts = [presets[name].as_prompt() for name in chosen]
+    for name in chosen:
+        with st.expander(f"Prompt of {presets[name].title}", expanded=len(chosen) == 1):
+            st.code(presets[name].prompt, language=None, wrap_lines=True)
 else:
     text = st.text_area("Your prompt")
     prompts = [Prompt(text.strip())] if text.strip() else []
@@ -156,13 +169,15 @@ def job_progress(job_id: str, live: bool) -> None:
         st.button("Cancel after the run in flight", on_click=job.cancel)
     elif snapshot.state == "finished":
         failed = f", {snapshot.failed_runs} failed" if snapshot.failed_runs else ""
-        st.success(f"Done: {snapshot.done_runs} runs stored (batch {snapshot.batch_id}{failed}). See them on Results.")
+        st.success(f"Done: {snapshot.done_runs} runs stored (batch {snapshot.batch_id}{failed}).")
+        # A relative link, not st.page_link: that one needs the app's navigation, which a page run alone lacks.
+        st.markdown("[See them on Results](results)")
     elif snapshot.state == "cancelled":
         st.warning(f"Cancelled: the {snapshot.done_runs} runs made are stored.")
     else:
         st.error(plain(f"The benchmark failed: {snapshot.error}"))
     if snapshot.runs:
-        st.dataframe(runs_table(runs_to_frame(snapshot.runs)), hide_index=True, column_config=column_config)
+        st.dataframe(runs_table(runs_to_frame(snapshot.runs)), hide_index=True, placeholder="", column_config=column_config)
 
 
 shown_job = registry.get(st.session_state.get("job_id", "")) or registry.latest()

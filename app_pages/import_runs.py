@@ -4,6 +4,7 @@ import streamlit as st
 
 from envirollm_core import charts
 from envirollm_core.errors import EnviroLLMError
+from envirollm_core.results import RunResult
 from envirollm_core.settings import read_only_mode
 from envirollm_core.store import ParsedFile, Store, parse_runs, runs_to_frame
 from envirollm_core.store.exchange import UPLOAD_LIMITS
@@ -46,7 +47,9 @@ if not parsed.runs:
     st.stop()
 
 frame = runs_to_frame(parsed.runs)
-st.success(f"{len(parsed.runs)} runs read from {upload.name} ({parsed.format}); not saved.")
+read_note = f"{len(parsed.runs)} runs read from {upload.name} ({parsed.format})"
+saved = st.session_state.get("saved_uploads", {}).get(upload.file_id)  # set by the Save button's callback
+st.success(f"{read_note}. {saved}" if saved else f"{read_note}; not saved.")
 groups = prompt_groups(frame)
 labels = {row["prompt_hash"]: group_label(row) for row in groups.iter_rows(named=True)}
 prompt_hash = st.selectbox(f"Prompt group ({len(labels)} prompts)", list(labels), format_func=labels.get)
@@ -56,18 +59,34 @@ analysis = analyze_group(group)
 metric = st.selectbox("Metric for the bars and the trends", list(charts.METRICS),
                       format_func=lambda name: charts.METRICS[name].axis_title)
 figures = charts.result_charts(analysis.stats, analysis.frontier, analysis.batches, metric)
-for tab, chart in zip(st.tabs(list(figures)), figures.values()):
-    tab.altair_chart(chart)
-st.dataframe(runs_table(group), hide_index=True,
+# Only the open tab's chart is sent and drawn: a visit pays for one chart, not four.
+for tab, chart in zip(st.tabs(list(figures), key="chart-tab", on_change="rerun"), figures.values()):
+    if not tab.open:
+        continue
+    if isinstance(chart, charts.NothingToDraw):
+        tab.info(chart.reason)
+    else:
+        tab.altair_chart(chart)
+st.dataframe(runs_table(group), hide_index=True, placeholder="",
              column_config={name: st.column_config.NumberColumn(format=fmt) for name, fmt in TABLE_FORMATS.items()})
 
 st.divider()
 read_only = read_only_mode()
 if read_only:
     st.info("Read-only instance: the runs can be analysed here but not saved (the database refuses it too).")
-if st.button("Save these runs to the database", help="Runs whose id is already stored are skipped.", disabled=read_only):
+
+
+def save_upload(runs: list[RunResult], file_id: str) -> None:
+    # A callback runs before the page is drawn again, so the banner above already says what was saved.
     try:
-        added, skipped = Store().add_runs(parsed.runs, skip_existing=True)
-        st.success(f"Saved: {added} runs added, {skipped} already stored and skipped.")
+        added, skipped = Store().add_runs(runs, skip_existing=True)
+        st.session_state.setdefault("saved_uploads", {})[file_id] = (
+            f"Saved: {added} runs added, {skipped} already stored and skipped.")
     except EnviroLLMError as exc:
-        st.error(plain(str(exc)))
+        st.session_state["save_error"] = str(exc)
+
+
+st.button("Save these runs to the database", help="Runs whose id is already stored are skipped.", disabled=read_only,
+          on_click=save_upload, args=(parsed.runs, upload.file_id))
+if "save_error" in st.session_state:
+    st.error(plain(st.session_state.pop("save_error")))

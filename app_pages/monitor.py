@@ -14,7 +14,7 @@ st.title("Monitor")
 st.caption("Live readings from EnviroLLM's sampler (the same one that measures benchmarks); nothing is stored here.")
 
 sampler = get_sampler()
-for note in sampler.notes:
+for note in sampler.notes:  # the sampler's notes say it once when there is no GPU reading
     st.info(plain(note))
 window_s = st.segmented_control(
     "Window", [30, 60, 300], default=60, format_func=lambda s: f"{s} s" if s < 60 else f"{s // 60} min",
@@ -37,8 +37,8 @@ def live_readings(window_s: int) -> None:
     for pair in (shown[i:i + 2] for i in range(0, len(shown), 2)):
         for column, (title, unit) in zip(st.columns(2), pair):
             column.altair_chart(charts.timeline(panels[(title,)], title=title, unit=unit))
-    if not any(title.startswith("GPU") for title, _ in shown):
-        st.caption("No NVIDIA GPU reading (no GPU, driver or NVML): GPU charts are not drawn, and GPU energy is unmeasured.")
+    if not shown:
+        st.caption("No reading yet: the sampler has just started.")
 
 
 live_readings(window_s)
@@ -84,7 +84,7 @@ def llm_servers() -> None:
         st.info("No LLM server is running (Ollama, LM Studio, llama.cpp, vLLM, KoboldCPP, text-generation-webui...).")
         return
     st.dataframe(
-        servers_frame(servers), hide_index=True,
+        servers_frame(servers), hide_index=True, placeholder="",
         column_config={
             "CPU (% of one core)": st.column_config.NumberColumn(format="%.0f"),
             "RSS (MB)": st.column_config.NumberColumn(format="%.0f"),

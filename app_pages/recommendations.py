@@ -11,6 +11,7 @@ from envirollm_core.settings import Settings, load_settings
 from envirollm_core.store import Store
 from envirollm_core.views import (
     config_stats,
+    energy_caption,
     fits_frame,
     monthly_table,
     picks_frame,
@@ -42,7 +43,7 @@ for column, placement in zip(st.columns(len(PLACEMENT_TITLES)), PLACEMENT_TITLES
                   help=f"{estimate.total_gb:.1f} GB with a {estimate.context_tokens}-token context" if estimate else None)
 only_fitting = st.toggle("Only what fits", value=True)
 shown = [estimate for estimate in fits if estimate.placement != "does not fit" or not only_fitting]
-st.dataframe(fits_frame(shown), hide_index=True,
+st.dataframe(fits_frame(shown), hide_index=True, placeholder="",
              column_config={name: st.column_config.NumberColumn(format="%.2f")
                             for name in ("weights (GB)", "KV cache (GB)", "overhead (GB)", "total (GB)")})
 st.caption("Weights at the quantization's bits per weight, plus the KV cache at this context (f16) and the runtime's "
@@ -67,7 +68,7 @@ if not recommendations:
     st.info("No completed run to recommend from" + (" (no run has a task preset)." if by == "preset" else "."))
 for index, group in enumerate(recommendations):
     with st.expander(plain(f"{group.label} · {group.n_configs} configurations"), expanded=index == 0):
-        st.dataframe(picks_frame(group), hide_index=True)
+        st.dataframe(picks_frame(group), hide_index=True, placeholder="")
         if group.pareto:
             st.caption(plain("Pareto frontier (nothing else is both better and cheaper): "
                              + " → ".join(config.label for config in group.pareto)))
@@ -102,6 +103,7 @@ if chosen is not None:
         tokens_per_day=float(amount) if usage == "tokens" else None,
         requests_per_day=float(amount) if usage == "requests" else None,
     )
-    st.dataframe(table, hide_index=True,
+    st.dataframe(table, hide_index=True, placeholder="",
                  column_config={name: st.column_config.NumberColumn(format="%.3f") for name in table.columns[2:]})
-    st.caption("Measured mean energy of each configuration on this prompt or task, times your usage, times 30 days.")
+    st.caption(f"{energy_caption(store.energy_sources())} of each configuration on this prompt or task, "
+               "times your usage, times 30 days.")

@@ -37,7 +37,8 @@ prompt_hash = st.selectbox(
 )
 with st.expander(f"History: every prompt group ({len(labels)})"):
     st.dataframe(
-        groups.select("preset", "prompt_preview", "n_runs", "n_models", "last_run_at", "prompt_hash"), hide_index=True,
+        groups.select("preset", "prompt_preview", "n_runs", "n_models", "last_run_at", "prompt_hash"),
+        hide_index=True, placeholder="",
         column_config={"preset": "task", "prompt_preview": "prompt", "n_runs": "runs", "n_models": "models",
                        "last_run_at": st.column_config.DatetimeColumn("last run (UTC)", format="YYYY-MM-DD HH:mm"),
                        "prompt_hash": "prompt hash"},
@@ -48,13 +49,20 @@ analysis = analyze_group(frame)
 metric = st.selectbox("Metric for the bars and the trends", list(charts.METRICS),
                       format_func=lambda name: charts.METRICS[name].axis_title)
 figures = charts.result_charts(analysis.stats, analysis.frontier, analysis.batches, metric)
-for tab, chart in zip(st.tabs(list(figures)), figures.values()):
-    tab.altair_chart(chart)
+# Only the open tab's chart is sent and drawn: a visit pays for one chart, not four.
+for tab, chart in zip(st.tabs(list(figures), key="chart-tab", on_change="rerun"), figures.values()):
+    if not tab.open:
+        continue
+    if isinstance(chart, charts.NothingToDraw):
+        tab.info(chart.reason)
+    else:
+        tab.altair_chart(chart)
 
 st.subheader(f"Runs ({frame.height})")
 table = runs_table(frame)
 selection = st.dataframe(
-    table, hide_index=True, on_select="rerun", selection_mode="single-row", key=f"runs-{prompt_hash}",
+    table, hide_index=True, placeholder="", on_select="rerun", selection_mode="single-row",
+    key=f"runs-{prompt_hash}",
     column_config={
         **{name: st.column_config.NumberColumn(format=fmt) for name, fmt in TABLE_FORMATS.items()},
         "time (UTC)": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss"),
@@ -105,16 +113,19 @@ st.code(run.prompt, language=None, wrap_lines=True)
 st.caption("Response")
 st.code(run.response or "(empty)", language=None, wrap_lines=True)
 
-energy_tab, trace_tab = st.tabs(["Energy by component", "Samples during the run"])
-energy_tab.dataframe(components_frame(run), hide_index=True,
-                     column_config={"energy (Wh)": st.column_config.NumberColumn(format="%.5f")})
-samples = trace_long(store.trace_frame(run.id))
-if samples.is_empty():
-    trace_tab.caption("No samples were stored with this run.")
-panels = samples.partition_by("panel", as_dict=True)
-for panel, unit in TRACE_PANELS.items():
-    if (panel,) in panels:
-        trace_tab.altair_chart(charts.timeline(panels[(panel,)], title=panel, unit=unit, x_title="seconds since the request"))
+energy_tab, trace_tab = st.tabs(["Energy by component", "Samples during the run"], key="run-tab", on_change="rerun")
+if energy_tab.open:
+    energy_tab.dataframe(components_frame(run), hide_index=True, placeholder="",
+                         column_config={"energy (Wh)": st.column_config.NumberColumn(format="%.5f")})
+if trace_tab.open:  # the samples are read and drawn only for a visitor who asks for them
+    samples = trace_long(store.trace_frame(run.id))
+    if samples.is_empty():
+        trace_tab.caption("No samples were stored with this run.")
+    panels = samples.partition_by("panel", as_dict=True)
+    for panel, unit in TRACE_PANELS.items():
+        if (panel,) in panels:
+            trace_tab.altair_chart(charts.timeline(panels[(panel,)], title=panel, unit=unit,
+                                                   x_title="seconds since the request"))
 
 read_only = store.read_only
 if read_only:

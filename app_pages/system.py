@@ -21,26 +21,38 @@ st.caption(f"CPU model: {info.cpu_model}")
 if info.gpus:
     st.dataframe(
         [{"GPU": g.index, "name": g.name, "memory (MB)": None if g.memory_total_mb is None else round(g.memory_total_mb), "driver": g.driver_version} for g in info.gpus],
-        hide_index=True,
+        hide_index=True, placeholder="",
     )
 else:
     st.caption("No NVIDIA GPU found (no driver or no device): GPU readings will be unmeasured.")
 
 st.header("Embedded engine")
-engine = shared_engine()
-if engine.is_running():
-    st.success(f"Running: {engine.model_id} at {engine.base_url} (pid {engine.pid})")
-else:
-    st.info(f"Stopped. It serves {engine.model_id} through llama.cpp on a loopback port when started.")
+status = st.empty()  # drawn again once a prompt below has started the engine
+
+
+def show_status() -> None:
+    engine = shared_engine()
+    if engine.is_running():
+        status.success(f"Running: {engine.model_id} at {engine.base_url} (pid {engine.pid})")
+    else:
+        status.info(f"Stopped. It serves {engine.model_id} through llama.cpp on a loopback port when started.")
+
+
+show_status()
 
 read_only = read_only_mode()
 if read_only:
     st.info("Read-only instance: the embedded engine cannot be run from here (the core refuses it too).")
 prompt = st.text_input("Prompt", value="Explain in two sentences why the sky is blue.")
-if st.button("Start the engine and ask", type="primary", disabled=read_only or not prompt.strip()):
+ask_label = "Ask the engine" if shared_engine().is_running() else "Start the engine and ask"
+if st.button(ask_label, type="primary", disabled=read_only or not prompt.strip()):
     try:
         with st.spinner("Starting the embedded engine..."):
             engine = start_shared_engine("asking the embedded engine")
-        st.write_stream(stream_text(engine.base_url, engine.model_id, prompt))
+        show_status()
+        st.session_state["system_answer"] = st.write_stream(stream_text(engine.base_url, engine.model_id, prompt))
+        st.rerun()  # once more, so the button too says the engine runs; the answer is kept for it
     except EnviroLLMError as exc:
         st.error(plain(str(exc)))
+elif "system_answer" in st.session_state:
+    st.markdown(plain(str(st.session_state["system_answer"])))

@@ -55,11 +55,12 @@ RENDERED = (
 )
 
 
-def serve(home: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`streamlit run` of the app with its own ENVIROLLM_HOME, once it answers its health check."""
+def serve(home: Path, *command: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`streamlit run` of the app (or another `streamlit` command, such as `hello`) with its own ENVIROLLM_HOME,
+    once it answers its health check."""
     port = free_port("127.0.0.1")
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.port", str(port),
+        [sys.executable, "-m", "streamlit", *(command or ("run", "streamlit_app.py")), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
         cwd=REPO, env={**os.environ, "ENVIROLLM_HOME": str(home)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

@@ -17,6 +17,15 @@ import polars as pl
 CONFIG = "configuration"
 LABEL_LIMIT_PX = 320  # configuration names are long: `model (backend, quantization)`
 ON_FRONTIER, BEATEN = "on the Pareto frontier", "beaten on quality and energy"
+MIN_PLOT_HEIGHT_PX, BAR_STEP_PX = 160, 24
+AXIS_NUMBER_FORMAT = ".3~g"  # 0.236, 1.5, 120: never a raw 0.236148
+
+
+@dataclass(frozen=True)
+class NothingToDraw:
+    """What a page shows instead of a chart with empty axes: why there is nothing to draw."""
+
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,7 @@ METRICS: dict[str, Metric] = {
     for metric in (
         Metric("energy_per_token_wh", "Energy per token", "mWh/token", 1000.0, higher_is_better=False),
         Metric("decode_tps", "Decode speed", "tokens/s"),
+        Metric("e2e_tps", "End-to-end speed", "tokens/s over the whole request, TTFT included"),
         Metric("ttft_s", "Time to first token", "s", higher_is_better=False),
         Metric("quality_score", "Quality", "score 0-100"),
         Metric("energy_wh", "Energy per run", "Wh", higher_is_better=False),
@@ -76,14 +86,25 @@ def _tooltip(*metrics: str) -> list[alt.Tooltip]:
     return tips
 
 
-def energy_vs_speed(stats: pl.DataFrame) -> alt.LayerChart:
-    """Energy per token against decode speed, one bubble per configuration, sized and coloured by quality."""
-    shown = _shown(stats, "energy_per_token_wh", "decode_tps", "quality_score").filter(
-        pl.col("energy_per_token_wh_mean").is_not_null() & pl.col("decode_tps_mean").is_not_null()
+def energy_vs_speed(stats: pl.DataFrame) -> alt.LayerChart | NothingToDraw:
+    """Energy per token against speed, one bubble per configuration, sized and coloured by quality.
+
+    The speed is the decode rate; where no run has one (the original EnviroLLM's files keep only tokens over the
+    whole request), the end-to-end rate, and the axis says so."""
+    speed = next((name for name in ("decode_tps", "e2e_tps")
+                  if f"{name}_mean" in stats.columns and stats[f"{name}_mean"].is_not_null().any()), None)
+    if speed is None:
+        return NothingToDraw("Nothing to draw: no completed run of this prompt has a speed (decode or end-to-end).")
+    shown = _shown(stats, "energy_per_token_wh", speed, "quality_score").filter(
+        pl.col("energy_per_token_wh_mean").is_not_null() & pl.col(f"{speed}_mean").is_not_null()
     )
-    x = alt.X("decode_tps_mean:Q", title=METRICS["decode_tps"].axis_title, scale=_room_right(shown["decode_tps_mean"]))
+    if shown.is_empty():
+        return NothingToDraw("Nothing to draw: no completed run of this prompt has both an energy per token and a "
+                             "speed (energy unmeasured, or no tokens counted).")
+    x = alt.X(f"{speed}_mean:Q", title=METRICS[speed].axis_title, scale=_room_right(shown[f"{speed}_mean"]),
+              axis=alt.Axis(format=AXIS_NUMBER_FORMAT))
     y = alt.Y("energy_per_token_wh_mean:Q", title=METRICS["energy_per_token_wh"].axis_title,
-              scale=_room_right(shown["energy_per_token_wh_mean"], 0.15))
+              scale=_room_right(shown["energy_per_token_wh_mean"], 0.15), axis=alt.Axis(format=AXIS_NUMBER_FORMAT))
     bubbles = (
         alt.Chart(shown)
         .mark_circle(opacity=0.85, stroke="#333", strokeWidth=0.5)
@@ -91,25 +112,29 @@ def energy_vs_speed(stats: pl.DataFrame) -> alt.LayerChart:
             x=x, y=y,
             size=alt.Size("quality_score_mean:Q", title="quality", scale=alt.Scale(domain=[0, 100], range=[60, 900])),
             color=alt.Color("quality_score_mean:Q", title="quality", scale=alt.Scale(scheme="greens", domain=[0, 100])),
-            tooltip=_tooltip("energy_per_token_wh", "decode_tps", "quality_score"),
+            tooltip=_tooltip("energy_per_token_wh", speed, "quality_score"),
         )
     )
     labels = alt.Chart(shown).mark_text(dy=-20, fontSize=11).encode(x=x, y=y, text=f"{CONFIG}:N")
-    return alt.layer(bubbles, labels, title="Energy per token against decode speed (bubble size and colour: quality)")
+    speed_title = METRICS[speed].title.lower()
+    return alt.layer(bubbles, labels, title=f"Energy per token against {speed_title} (bubble size and colour: quality)")
 
 
-def quality_vs_energy(stats: pl.DataFrame, frontier: pl.DataFrame) -> alt.LayerChart:
+def quality_vs_energy(stats: pl.DataFrame, frontier: pl.DataFrame) -> alt.LayerChart | NothingToDraw:
     """Quality against energy per token; the Pareto frontier (nothing both better and cheaper) as a step line."""
     shown = _shown(stats, "energy_per_token_wh", "quality_score").filter(
         pl.col("energy_per_token_wh_mean").is_not_null() & pl.col("quality_score_mean").is_not_null()
     )
+    if shown.is_empty():
+        return NothingToDraw("Nothing to draw: no completed run of this prompt has both a quality score and an "
+                             "energy per token.")
     best = _shown(frontier, "energy_per_token_wh", "quality_score")
     on_frontier = set(best[CONFIG].to_list())
     shown = shown.with_columns(
         pl.when(pl.col(CONFIG).is_in(list(on_frontier))).then(pl.lit(ON_FRONTIER)).otherwise(pl.lit(BEATEN)).alias("pareto")
     )
     x = alt.X("energy_per_token_wh_mean:Q", title=METRICS["energy_per_token_wh"].axis_title,
-              scale=_room_right(shown["energy_per_token_wh_mean"]))
+              scale=_room_right(shown["energy_per_token_wh_mean"]), axis=alt.Axis(format=AXIS_NUMBER_FORMAT))
     y = alt.Y("quality_score_mean:Q", title=METRICS["quality_score"].axis_title, scale=alt.Scale(domain=[0, 100]))
     points = (
         alt.Chart(shown)
@@ -126,16 +151,19 @@ def quality_vs_energy(stats: pl.DataFrame, frontier: pl.DataFrame) -> alt.LayerC
     return alt.layer(line, points, labels, title="Quality against energy per token, with the Pareto frontier (green)")
 
 
-def model_intervals(stats: pl.DataFrame, metric: str) -> alt.LayerChart:
+def model_intervals(stats: pl.DataFrame, metric: str) -> alt.LayerChart | NothingToDraw:
     """One bar per configuration (the mean) with its 95 % interval; configurations with one run have no interval."""
     info = METRICS[metric]
     shown = _shown(stats, metric).filter(pl.col(f"{metric}_mean").is_not_null())
+    if shown.is_empty():
+        return NothingToDraw(f"Nothing to draw: no completed run of this prompt has a {info.title.lower()}.")
     y = alt.Y(f"{CONFIG}:N", title=None, sort=alt.EncodingSortField(f"{metric}_mean", order="ascending"),
               axis=alt.Axis(labelLimit=LABEL_LIMIT_PX))
     bars = (
         alt.Chart(shown)
         .mark_bar(color="#66bb6a")
-        .encode(x=alt.X(f"{metric}_mean:Q", title=f"{info.axis_title}, mean with 95 % interval"), y=y,
+        .encode(x=alt.X(f"{metric}_mean:Q", title=f"{info.axis_title}, mean with 95 % interval",
+                       axis=alt.Axis(format=AXIS_NUMBER_FORMAT)), y=y,
                 tooltip=[*_tooltip(metric),
                          alt.Tooltip(f"{metric}_ci_low:Q", title="95 % low", format=".4g"),
                          alt.Tooltip(f"{metric}_ci_high:Q", title="95 % high", format=".4g")])
@@ -145,21 +173,28 @@ def model_intervals(stats: pl.DataFrame, metric: str) -> alt.LayerChart:
         .mark_errorbar(ticks=True, color="#1b5e20")
         .encode(x=alt.X(f"{metric}_ci_low:Q", title=""), x2=f"{metric}_ci_high:Q", y=y)
     )
-    return alt.layer(bars, whiskers, title=f"{info.title} per configuration")
+    # A step per bar that leaves even one or two configurations a plot of a readable height.
+    step_px = max(BAR_STEP_PX, -(-MIN_PLOT_HEIGHT_PX // shown.height))
+    return alt.layer(bars, whiskers, title=f"{info.title} per configuration").properties(height=alt.Step(step_px))
 
 
-def trends(batches: pl.DataFrame, metric: str) -> alt.Chart:
+def trends(batches: pl.DataFrame, metric: str) -> alt.Chart | NothingToDraw:
     """A metric's batch means over time, one line per configuration (from `analysis.batch_trends`)."""
     info = METRICS[metric]
+    if f"{metric}_mean" not in batches.columns:
+        return NothingToDraw(f"Nothing to draw: {info.title.lower()} has no trend over batches.")
     shown = batches.select(
         config_label(), pl.col("started_at"), pl.col("n_runs"), (pl.col(f"{metric}_mean") * info.scale).alias("value")
     ).filter(pl.col("value").is_not_null())
+    if shown.is_empty():
+        return NothingToDraw(f"Nothing to draw: no batch of this prompt has a {info.title.lower()}.")
     return (
         alt.Chart(shown, title=f"{info.title} over time, per configuration (one point per batch)")
         .mark_line(point=True)
         .encode(
             x=alt.X("started_at:T", title="batch started (UTC)", axis=alt.Axis(format="%Y-%m-%d", tickCount=6)),
-            y=alt.Y("value:Q", title=info.axis_title, scale=alt.Scale(zero=False)),
+            y=alt.Y("value:Q", title=info.axis_title, scale=alt.Scale(zero=False),
+                    axis=alt.Axis(format=AXIS_NUMBER_FORMAT)),
             color=alt.Color(f"{CONFIG}:N", title="configuration",
                             legend=alt.Legend(labelLimit=LABEL_LIMIT_PX)),
             tooltip=[alt.Tooltip(f"{CONFIG}:N"), alt.Tooltip("started_at:T", format="%Y-%m-%d %H:%M"),
@@ -169,21 +204,27 @@ def trends(batches: pl.DataFrame, metric: str) -> alt.Chart:
 
 
 def timeline(frame: pl.DataFrame, *, title: str, unit: str, x_title: str = "seconds (0 = now)") -> alt.Chart:
-    """Lines of `value` against `t_s`, one per `series`: the live monitor and a run's samples."""
+    """Lines of `value` against `t_s`, one per `series`: the live monitor and a run's samples.
+
+    No height in the spec: Streamlit fits a chart's whole height (title, axes, legend) into the spec's, so a
+    small one there leaves the plot itself a flat line."""
     return (
-        alt.Chart(frame, title=title, height=180)
+        alt.Chart(frame, title=title)
         .mark_line(interpolate="monotone")
         .encode(
-            x=alt.X("t_s:Q", title=x_title),
-            y=alt.Y("value:Q", title=unit),
-            color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")),
+            x=alt.X("t_s:Q", title=x_title, axis=alt.Axis(format=AXIS_NUMBER_FORMAT)),
+            y=alt.Y("value:Q", title=unit, axis=alt.Axis(format=AXIS_NUMBER_FORMAT)),
+            color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top", labelLimit=LABEL_LIMIT_PX)),
             tooltip=[alt.Tooltip("series:N"), alt.Tooltip("t_s:Q", format=".1f"), alt.Tooltip("value:Q", format=".3g")],
         )
     )
 
 
-def result_charts(stats: pl.DataFrame, frontier: pl.DataFrame, batches: pl.DataFrame, metric: str) -> dict[str, alt.TopLevelMixin]:
-    """The Results page's four charts of one prompt group (the Import page draws the same), by tab title."""
+def result_charts(
+    stats: pl.DataFrame, frontier: pl.DataFrame, batches: pl.DataFrame, metric: str
+) -> dict[str, alt.TopLevelMixin | NothingToDraw]:
+    """The Results page's four charts of one prompt group (the Import page draws the same), by tab title;
+    a chart with nothing to draw is a `NothingToDraw` saying why."""
     return {
         "Energy vs speed": energy_vs_speed(stats),
         "Quality vs energy (Pareto)": quality_vs_energy(stats, frontier),

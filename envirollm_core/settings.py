@@ -8,6 +8,7 @@ turn it off: `save_settings` refuses to write while it is on.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -141,3 +142,23 @@ def save_settings(settings: Settings) -> None:
             temporary.unlink(missing_ok=True)
         except OSError:
             pass
+
+
+def listens_beyond_loopback(server_address: str | None) -> bool:
+    """Whether a server bound to `server_address` can be reached from other machines (empty: every interface)."""
+    address = (server_address or "").strip().strip("[]")
+    if address.lower() == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return True  # a host name, or nothing at all (Streamlit then listens on every interface)
+
+
+def lan_exposure_warning(server_address: str | None) -> str | None:
+    """The banner every page shows when the app is writable and reachable from the network, else None."""
+    if not listens_beyond_loopback(server_address) or read_only_mode():
+        return None
+    return (f"This app listens on {server_address or 'every network interface'} and is not read-only: anyone on "
+            "the network can run benchmarks, start the embedded engine, change settings and delete runs. To share "
+            "it safely, restart it with ENVIROLLM_READ_ONLY=1 (see README).")

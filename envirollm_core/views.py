@@ -27,6 +27,8 @@ from envirollm_core.analysis import (
 )
 from envirollm_core.analysis.recommend import PICK_TITLES, GroupRecommendation
 from envirollm_core.analysis.stats import CONFIG_KEYS
+from envirollm_core.analysis.stats import METRICS as STATS_METRICS
+from envirollm_core.charts import METRICS as CHART_METRICS
 from envirollm_core.charts import config_label
 from envirollm_core.results import RunResult
 from envirollm_core.store import Store
@@ -136,6 +138,7 @@ def servers_frame(servers: Sequence[LlmServer]) -> pl.DataFrame:
 TABLE_FORMATS: dict[str, str] = {
     "TTFT (s)": "%.3f",
     "decode (tokens/s)": "%.1f",
+    "end-to-end (tokens/s)": "%.1f",
     "tokens": "%d",
     "energy (Wh)": "%.4f",
     "net energy (Wh)": "%.4f",
@@ -145,27 +148,51 @@ TABLE_FORMATS: dict[str, str] = {
     "quality (0-100)": "%.0f",
     "#": "%d",
 }
+DERIVED_TOKENS = "derived"  # `token_count_source` of a count worked out as energy / energy per token
+
+
+def with_derived_figures(frame: pl.DataFrame) -> pl.DataFrame:
+    """A runs frame with what its own columns imply where the run did not record it, each labelled.
+
+    The original EnviroLLM's files keep energy, energy per token and a speed over the whole request, but no
+    token count and no decode rate: the count is energy / energy per token (`token_count_source` "derived"),
+    and `e2e_tps` is tokens over the whole request (TTFT included), never passed off as a decode rate."""
+    derivable = (pl.col("completion_tokens").is_null() & pl.col("energy_wh").is_not_null()
+                 & (pl.col("energy_per_token_wh") > 0))
+    frame = frame.with_columns(
+        pl.when(derivable).then((pl.col("energy_wh") / pl.col("energy_per_token_wh")).round(0).cast(pl.Int64))
+        .otherwise(pl.col("completion_tokens")).alias("completion_tokens"),
+        pl.when(derivable).then(pl.lit(DERIVED_TOKENS)).otherwise(pl.col("token_count_source"))
+        .alias("token_count_source"),
+    )
+    return frame.with_columns(
+        pl.when(pl.col("e2e_s") > 0).then(pl.col("completion_tokens") / pl.col("e2e_s")).alias("e2e_tps")
+    )
 
 
 def runs_table(frame: pl.DataFrame) -> pl.DataFrame:
-    """A runs frame (`Store.runs_frame` or `runs_to_frame`) as pages show it: units in the headers."""
+    """A runs frame (`Store.runs_frame` or `runs_to_frame`) as pages show it: units in the headers, and the
+    columns a person compares first (model, speed, energy per token, quality) before the details."""
+    frame = with_derived_figures(frame)
     shown: dict[str, pl.Expr] = {
-        "time (UTC)": pl.col("created_at"),
         "model": pl.col("model"),
+        "decode (tokens/s)": pl.col("decode_tps"),
+        "energy per token (mWh)": pl.col("energy_per_token_wh") * 1000,
+        "quality (0-100)": pl.col("quality_score"),
+        "time (UTC)": pl.col("created_at"),
         "backend": pl.col("backend"),
         "quantization": pl.col("quantization"),
         "status": pl.col("status"),
         "task": pl.col("preset"),
         "#": pl.col("repeat_index") + 1,
         "TTFT (s)": pl.col("ttft_s"),
-        "decode (tokens/s)": pl.col("decode_tps"),
+        "end-to-end (tokens/s)": pl.col("e2e_tps"),
         "tokens": pl.col("completion_tokens"),
+        "tokens by": pl.col("token_count_source"),
         "energy (Wh)": pl.col("energy_wh"),
         "net energy (Wh)": pl.col("energy_net_wh"),
         "± energy (Wh)": pl.col("energy_uncertainty_wh"),
-        "energy per token (mWh)": pl.col("energy_per_token_wh") * 1000,
         "avg power (W)": pl.col("avg_power_w"),
-        "quality (0-100)": pl.col("quality_score"),
         "quality by": pl.col("quality_method"),
         "notes": pl.col("notes"),
         "error": pl.col("error"),
@@ -292,9 +319,21 @@ class GroupAnalysis:
 
 
 def analyze_group(frame: pl.DataFrame) -> GroupAnalysis:
-    """The runs of one prompt (a frame already limited to one `prompt_hash`)."""
-    stats = group_stats(frame, by=CONFIG_KEYS)
-    return GroupAnalysis(stats, pareto_frontier(stats), batch_trends(frame, by=CONFIG_KEYS))
+    """The runs of one prompt (a frame already limited to one `prompt_hash`), with their derived figures."""
+    frame = with_derived_figures(frame)
+    metrics = tuple(dict.fromkeys([*STATS_METRICS, *CHART_METRICS]))
+    stats = group_stats(frame, by=CONFIG_KEYS, metrics=metrics)
+    return GroupAnalysis(stats, pareto_frontier(stats), batch_trends(frame, metrics=metrics, by=CONFIG_KEYS))
+
+
+def energy_caption(sources: set[str]) -> str:
+    """How a page names mean energy figures made from components with these sources: estimated where they are."""
+    measured = sources - {"estimate", "unmeasured"}
+    if "estimate" not in sources:
+        return "Measured mean energy"
+    if measured:
+        return "Mean energy, measured for some components and estimated for others,"
+    return "Estimated mean energy (no energy counter or power reading where the runs were made)"
 
 
 def remote_power_frame(rows: Sequence[RemotePower]) -> pl.DataFrame:

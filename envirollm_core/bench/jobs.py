@@ -18,7 +18,8 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -335,3 +336,18 @@ class JobRegistry:
             jobs = list(self._jobs.values())
         for job in jobs:
             job.cancel()
+
+
+ANSWER_TIMEOUT_S = 2.0  # a page waits this long at most for a local server it only asks whether it is there
+
+
+def first_answering_backend(candidates: Sequence[BackendChoice]) -> BackendKind:
+    """The kind of the first candidate server that answers with at least one model; the embedded engine,
+    which needs no server, when none does (or when this instance is read-only and asks no server)."""
+    for choice in candidates:
+        try:
+            if list_models(replace(choice, read_timeout_s=min(choice.read_timeout_s, ANSWER_TIMEOUT_S))):
+                return choice.kind
+        except EnviroLLMError:
+            continue
+    return "embedded"

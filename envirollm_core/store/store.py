@@ -326,6 +326,14 @@ class Store:
         with self._read() as conn:
             return one(conn, "SELECT count(*) FROM runs")[0]
 
+    def energy_sources(self) -> set[str]:
+        """Where the completed runs' energy came from (`counter`, `estimate`...), over every component."""
+        with self._read() as conn:
+            rows = conn.sql(
+                "SELECT DISTINCT c.source FROM (SELECT unnest(components) AS c FROM runs WHERE status = 'ok')"
+            ).fetchall()
+        return {source for (source,) in rows}
+
     def runs(
         self,
         prompt_hash: str | None = None,

@@ -8,12 +8,15 @@ gives the same runs.
 
 from __future__ import annotations
 
+import csv
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from envirollm_core.bench.presets import get_preset
 from envirollm_core.results import ComponentEnergy, RunResult, TracePoint, prompt_hash
+from envirollm_core.store.exchange import ORIGINAL_COLUMNS
 
 # model, backend, quantization, decode tokens/s, GPU watts, quality
 CONFIGS = (
@@ -81,3 +84,42 @@ def _run(rng, batch_id, moment, model, backend, quantization, tps, gpu_w, qualit
         environment={"os_name": "Linux 6.8", "cpu_model": "AMD Ryzen 9 7950X", "server": backend},
         quality_score=min(100.0, max(0.0, quality + rng.uniform(-4, 4))), quality_method="heuristic", trace=trace,
     )
+
+
+# model, source, tokens over the whole request per second, quality: what the original EnviroLLM recorded
+ORIGINAL_CONFIGS = (("gemma3:1b", "ollama", 118.0, 75.0), ("llama3.2:3b", "ollama", 61.0, 85.0),
+                    ("gemma-3-1b", "lmstudio", 109.0, 80.0))
+ORIGINAL_PROMPT = "Explain quantum computing in simple terms."
+
+
+def original_envirollm_csv(path: Path, runs: int = 15, seed: int = 11) -> Path:
+    """A CSV as the original EnviroLLM's `export_csv` writes it: its 15 columns, csv.writer, None as an empty
+    cell, energy per token with 6 decimals, its energy an estimate (50 W base + CPU % x 2 W + GPU power), its
+    speed tokens over the whole request; and one failed run, whose figures are all empty."""
+    rng = random.Random(seed)
+    moment = datetime(2025, 10, 2, 14, 0)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(ORIGINAL_COLUMNS)
+        for index in range(runs):
+            model, source, speed_tps, quality = ORIGINAL_CONFIGS[index % len(ORIGINAL_CONFIGS)]
+            moment += timedelta(seconds=rng.uniform(20, 90))
+            row: dict[str, object] = {"ID": str(uuid.UUID(int=rng.getrandbits(128))), "Model": model,
+                                      "Timestamp": moment.isoformat(), "Source": source, "Prompt": ORIGINAL_PROMPT}
+            if index == runs - 1:
+                row["Status"] = "failed"
+            else:
+                tokens = rng.randint(250, 600)
+                duration_s = tokens / (speed_tps * rng.uniform(0.92, 1.08))
+                cpu_percent = rng.uniform(8, 30)
+                power_w = 50 + cpu_percent * 2 + rng.uniform(120, 180)
+                energy_wh = power_w * duration_s / 3600
+                row.update({
+                    "Status": "completed", "Energy (Wh)": round(energy_wh, 4),
+                    "Energy/Token (Wh)": f"{energy_wh / tokens:.6f}", "Duration (s)": round(duration_s, 2),
+                    "Speed (tok/s)": round(tokens / duration_s, 1), "Quality Score": round(quality + rng.uniform(-5, 5)),
+                    "CPU %": round(cpu_percent, 1), "Memory %": round(rng.uniform(55, 70), 1),
+                    "Power (W)": round(power_w, 1), "Response Preview": "Quantum computers use qubits, which...",
+                })
+            writer.writerow(["" if row.get(column) is None else row[column] for column in ORIGINAL_COLUMNS])
+    return path

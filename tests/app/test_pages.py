@@ -22,6 +22,7 @@ from tests.telemetry.fake_pynvml import FakeGpu
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = ("monitor.py", "benchmark.py", "results.py", "recommendations.py", "import_runs.py", "settings.py", "system.py")
+RESULT_TABS = ("Energy vs speed", "Quality vs energy (Pareto)", "Per configuration (95 % intervals)", "Trends over time")
 
 
 def page(name: str, timeout_s: float = 60) -> AppTest:
@@ -41,6 +42,18 @@ def chart_data(chart) -> pl.DataFrame:
 def chart_titles(app: AppTest) -> list[str]:
     return [spec.get("title", {}).get("text", spec.get("title")) if isinstance(spec.get("title"), dict)
             else spec.get("title") for spec in charts_of(app)]
+
+
+def chart_titles_of_every_tab(app: AppTest) -> list[str]:
+    """The titles of the result charts, each tab opened in turn (a page draws only the open tab's chart)."""
+    titles = []
+    for tab in [tab.label for tab in app.tabs if tab.label in RESULT_TABS]:
+        app.session_state["chart-tab"] = tab
+        app.run()
+        titles.append(chart_titles(app)[0])
+    app.session_state["chart-tab"] = RESULT_TABS[0]
+    app.run()
+    return titles
 
 
 def runs_table_of(app: AppTest):
@@ -177,11 +190,13 @@ def test_read_only_benchmark_page_makes_the_server_fetch_no_url(serve, isolated_
     monkeypatch.setenv("ENVIROLLM_READ_ONLY", "1")
     app = page("benchmark.py").run()
     assert not app.exception
-    assert any("asking a server for its models is not allowed" in w.value for w in app.warning)  # the core's refusal
-    assert next(t for t in app.text_input if t.label == "Server URL").disabled
-    app.radio[0].set_value("lmstudio").run()
-    assert any("asking a server for its models is not allowed" in w.value for w in app.warning)
-    assert start_button(app).disabled
+    assert app.radio[0].value == "embedded"  # a read-only page asks no server which one answers
+    for kind in ("ollama", "lmstudio"):
+        app.radio[0].set_value(kind).run()
+        assert next(t for t in app.text_input if t.label == "Server URL").disabled
+        # One warning says it once: read-only, so no server is asked (not a second one from the core's refusal).
+        assert [w.value for w in app.warning] == [app.warning[0].value] and "read-only" in app.warning[0].value
+        assert start_button(app).disabled
     assert server.requests == []  # nothing was fetched on a visitor's behalf
 
 
@@ -296,7 +311,7 @@ def test_results_groups_by_prompt_and_draws_the_four_charts(populated_store):
     assert_clean(app)
     groups = app.selectbox[0]
     assert len(groups.options) == 2 and all("24 runs, 4 models" in o for o in groups.options)
-    titles = chart_titles(app)
+    titles = chart_titles_of_every_tab(app)
     assert titles[:4] == [
         "Energy per token against decode speed (bubble size and colour: quality)",
         "Quality against energy per token, with the Pareto frontier (green)",
@@ -309,7 +324,7 @@ def test_results_groups_by_prompt_and_draws_the_four_charts(populated_store):
     assert sorted(history["n_runs"]) == [24, 24] and set(history["preset"]) == {"explanation", "code-generation"}
     assert "energy per token (mWh)" in table.columns and "decode (tokens/s)" in table.columns
     app.selectbox[1].set_value("decode_tps").run()
-    assert chart_titles(app)[2] == "Decode speed per configuration"
+    assert chart_titles_of_every_tab(app)[2] == "Decode speed per configuration"
     assert [b.label for b in app.get("download_button")] == [
         "Export this prompt's runs (CSV)", "Export this prompt's runs (Parquet)", "Export every run (CSV)"]
 
@@ -401,10 +416,11 @@ def test_import_analyses_an_upload_without_touching_the_database_until_saved(tmp
     app.file_uploader[0].upload("runs.csv", data, "text/csv").run()
     assert_clean(app)
     assert "48 runs read from runs.csv (csv); not saved." == app.success[0].value
-    assert len(charts_of(app)) == 4
+    assert len(chart_titles_of_every_tab(app)) == 4
     assert not (isolated_home / "envirollm.duckdb").exists()
     next(b for b in app.button if b.label == "Save these runs to the database").click().run()
     assert "48 runs added, 0 already stored" in app.success[-1].value
+    assert [s.value for s in app.success if "not saved" in s.value] == []  # the banner says what was saved
     assert Store().count() == 48
     next(b for b in app.button if b.label == "Save these runs to the database").click().run()
     assert "0 runs added, 48 already stored" in app.success[-1].value
@@ -424,7 +440,8 @@ def test_import_reads_parquet_and_the_original_envirollm_csv(tmp_path, isolated_
     app.file_uploader[0].upload("original.csv", original.encode(), "text/csv").run()
     assert_clean(app)
     assert "3 runs read from original.csv (original-csv)" in app.success[0].value
-    assert len(charts_of(app)) == 4
+    titles = chart_titles_of_every_tab(app)
+    assert len(titles) == 4 and "end-to-end speed" in titles[0]  # the original keeps no decode rate
 
 
 def test_import_of_a_bad_file_is_one_line_and_changes_nothing(isolated_home):

@@ -23,5 +23,6 @@ def test_system_page_starts_the_engine_and_streams_an_answer():
     assert not app.error
     answer = " ".join(m.value for m in app.markdown)
     assert answer.strip()
-    app.run()
-    assert any("Running" in s.value for s in app.success)
+    # The same visit, without leaving the page: the status and the button say that the engine runs.
+    assert any("Running" in s.value for s in app.success) and not any("Stopped" in i.value for i in app.info)
+    assert [b.label for b in app.button] == ["Ask the engine"]

@@ -1,0 +1,121 @@
+"""How long each EnviroLLM page takes to load, against Streamlit's own `streamlit hello`, side by side in one run.
+
+For each database size (built with `bench/store_queries.py`'s builder: 50 prompts, 12 models, 3 backends, 100
+samples per run), serves the app and `streamlit hello` at the same time, each with `streamlit run` on a loopback
+port, and visits them in turns (hello, then every page; again, `--repeat` times), each visit in a new browser
+context (a new Streamlit session) of headless Debian Chromium, so that the load of a shared machine falls on
+both alike. The clock runs from navigation until the page's script has finished: its last element is on screen
+and Streamlit's "running" indicator is gone. One untimed visit of each warms both servers first (imports, file
+cache). Prints one Markdown table per size: each page's median, and its ratio to hello's median.
+
+    python bench/page_speed.py                         # 1,000 and 100,000 runs, median of 3
+    python bench/page_speed.py --runs 1000 --repeat 5
+
+Target (issue 12): every page <= 1.3x `streamlit hello`, at 1,000 and at 100,000 stored runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from playwright.sync_api import Page, sync_playwright
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from results_page_render import CHROMIUM, CHROMIUM_ARGS, serve
+from store_queries import build
+
+TIMEOUT_MS = 120_000
+VIEWPORT = {"width": 1440, "height": 900}  # the issue's window
+TARGET_RATIO = 1.3
+# page title -> url path, and the text of the last element its script draws (with runs stored)
+PAGES = {
+    "Monitor": ("", "LLM servers running now"),
+    "Benchmark": ("benchmark", "Start the benchmark"),
+    "Results": ("results", "Delete this run for good"),
+    "Recommendations": ("recommendations", "times 30 days"),
+    "Import": ("import", "Export file"),
+    "Settings": ("settings", "Save the settings"),
+    "System": ("system", "Start the engine and ask"),
+}
+HELLO = ("streamlit hello", ("", "Welcome to Streamlit"))
+
+
+def load_s(page: Page, url: str, last_text: str) -> float:
+    """Seconds from navigation until `last_text` is shown and the script is no longer running."""
+    started = time.perf_counter()
+    page.goto(url)
+    page.get_by_text(last_text).first.wait_for(timeout=TIMEOUT_MS)
+    page.wait_for_function(
+        "() => !document.querySelector(\"[data-testid='stStatusWidgetRunningIcon']\")", timeout=TIMEOUT_MS
+    )
+    return time.perf_counter() - started
+
+
+def measure(app_url: str, hello_url: str, repeat: int) -> dict[str, list[float]]:
+    """`repeat` timed visits of hello and of every page, in turns, after one untimed visit of each."""
+    targets = {HELLO[0]: (hello_url, HELLO[1][1])}
+    targets |= {title: (f"{app_url}/{path}", text) for title, (path, text) in PAGES.items()}
+    timings: dict[str, list[float]] = {name: [] for name in targets}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        for round_index in range(repeat + 1):
+            for name, (url, text) in targets.items():
+                context = browser.new_context(viewport=VIEWPORT)
+                seconds = load_s(context.new_page(), url, text)
+                context.close()
+                if round_index:  # the first round only warms the servers
+                    timings[name].append(seconds)
+        browser.close()
+    return timings
+
+
+def table(n_runs: int, timings: dict[str, list[float]]) -> str:
+    hello = statistics.median(timings[HELLO[0]])
+    lines = [f"| {n_runs:,} runs stored | median load (s) | all visits (s) | ratio to `streamlit hello` |",
+             "| --- | ---: | --- | ---: |"]
+    for name, seconds in timings.items():
+        median = statistics.median(seconds)
+        verdict = "" if name == HELLO[0] else (" ok" if median / hello <= TARGET_RATIO else " **over 1.3x**")
+        lines.append(f"| {name} | {median:.2f} | {', '.join(f'{s:.2f}' for s in seconds)} "
+                     f"| {median / hello:.2f}x{verdict} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", default="1000,100000", help="database sizes in runs, comma-separated")
+    parser.add_argument("--samples-per-run", type=int, default=100)
+    parser.add_argument("--repeat", type=int, default=3, help="timed visits of each page per size (median reported)")
+    parser.add_argument("--dir", type=Path, default=None, help="keep the databases here (default: a temporary folder)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = args.dir or Path(temporary)
+        for n_runs in (int(size) for size in args.runs.split(",")):
+            home = folder / f"home-{n_runs}"
+            database = home / "envirollm.duckdb"
+            if not database.exists():  # a kept database (--dir) is reused as it is
+                home.mkdir(parents=True, exist_ok=True)
+                build_s = build(database, n_runs, args.samples_per_run)
+                print(f"built {n_runs:,} runs in {build_s:.0f} s", file=sys.stderr)
+            app, app_url = serve(home)
+            hello, hello_url = serve(home, "hello")
+            try:
+                timings = measure(app_url, hello_url, args.repeat)
+            finally:
+                for server in (app, hello):
+                    server.terminate()
+                    server.wait(timeout=30)
+            print(table(n_runs, timings) + "\n", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
