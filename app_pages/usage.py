@@ -42,8 +42,9 @@ else:
     energy_col.metric("Energy", f"{energy:.4g} Wh")
     co2_col.metric("CO2e", f"{sum(row.co2e_g or 0 for row in rows):.4g} g",
                    help=f"at {tariff.grid.g_co2_per_kwh:g} g CO2e/kWh ({tariff.grid.country})")
-    recommended_col.metric("With the recommended configurations", f"{recommended:.4g} Wh",
-                           delta=f"{recommended - energy:+.3g} Wh", delta_color="inverse")
+    recommended_col.metric("If recommended", f"{recommended:.4g} Wh",
+                           delta=f"{recommended - energy:+.3g} Wh", delta_color="inverse",
+                           help="The same requests priced at the recommended configuration of their task")
     st.dataframe(usage_frame(rows, by, tariff.currency), hide_index=True)
     st.caption("'Recommended' prices each request whose task (the routed task, else the prompt group) has a "
                "recommended configuration in your benchmarks at that configuration's energy per token; the others "

@@ -10,11 +10,10 @@ import time
 from envirollm_core.cli.common import add_json_option, db_path, emit_json, finite_float, format_number, format_table, info
 from envirollm_core.cli.results import _add_tariff, _tariff
 from envirollm_core.errors import EnviroLLMError
+from envirollm_core.proxy import DEFAULT_LISTEN
 
 
 def register(subcommands: argparse._SubParsersAction) -> None:
-    from envirollm_core.proxy.server import DEFAULT_LISTEN
-
     proxy = subcommands.add_parser(
         "proxy",
         help="meter real use: a pass-through to your LLM server that records each request's energy and tokens",

@@ -35,6 +35,7 @@ import polars as pl
 from envirollm_core import __version__
 from envirollm_core.backends.base import check_url, is_local_url, public_url
 from envirollm_core.errors import EnviroLLMError, UsageError
+from envirollm_core.proxy import DEFAULT_LISTEN
 from envirollm_core.proxy.energy import EnergyMeter, RequestEnergy, _Request
 from envirollm_core.proxy.usage import LIVE_USE
 from envirollm_core.proxy.router import AUTO_MODEL, RouteDecision, choose
@@ -42,7 +43,6 @@ from envirollm_core.proxy.wire import METERED_PATHS, RequestText, read_answer, r
 from envirollm_core.results import RunResult, prompt_hash
 
 ProxyKind = Literal["openai", "ollama"]
-DEFAULT_LISTEN = "127.0.0.1:11435"
 CLIENT_HEADER = "x-envirollm-client"
 TASK_HEADER = "x-envirollm-task"
 # Headers that describe one connection, not the message (RFC 9110 7.6.1), and ours, which end here.

@@ -199,11 +199,14 @@ def test_overlapping_requests_share_the_energy_without_counting_it_twice(serve, 
 
 def test_text_of_real_use_is_stored_nowhere_without_store_text(serve, start_proxy, store, tmp_path, proxy_logs, capfd):
     planted = "PLANTED-a9f3e1-secret-words"
+    key = "sk-PLANTEDKEY-0f9e8d"
     answer = TokenScript(tokens=[planted[:10], planted[10:]], ttft_s=0.01, tokens_per_s=100)
     upstream = serve(openai_routes([MODEL], openai_stream(MODEL, answer)))
     proxy = start_proxy(upstream.url)
     body = {"model": MODEL, "messages": [{"role": "user", "content": f"Repeat {planted}"}], "stream": True}
-    assert planted.encode()[:10] in b"".join(raw_exchange(proxy.url, body)[2])  # it did pass through
+    passed = b"".join(raw_exchange(proxy.url, body, headers={"Authorization": f"Bearer {key}"})[2])
+    assert planted.encode()[:10] in passed  # it did pass through
+    assert upstream.requests[0].headers["authorization"] == f"Bearer {key}"
     (run,) = wait_recorded(proxy, 1)
     assert run.prompt == "" and run.response == ""
     assert run.live_detail["prompt_chars"] == len(f"Repeat {planted}") and run.live_detail["response_chars"] == len(planted)
@@ -214,9 +217,10 @@ def test_text_of_real_use_is_stored_nowhere_without_store_text(serve, start_prox
         assert main(["export", "--db", str(store.path), "--format", fmt, "--output", str(exports[-1])]) == 0
     searched = [store.path, *exports, *store.path.parent.glob("*.wal")]
     for path in searched:
-        assert planted.encode() not in path.read_bytes(), path
+        assert planted.encode() not in path.read_bytes() and key.encode() not in path.read_bytes(), path
     out, err = capfd.readouterr()
-    assert planted not in out + err + "\n".join(proxy_logs)
+    for secret in (planted, key):
+        assert secret not in out + err + "\n".join(proxy_logs)
     assert proxy_logs  # the log does have a line for the request
 
 
@@ -249,3 +253,17 @@ def test_openai_chunk_helper_matches_what_the_parser_reads():
     data = b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]\n\n"
     metrics = read_answer("/v1/completions", "", 0.0, [(0.5, data)], 0.6)
     assert (metrics.response, metrics.finish_reason, metrics.error, metrics.ttft_s) == ("hi", "stop", None, 0.5)
+
+
+def test_ollama_generate_answers_are_read_streamed_and_whole():
+    from envirollm_core.proxy.wire import read_answer
+
+    lines = [{"model": "m", "response": "Hel", "done": False}, {"model": "m", "response": "lo", "done": False},
+             {"model": "m", "response": "", "done": True, "done_reason": "stop", "eval_count": 2, "prompt_eval_count": 3}]
+    chunks = [(0.1 * (i + 1), json.dumps(line).encode() + b"\n") for i, line in enumerate(lines)]
+    streamed = read_answer("/api/generate", "", 0.0, chunks, 0.35)
+    assert (streamed.response, streamed.completion_tokens, streamed.finish_reason, streamed.error) == ("Hello", 2, "stop", None)
+    assert streamed.ttft_s == pytest.approx(0.1) and streamed.decode_tps == pytest.approx(10.0)
+    whole = {"model": "m", "response": "Hello", "done": True, "done_reason": "length", "eval_count": 2}
+    answer = read_answer("/api/generate", "", 0.0, [(0.3, json.dumps(whole).encode())], 0.3)
+    assert (answer.response, answer.finish_reason, answer.decode_tps) == ("Hello", "length", None)

@@ -31,7 +31,8 @@ def _version_1_file(path, runs) -> None:
 def test_a_version_1_file_migrates_and_keeps_every_run(tmp_path, make_run):
     path = tmp_path / "old.duckdb"
     other_machine = {"cpu_model": "Other CPU", "ram_total_gb": 8.0}
-    runs = [make_run(), make_run(), make_run(environment=other_machine)]
+    v1 = {"source": None, "client": None, "live_detail": {}}  # fields that later migrations added
+    runs = [make_run(**v1), make_run(**v1), make_run(environment=other_machine, **v1)]
     for run in runs:  # version 1 is written here with only three trace columns
         run.trace[:] = [type(point)(t_s=point.t_s, cpu_percent=point.cpu_percent, gpu_power_w=point.gpu_power_w)
                         for point in run.trace]
