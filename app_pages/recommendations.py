@@ -1,5 +1,7 @@
 """What fits this machine, which configuration to pick per prompt or task, and what a month of use would cost."""
 
+from pathlib import Path
+
 import streamlit as st
 
 from envirollm_core.analysis import hardware_fit, make_tariff, recommend
@@ -17,6 +19,14 @@ from envirollm_core.views import (
     picks_frame,
     plain,
 )
+
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def energy_sources(db_path: str) -> set[str]:
+    """Where the stored energy figures came from; read once a minute at most (a scan of every run's components)."""
+    return Store(Path(db_path)).energy_sources()
+
 
 PLACEMENT_TITLES = {"gpu": "Largest on the GPU alone", "gpu+cpu": "Largest split GPU + CPU", "cpu": "Largest on the CPU"}
 
@@ -105,5 +115,5 @@ if chosen is not None:
     )
     st.dataframe(table, hide_index=True, placeholder="",
                  column_config={name: st.column_config.NumberColumn(format="%.3f") for name in table.columns[2:]})
-    st.caption(f"{energy_caption(store.energy_sources())} of each configuration on this prompt or task, "
+    st.caption(f"{energy_caption(energy_sources(str(store.path)))} of each configuration on this prompt or task, "
                "times your usage, times 30 days.")

@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
 from envirollm_core.backends.quantization import resolve_quantization
@@ -345,9 +347,24 @@ def first_answering_backend(candidates: Sequence[BackendChoice]) -> BackendKind:
     """The kind of the first candidate server that answers with at least one model; the embedded engine,
     which needs no server, when none does (or when this instance is read-only and asks no server)."""
     for choice in candidates:
+        if not _port_open(choice.url):
+            continue  # the usual case (no such server here), told in a millisecond without building a client
         try:
             if list_models(replace(choice, read_timeout_s=min(choice.read_timeout_s, ANSWER_TIMEOUT_S))):
                 return choice.kind
         except EnviroLLMError:
             continue
     return "embedded"
+
+
+def _port_open(url: str | None) -> bool:
+    """Whether something accepts connections at the URL's host and port (True when the URL names none)."""
+    parsed = urlsplit(url or "")
+    if not parsed.hostname:
+        return True
+    try:
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        with socket.create_connection((parsed.hostname, port), timeout=ANSWER_TIMEOUT_S):
+            return True
+    except (OSError, ValueError):
+        return False
