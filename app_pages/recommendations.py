@@ -58,15 +58,19 @@ except EnviroLLMError as exc:
 if frame.is_empty():
     st.info("No runs stored yet: benchmark a few models (Benchmark page) and their picks appear here.")
     st.stop()
-group_col, floor_col = st.columns(2)
+group_col, floor_col, machines_col = st.columns(3)
 by = group_col.radio("Compare within each", ["prompt_hash", "preset"], horizontal=True,
                      format_func={"prompt_hash": "prompt", "preset": "task (preset)"}.get)
 quality_floor = floor_col.slider("Quality floor for the most efficient pick", 0, 100, int(QUALITY_FLOOR))
-recommendations = recommend(frame, by=by, quality_floor=quality_floor)
+across_machines = machines_col.toggle(
+    "Compare across machines", value=False,
+    help="Off: each machine's configurations are picked among apart (a laptop's runs never beside a workstation's).")
+recommendations = recommend(frame, by=by, quality_floor=quality_floor, across_machines=across_machines)
 if not recommendations:
     st.info("No completed run to recommend from" + (" (no run has a task preset)." if by == "preset" else "."))
 for index, group in enumerate(recommendations):
-    with st.expander(plain(f"{group.label} · {group.n_configs} configurations"), expanded=index == 0):
+    with st.expander(plain(f"{group.label} · on {group.measured_on} · {group.n_configs} configurations"),
+                     expanded=index == 0):
         st.dataframe(picks_frame(group), hide_index=True)
         if group.pareto:
             st.caption(plain("Pareto frontier (nothing else is both better and cheaper): "
@@ -89,7 +93,7 @@ except EnviroLLMError as exc:
 price = (f"{tariff.price_per_kwh:g} {tariff.currency}/kWh" if tariff.price_per_kwh is not None
          else "no electricity price set (Settings)")
 st.caption(f"Grid: {tariff.grid.country}, {tariff.grid.g_co2_per_kwh:.0f} g CO2e/kWh ({tariff.grid.source}); {price}.")
-labels = {group.group: group.label for group in recommendations}
+labels = {group.group: group.label for group in recommendations}  # the month table spans machines, each labelled
 chosen = st.selectbox("For the configurations measured on", list(labels), format_func=labels.get)
 usage_col, amount_col = st.columns(2)
 usage = usage_col.radio("Usage", ["tokens", "requests"], horizontal=True,

@@ -33,7 +33,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
     compare = subcommands.add_parser(
         "compare", help="compare configurations per prompt (mean, std, 95%% interval) and find regressions",
-        description="Per prompt and configuration (model, backend, quantization): runs, mean energy, tokens, "
+        description="Per prompt and configuration (model, backend, quantization, machine, max tokens, temperature): "
+                    "runs, mean energy, tokens, "
                     "decode tokens/s and energy per token with 95 % t-intervals, TTFT and quality. Then each "
                     "configuration's latest batch against the one before it (or --baseline/--latest), with "
                     "Welch's t-test (Holm-adjusted); a significant change for the worse is a regression.",
@@ -45,6 +46,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     compare.add_argument("--min-change", type=finite_float, default=0.05, metavar="FRACTION",
                          help="smallest change that counts, as a fraction of the baseline (default 0.05)")
     compare.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a regression is found (for CI)")
+    _add_across_machines(compare)
     _common(compare, run_compare)
 
     recommend = subcommands.add_parser(
@@ -59,6 +61,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     recommend.add_argument("--quality-floor", type=finite_float, default=70.0, metavar="Q",
                            help="quality the most efficient pick must reach, 0-100 (default 70)")
     _add_tariff(recommend)
+    _add_across_machines(recommend)
     usage = recommend.add_mutually_exclusive_group()
     usage.add_argument("--tokens-per-day", type=finite_float, default=None, metavar="N", help="projected usage: generated tokens a day")
     usage.add_argument("--requests-per-day", type=finite_float, default=None, metavar="N", help="projected usage: requests a day")
@@ -128,6 +131,11 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="only runs of this model")
 
 
+def _add_across_machines(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--across-machines", action="store_true",
+                        help="put the configurations of different machines side by side (default: each machine apart)")
+
+
 def _add_tariff(parser: argparse.ArgumentParser) -> None:
     grid = parser.add_mutually_exclusive_group()
     grid.add_argument("--country", default=None, metavar="CODE",
@@ -160,7 +168,9 @@ def _with_ci(mean: float | None, low: float | None, high: float | None, digits: 
 
 
 def _config_label(row: dict[str, Any]) -> list[str]:
-    return [row["model"], row["backend"], row["quantization"] or "-"]
+    from envirollm_core.analysis.configuration import config_label
+
+    return [config_label(row)]
 
 
 def _jsonable(frame: pl.DataFrame) -> list[dict[str, Any]]:
@@ -213,20 +223,26 @@ def run_compare(args: argparse.Namespace) -> int:
     elif stats.height == 0:
         info(f"no stored runs to compare in {db_path(args)}")
     else:
-        _print_compare(stats, changes)
+        _print_compare(stats, changes, args.across_machines)
     if found:
         info(f"{len(found)} regression(s) found")
     return 1 if found and args.fail_on_regression else 0
 
 
-def _print_compare(stats: pl.DataFrame, changes: list[Any]) -> None:
-    columns = ["model", "backend", "quant", "n", "fail", "Wh", "tokens", "tok/s (95% CI)", "TTFT s", "mWh/tok (95% CI)",
+def _print_compare(stats: pl.DataFrame, changes: list[Any], across_machines: bool) -> None:
+    from envirollm_core.machines import machine_label
+
+    columns = ["configuration", "n", "fail", "Wh", "tokens", "tok/s (95% CI)", "TTFT s", "mWh/tok (95% CI)",
                "quality"]
-    for (prompt,), group in stats.group_by("prompt_hash", maintain_order=True):
+    keys = ["prompt_hash"] if across_machines else ["prompt_hash", "machine"]
+    for group_key, group in stats.group_by(keys, maintain_order=True):
+        prompt = group_key[0]
         first = group.row(0, named=True)
         label = first.get("preset") or ""
         preview = first.get("prompt_preview") or ""
-        sys.stdout.write(f"\nprompt {prompt}{f' ({label})' if label else ''}: {preview}\n")
+        machines = group["machine"].unique().to_list()
+        where = (f"across {len(machines)} machines" if len(machines) > 1 else machine_label(machines[0]))
+        sys.stdout.write(f"\nprompt {prompt}{f' ({label})' if label else ''} on {where}: {preview}\n")
         rows = [
             [*_config_label(row), str(row["n_runs"]), str(row["n_failed"]), format_number(row["energy_wh_mean"], ".4f"),
              format_number(row["completion_tokens_mean"], ".0f"),
@@ -238,7 +254,8 @@ def _print_compare(stats: pl.DataFrame, changes: list[Any]) -> None:
             for row in group.sort("energy_per_token_wh_mean", nulls_last=True).iter_rows(named=True)
         ]
         print(format_table(columns, rows))
-    judged = [c for c in changes if c.verdict in ("regression", "improvement")]
+    # Untested changes are shown too, with why they were not tested (too few runs, no spread).
+    judged = [c for c in changes if c.verdict != "no significant change" and c.change_fraction is not None]
     if not changes:
         sys.stdout.write("\nno configuration has two batches on one prompt yet: nothing to compare over time\n")
         return
@@ -246,11 +263,10 @@ def _print_compare(stats: pl.DataFrame, changes: list[Any]) -> None:
                      f"{sum(c.verdict == 'regression' for c in changes)} regression(s), "
                      f"{sum(c.verdict == 'improvement' for c in changes)} improvement(s)\n")
     if judged:
-        columns = ["verdict", "model", "backend", "quant", "prompt", "metric", "baseline", "latest", "change",
-                   "p (Holm)"]
+        columns = ["verdict", "configuration", "prompt", "metric", "baseline", "latest", "change", "p (Holm)"]
         rows = [
-            [c.verdict, c.model, c.backend, c.quantization or "-", c.prompt_hash[:8], c.metric,
-             f"{c.baseline_mean:.4g}", f"{c.latest_mean:.4g}", f"{c.change_fraction:+.1%}", f"{c.p_adjusted:.2g}"]
+            [c.verdict, c.label, c.prompt_hash[:8], c.metric, f"{c.baseline_mean:.4g}", f"{c.latest_mean:.4g}",
+             f"{c.change_fraction:+.1%}", "-" if c.p_adjusted is None else f"{c.p_adjusted:.2g}"]
             for c in judged
         ]
         print(format_table(columns, rows))
@@ -282,7 +298,7 @@ def run_recommend(args: argparse.Namespace) -> int:
     tariff = _tariff(args)
     by = "preset" if args.by == "preset" else "prompt_hash"
     frame = _store(args).runs_frame(prompt_hash=args.prompt_hash, columns=ANALYSIS_COLUMNS)
-    groups = recommend(frame, by=by, quality_floor=args.quality_floor)
+    groups = recommend(frame, by=by, quality_floor=args.quality_floor, across_machines=args.across_machines)
 
     def costs(config: Any) -> dict[str, Any]:
         thousand = None if config.energy_per_token_wh is None else per_thousand_tokens(config.energy_per_token_wh, tariff)
@@ -306,7 +322,7 @@ def run_recommend(args: argparse.Namespace) -> int:
         info(f"no completed runs to recommend from in {db_path(args)}")
         return 0
     money = f" {tariff.currency}" if tariff.currency else ""
-    columns = ["pick", "model", "backend", "quant", "n", "mWh/tok", "tok/s", "quality", "CO2 g/1k tok"]
+    columns = ["pick", "configuration", "n", "mWh/tok", "tok/s", "quality", "CO2 g/1k tok"]
     if tariff.price_per_kwh is not None:
         columns.append(f"cost{money}/1k tok")
     projected = args.tokens_per_day is not None or args.requests_per_day is not None
@@ -314,11 +330,11 @@ def run_recommend(args: argparse.Namespace) -> int:
         columns += ["month kWh", "month kg CO2"] + ([f"month cost{money}"] if tariff.price_per_kwh is not None else [])
     for group in groups:
         sys.stdout.write(f"\n{'task' if by == 'preset' else 'prompt'} {group.group}: {group.label}"
-                         f" ({group.n_configs} configuration(s))\n")
+                         f" on {group.measured_on} ({group.n_configs} configuration(s))\n")
         rows = []
         for pick in group.picks:
             config, cost = pick.config, costs(pick.config)
-            row = [PICK_TITLES[pick.kind], config.model, config.backend, config.quantization or "-", str(config.n_runs),
+            row = [PICK_TITLES[pick.kind], config.label, str(config.n_runs),
                    _mwh(config.energy_per_token_wh), format_number(config.decode_tps, ".1f"),
                    format_number(config.quality_score, ".0f")]
             thousand, month = cost["per_1k_tokens"], cost["per_month"]

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from envirollm_core.errors import UsageError
+from envirollm_core.machines import SOURCE_FILE_KEY
 from envirollm_core.results import ComponentEnergy, RunResult, TracePoint, prompt_hash
 from envirollm_core.store.codec import (
     COMPONENT_SOURCES,
@@ -597,7 +598,8 @@ def _original_run(record: _Record, name: str, batch_id: str) -> RunResult:
     quality_score = number("Quality Score")
     memory_percent = number("Memory %")
     speed_tps = number("Speed (tok/s)")
-    environment: dict[str, Any] = {"source_format": ORIGINAL_FORMAT_TAG}
+    # No machine description: the file names the "unknown machine" its runs were measured on (machines.py).
+    environment: dict[str, Any] = {"source_format": ORIGINAL_FORMAT_TAG, SOURCE_FILE_KEY: name}
     if memory_percent is not None:
         environment["memory_percent"] = memory_percent
     if speed_tps is not None:  # tokens over the whole request, TTFT included: not a decode rate

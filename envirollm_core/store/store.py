@@ -20,6 +20,7 @@ import duckdb
 import polars as pl
 
 from envirollm_core.errors import UsageError
+from envirollm_core.machines import UNKNOWN_MACHINE, machine_key
 from envirollm_core.paths import default_db_path
 from envirollm_core.results import RunResult, TracePoint
 from envirollm_core.settings import ensure_writable, read_only_mode
@@ -45,6 +46,8 @@ FRAME_COLUMNS: tuple[str, ...] = tuple(
     if name not in ("prompt", "response", "components", "quality_detail")
 )
 FRAME_EXTRAS: tuple[str, ...] = ("prompt", "response", "components", "quality_detail", "environment")
+# Derived from the run's stored environment (`machines.machine_key`): part of every configuration.
+MACHINE_COLUMN = "machine"
 
 
 def _frame(conn: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
@@ -54,10 +57,21 @@ def _frame(conn: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None =
 
 def runs_to_frame(runs: Sequence[RunResult]) -> pl.DataFrame:
     """Runs that are not stored (an uploaded file) as the frame `Store.runs_frame()` gives, newest first."""
-    frame = encode_runs(runs).runs
-    return frame.select(
-        *FRAME_COLUMNS, pl.col("prompt").str.slice(0, PREVIEW_CHARS).alias("prompt_preview")
+    encoded = encode_runs(runs)
+    return _with_machine(
+        encoded.runs.select(*FRAME_COLUMNS, pl.col("prompt").str.slice(0, PREVIEW_CHARS).alias("prompt_preview")),
+        encoded.environments.select("id", "environment"),
     ).sort("created_at", descending=True, maintain_order=True)
+
+
+def _with_machine(frame: pl.DataFrame, environments: pl.DataFrame, *, keep_environment_id: bool = True) -> pl.DataFrame:
+    """The frame with a `machine` column, the fingerprint of each run's environment (through `environment_id`):
+    environments are few, so each is read once, not once per run."""
+    keys = {row["id"]: machine_key(row["environment"]) for row in environments.iter_rows(named=True)}
+    machine = pl.col("environment_id").replace_strict(keys, default=UNKNOWN_MACHINE, return_dtype=pl.String)
+    frame = frame.with_columns(machine.alias(MACHINE_COLUMN))
+    return frame if keep_environment_id else frame.drop("environment_id")
+
 
 
 class Store:
@@ -341,8 +355,8 @@ class Store:
         """One row per run, newest first, for analysis and pages: by default every scalar field and
         `prompt_preview` (the prompt's first characters); `columns` narrows that (fewer columns read is
         faster on a big database), `extra` adds any of `FRAME_EXTRAS`. `created_at` is naive UTC."""
-        chosen = [*(FRAME_COLUMNS + ("prompt_preview",) if columns is None else columns), *extra]
-        allowed = {*FRAME_COLUMNS, "prompt_preview", *FRAME_EXTRAS}
+        chosen = [*(FRAME_COLUMNS + ("prompt_preview", MACHINE_COLUMN) if columns is None else columns), *extra]
+        allowed = {*FRAME_COLUMNS, "prompt_preview", MACHINE_COLUMN, *FRAME_EXTRAS}
         unknown = sorted(set(chosen) - allowed)
         if unknown:
             raise UsageError(f"unknown column(s) {', '.join(unknown)} for a runs frame")
@@ -350,16 +364,25 @@ class Store:
             "prompt_preview": f"substr(r.prompt, 1, {PREVIEW_CHARS}) AS prompt_preview",
             "environment": "e.environment",
         }
-        selected = ", ".join(expressions.get(name, f"r.{name}") for name in dict.fromkeys(chosen))
+        wants_machine = MACHINE_COLUMN in chosen
+        queried = [name for name in dict.fromkeys(chosen) if name != MACHINE_COLUMN]
+        extra_id = wants_machine and "environment_id" not in queried
+        if extra_id:
+            queried.append("environment_id")
+        selected = ", ".join(expressions.get(name, f"r.{name}") for name in queried)
         join = " LEFT JOIN environments e ON e.id = r.environment_id" if "environment" in chosen else ""
         where, params = self._filters(prompt_hash, model, batch_id)
         with self._read() as conn:
-            return _frame(
+            frame = _frame(
                 conn,
                 f"SELECT {selected} FROM runs r{join}{where}"
                 f" ORDER BY r.created_at DESC, r.run_seq DESC{self._limit(limit)}",
                 params,
             )
+            if wants_machine:
+                environments = _frame(conn, "SELECT id, environment FROM environments")
+                frame = _with_machine(frame, environments, keep_environment_id=not extra_id)
+        return frame.select(list(dict.fromkeys(chosen))) if wants_machine else frame
 
     def trace(self, run_id: str) -> list[TracePoint]:
         """A run's samples in time order."""
