@@ -30,6 +30,7 @@ from envirollm_core.analysis.stats import CONFIG_KEYS
 from envirollm_core.charts import config_label
 from envirollm_core.results import RunResult
 from envirollm_core.store import Store
+from envirollm_core.store.store import with_short_ids
 from envirollm_core.store.exchange import ExportFormat
 from envirollm_core.telemetry.processes import LlmServer
 from envirollm_core.telemetry.sampler import ComponentInfo, Sample
@@ -146,7 +147,10 @@ TABLE_FORMATS: dict[str, str] = {
 
 
 def runs_table(frame: pl.DataFrame) -> pl.DataFrame:
-    """A runs frame (`Store.runs_frame` or `runs_to_frame`) as pages show it: units in the headers."""
+    """A runs frame (`Store.runs_frame` or `runs_to_frame`) as pages show it: units in the headers, each run
+    named by its shortest unique id (`Store.with_short_ids`; else unique within the frame)."""
+    if "short_id" not in frame.columns:
+        frame = with_short_ids(frame)
     shown: dict[str, pl.Expr] = {
         "time (UTC)": pl.col("created_at"),
         "model": pl.col("model"),
@@ -166,7 +170,7 @@ def runs_table(frame: pl.DataFrame) -> pl.DataFrame:
         "quality by": pl.col("quality_method"),
         "notes": pl.col("notes"),
         "error": pl.col("error"),
-        "run id": pl.col("id"),
+        "run id": pl.col("short_id"),
     }
     return frame.select(expression.alias(name) for name, expression in shown.items())
 

@@ -24,7 +24,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     listing = subcommands.add_parser(
         "list", help="list stored runs, newest first",
         description="List stored runs, newest first: when, model, backend, quantization, task, status, tokens, "
-                    "TTFT, decode tokens/s, energy and quality. Ids are shortened; any unique prefix works elsewhere.",
+                    "TTFT, decode tokens/s, energy and quality. Ids are shortened to the shortest prefix unique in the "
+                    "database (at least 8 characters, as git does); any unique prefix works elsewhere.",
     )
     _add_filters(listing)
     listing.add_argument("--batch", default=None, metavar="ID", help="only this batch")
@@ -184,9 +185,10 @@ def _jsonable(frame: pl.DataFrame) -> list[dict[str, Any]]:
 def run_list(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise UsageError(f"--limit must be 0 or more, not {args.limit}")
-    frame = _store(args).runs_frame(
+    store = _store(args)
+    frame = store.with_short_ids(store.runs_frame(
         prompt_hash=args.prompt_hash, model=args.model, batch_id=args.batch, limit=args.limit or None
-    )
+    ))
     if args.json:
         emit_json(_jsonable(frame))
         return 0
@@ -196,7 +198,7 @@ def run_list(args: argparse.Namespace) -> int:
     columns = ["id", "when (UTC)", "model", "backend", "quant", "task", "status", "tokens", "TTFT s", "tok/s", "Wh",
                "mWh/tok", "quality", "note"]
     rows = [
-        [row["id"][:8], row["created_at"].strftime("%Y-%m-%d %H:%M"), row["model"], row["backend"],
+        [row["short_id"], row["created_at"].strftime("%Y-%m-%d %H:%M"), row["model"], row["backend"],
          row["quantization"] or "-", row["preset"] or (row["prompt_preview"] or "")[:24], row["status"],
          "-" if row["completion_tokens"] is None else str(row["completion_tokens"]), format_number(row["ttft_s"], ".3f"),
          format_number(row["decode_tps"], ".1f"), format_number(row["energy_wh"], ".4f"), _mwh(row["energy_per_token_wh"]),

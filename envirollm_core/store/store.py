@@ -64,6 +64,40 @@ def runs_to_frame(runs: Sequence[RunResult]) -> pl.DataFrame:
     ).sort("created_at", descending=True, maintain_order=True)
 
 
+SHORT_ID_MIN_CHARS = 8
+
+
+def shortest_unique_prefixes(ids: Sequence[str], among: Sequence[str], minimum: int = SHORT_ID_MIN_CHARS) -> list[str]:
+    """Each of `ids` cut to its shortest prefix (at least `minimum` characters) that no other id of `among`
+    starts with, as git shortens hashes: imported runs whose UUIDs differ only at the end stay nameable."""
+    ordered = sorted(set(among) | set(ids))
+    position = {run_id: index for index, run_id in enumerate(ordered)}
+
+    def common(a: str, b: str) -> int:
+        length = 0
+        for x, y in zip(a, b):
+            if x != y:
+                break
+            length += 1
+        return length
+
+    shortened = []
+    for run_id in ids:
+        index = position[run_id]
+        neighbours = ordered[max(0, index - 1):index] + ordered[index + 1:index + 2]
+        needed = max((common(run_id, other) + 1 for other in neighbours), default=0)
+        shortened.append(run_id[:max(minimum, needed)])
+    return shortened
+
+
+def with_short_ids(frame: pl.DataFrame, among: Sequence[str] | None = None) -> pl.DataFrame:
+    """The frame with `short_id` beside its `id` (unique among `among`, by default the frame's own ids)."""
+    ids = frame["id"].to_list()
+    return frame.with_columns(
+        pl.Series("short_id", shortest_unique_prefixes(ids, ids if among is None else among), dtype=pl.String)
+    )
+
+
 def _with_machine(frame: pl.DataFrame, environments: pl.DataFrame, *, keep_environment_id: bool = True) -> pl.DataFrame:
     """The frame with a `machine` column, the fingerprint of each run's environment (through `environment_id`):
     environments are few, so each is read once, not once per run."""
@@ -427,6 +461,12 @@ class Store:
                            count(DISTINCT model) AS n_models, max(created_at) AS last_run_at
                     FROM runs GROUP BY prompt_hash ORDER BY last_run_at DESC""",
             )
+
+    def with_short_ids(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """A runs frame with `short_id`: each id's shortest prefix unique in the whole database (>= 8 chars)."""
+        with self._read() as conn:
+            stored = [row[0] for row in conn.execute("SELECT id FROM runs").fetchall()]
+        return with_short_ids(frame, stored)
 
     def environment(self, environment_id: str) -> dict[str, Any]:
         with self._read() as conn:

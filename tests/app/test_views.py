@@ -81,9 +81,8 @@ def test_plain_shows_markdown_and_html_as_typed():
 def test_runs_table_puts_units_in_headers_and_converts_them():
     runs = realistic_runs(batches=1)
     table = runs_table(runs_to_frame(runs))
-    by_id = {run.id: run for run in runs}
     row = table.row(0, named=True)
-    run = by_id[row["run id"]]
+    (run,) = [run for run in runs if run.id.startswith(row["run id"])]  # the id's shortest unique prefix
     assert row["energy per token (mWh)"] == pytest.approx(run.energy_per_token_wh * 1000)
     assert row["#"] == run.repeat_index + 1
     assert {"TTFT (s)", "decode (tokens/s)", "energy (Wh)", "avg power (W)", "quality (0-100)"} <= set(table.columns)
