@@ -4,10 +4,12 @@ import json
 import uuid
 from datetime import timedelta
 
+import pytest
+
 from envirollm_core.analysis.stats import ANALYSIS_COLUMNS
 from envirollm_core.cli import main
 from envirollm_core.machines import UNKNOWN_MACHINE, machine_key
-from envirollm_core.store import Store
+from envirollm_core.store import BadFileError, Store
 from envirollm_core.store.store import shortest_unique_prefixes
 
 from .test_exchange import original_csv, original_rows
@@ -101,3 +103,42 @@ def test_imported_original_runs_are_an_unknown_machine_of_their_file_and_fastest
     assert set(frame["machine"]) == {"unknown machine (laptop_export.csv)"}
     code, out, _ = cli(capsys, "recommend", "--db", str(path))
     assert code == 0 and "no fastest pick" in out and "decode" in out
+
+
+# -- bad numbers refused at the door -----------------------------------------------------------------
+
+
+def test_a_negative_energy_in_an_original_csv_is_refused_with_row_and_column(tmp_path, capsys):
+    path = tmp_path / "neg.duckdb"
+    rows = original_rows()
+    rows[1]["Energy (Wh)"] = -0.41
+    code, _, err = cli(capsys, "import", "--db", str(path), str(original_csv(tmp_path / "bad.csv", rows)))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "row 2" in err and "'Energy (Wh)'" in err and "negative" in err
+    assert Store(path).count() == 0
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "json"])
+@pytest.mark.parametrize("field", ["completion_tokens", "decode_tps", "ram_used_mb_peak", "energy_per_token_wh"])
+def test_negative_values_are_refused_in_every_format_but_net_energy_may_be_negative(tmp_path, make_run, fmt, field):
+    source = Store(tmp_path / "source.duckdb")
+    good, bad = make_run(energy_net_wh=-0.02), make_run()
+    setattr(bad, field, -3 if field == "completion_tokens" else -0.5)
+    source.add_runs([good, bad])  # the store keeps what it is given; the import is the door
+    exported = tmp_path / f"runs.{fmt}"
+    source.export(exported, fmt)
+    target = Store(tmp_path / "target.duckdb")
+    with pytest.raises(BadFileError, match=rf"row 2( \(line \d+\))?, column '{field}': -.* is negative"):
+        target.import_file(exported)
+    assert target.count() == 0
+    source.delete_run(bad.id)
+    source.export(exported, fmt)
+    assert target.import_file(exported).added == 1  # a negative net energy is a difference, not an error
+    assert target.run(good.id).energy_net_wh == pytest.approx(-0.02)
+
+
+def test_non_finite_numbers_are_refused_in_an_original_csv(tmp_path):
+    rows = original_rows()
+    rows[0]["Power (W)"] = "inf"
+    with pytest.raises(BadFileError, match=r"row 1 \(line 2\), column 'Power \(W\)': 'inf' is not a finite number"):
+        Store(tmp_path / "x.duckdb").import_file(original_csv(tmp_path / "inf.csv", rows))
