@@ -79,6 +79,11 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     fit.add_argument("--context", type=int, default=4096, metavar="TOKENS", help="context length (default 4096)")
     fit.add_argument("--quant", default="Q4_K_M,Q5_K_M,Q8_0,F16", help="quantizations, comma-separated")
     fit.add_argument("--all", action="store_true", help="also list what does not fit")
+    fit.add_argument("--min-tps", type=finite_float, default=5.0, metavar="N",
+                     help="slowest estimated decode rate that counts as usable, tokens/s (default 5)")
+    fit.add_argument("--probe", action="store_true",
+                     help="measure this machine's memory bandwidth again (it is measured once and stored)")
+    add_db_option(fit)
     add_json_option(fit)
     fit.set_defaults(handler=run_fit)
 
@@ -364,8 +369,18 @@ def run_recommend(args: argparse.Namespace) -> int:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from envirollm_core.analysis.hardware import detected_memory_gb, hardware_fit, largest_fits
+    from envirollm_core.analysis.hardware import detected_memory_gb, hardware_fit, largest_fits, usable
+    from envirollm_core.analysis.speed import (
+        check_against_runs,
+        fit_verdict,
+        memory_bandwidth,
+        this_gpu_bandwidth_gbps,
+        with_speeds,
+    )
+    from envirollm_core.figures import format_figure
 
+    if args.min_tps < 0:
+        raise UsageError(f"--min-tps must be 0 or more, not {args.min_tps:g}")
     ram_gb, vram_gb = args.ram_gb, args.vram_gb
     if ram_gb is None or vram_gb is None:
         detected_ram_gb, detected_vram_gb = detected_memory_gb()
@@ -374,20 +389,40 @@ def run_fit(args: argparse.Namespace) -> int:
     quantizations = tuple(q.strip() for q in args.quant.split(",") if q.strip())
     if not quantizations:
         raise UsageError("--quant needs at least one quantization, e.g. Q4_K_M")
-    estimates = hardware_fit(ram_gb, vram_gb, context_tokens=args.context, quantizations=quantizations)
-    shown = estimates if args.all else [e for e in estimates if e.placement != "does not fit"]
+    probe = memory_bandwidth(refresh=args.probe)
+    gpu_gbps = this_gpu_bandwidth_gbps() if vram_gb else None
+    estimates = with_speeds(hardware_fit(ram_gb, vram_gb, context_tokens=args.context, quantizations=quantizations),
+                            ram_gbps=probe.gbps, gpu_gbps=gpu_gbps, vram_gb=vram_gb)
+    checks = check_against_runs(
+        _store(args).runs_frame(columns=["model", "quantization", "machine", "status", "decode_tps"]),
+        ram_gbps=probe.gbps, gpu_gbps=gpu_gbps, ram_gb=ram_gb, vram_gb=vram_gb, context_tokens=args.context,
+    )
+    # Usable first (fastest first), then what fits but crawls, then (with --all) what does not fit.
+    ranked = sorted(estimates, key=lambda e: (not usable(e, args.min_tps), e.placement == "does not fit",
+                                              -(e.decode_tps or 0.0), e.total_gb))
+    shown = ranked if args.all else [e for e in ranked if e.placement != "does not fit"]
     if args.json:
-        emit_json({"ram_gb": ram_gb, "vram_gb": vram_gb, "context_tokens": args.context,
-                   "estimates": [dataclasses.asdict(e) for e in shown]})
+        emit_json({"ram_gb": ram_gb, "vram_gb": vram_gb, "context_tokens": args.context, "min_tps": args.min_tps,
+                   "memory_bandwidth": dataclasses.asdict(probe), "gpu_bandwidth_gbps": gpu_gbps,
+                   "estimates": [{**dataclasses.asdict(e), "usable": usable(e, args.min_tps),
+                                  "verdict": fit_verdict(e, args.min_tps)} for e in shown],
+                   "checks": [{**dataclasses.asdict(c), "ratio": c.ratio} for c in checks]})
         return 0
-    columns = ["model", "ollama", "quant", "weights GB", "KV GB", "total GB", "runs on"]
-    rows = [[e.model, e.ollama_tag, e.quantization, f"{e.weights_gb:.2f}", f"{e.kv_cache_gb:.2f}", f"{e.total_gb:.2f}",
-             e.placement] for e in shown]
+    columns = ["model", "ollama", "quant", "weights GB", "KV GB", "total GB", "runs on", "verdict"]
+    rows = [[e.model, e.ollama_tag, e.quantization, format_figure(e.weights_gb, "GB"), format_figure(e.kv_cache_gb, "GB"),
+             format_figure(e.total_gb, "GB"), e.placement, fit_verdict(e, args.min_tps)] for e in shown]
     print(format_table(columns, rows) if rows else "nothing in the catalog fits")
-    for place, estimate in largest_fits(estimates).items():
-        info(f"largest on {place}: {estimate.model} {estimate.quantization} ({estimate.total_gb:.1f} GB)")
-    info(f"for {ram_gb:.1f} GB RAM and {vram_gb:.1f} GB VRAM at {args.context} tokens of context; "
-         "estimates, not measurements (see envirollm_core/analysis/hardware.py)")
+    for place, estimate in largest_fits(estimates, args.min_tps).items():
+        info(f"largest usable on {place}: {estimate.model} {estimate.quantization} "
+             f"({format_figure(estimate.total_gb, 'GB')} GB): {fit_verdict(estimate, args.min_tps)}")
+    for check in checks:
+        info(f"check: {check.model} {check.quantization} measured {format_figure(check.measured_tps, 'tokens/s')} "
+             f"tokens/s over {check.runs} run(s) here, estimated {format_figure(check.estimated_tps, 'tokens/s')}: "
+             f"measured/estimated {format_figure(check.ratio)}")
+    info(f"for {format_figure(ram_gb, 'GB')} GB RAM and {format_figure(vram_gb, 'GB')} GB VRAM at {args.context} tokens "
+         f"of context; memory bandwidth {format_figure(probe.gbps, 'GB/s')} GB/s measured {probe.measured_at}"
+         + (f", GPU {format_figure(gpu_gbps, 'GB/s')} GB/s (table)" if gpu_gbps else "")
+         + f"; usable = at least {args.min_tps:g} tokens/s; estimates, not measurements (analysis/speed.py)")
     return 0
 
 
