@@ -26,8 +26,10 @@ from envirollm_core.analysis import (
     pareto_frontier,
 )
 from envirollm_core.analysis.recommend import PICK_TITLES, GroupRecommendation
+from envirollm_core.analysis.speed import DEFAULT_MIN_TPS, fit_verdict
 from envirollm_core.analysis.stats import CONFIG_KEYS
 from envirollm_core.charts import config_label
+from envirollm_core.figures import round_figure
 from envirollm_core.results import RunResult
 from envirollm_core.store import Store
 from envirollm_core.store.store import with_short_ids
@@ -132,13 +134,16 @@ def servers_frame(servers: Sequence[LlmServer]) -> pl.DataFrame:
     )
 
 
+# Gross minus the idle baseline times the duration: below zero when a run drew less than idle.
+NET_ENERGY = "net energy (Wh, vs idle; may be negative)"
+
 # printf-style number formats for the columns of `runs_table` (pages turn them into column_config).
 TABLE_FORMATS: dict[str, str] = {
     "TTFT (s)": "%.3f",
     "decode (tokens/s)": "%.1f",
     "tokens": "%d",
     "energy (Wh)": "%.4f",
-    "net energy (Wh)": "%.4f",
+    NET_ENERGY: "%.4f",
     "energy per token (mWh)": "%.4f",
     "avg power (W)": "%.1f",
     "quality (0-100)": "%.0f",
@@ -163,7 +168,7 @@ def runs_table(frame: pl.DataFrame) -> pl.DataFrame:
         "decode (tokens/s)": pl.col("decode_tps"),
         "tokens": pl.col("completion_tokens"),
         "energy (Wh)": pl.col("energy_wh"),
-        "net energy (Wh)": pl.col("energy_net_wh"),
+        NET_ENERGY: pl.col("energy_net_wh"),
         "energy per token (mWh)": pl.col("energy_per_token_wh") * 1000,
         "avg power (W)": pl.col("avg_power_w"),
         "quality (0-100)": pl.col("quality_score"),
@@ -273,10 +278,12 @@ def picks_frame(group: GroupRecommendation) -> pl.DataFrame:
     )
 
 
-def fits_frame(estimates: Sequence[FitEstimate]) -> pl.DataFrame:
-    """Hardware-fit estimates as a table, smallest first."""
+def fits_frame(estimates: Sequence[FitEstimate], min_tps: float = DEFAULT_MIN_TPS) -> pl.DataFrame:
+    """Hardware-fit estimates as a table, in the order given, with each one's estimated speed and verdict."""
     return pl.DataFrame(
         [{"model": e.model, "Ollama tag": e.ollama_tag, "quantization": e.quantization,
+          "verdict": fit_verdict(e, min_tps),
+          "decode (tokens/s, estimated)": None if e.decode_tps is None else round_figure(e.decode_tps, "tokens/s"),
           "context (tokens)": e.context_tokens, "weights (GB)": e.weights_gb, "KV cache (GB)": e.kv_cache_gb,
           "overhead (GB)": e.overhead_gb, "total (GB)": e.total_gb, "runs on": e.placement}
          for e in estimates]

@@ -299,6 +299,7 @@ def run_recommend(args: argparse.Namespace) -> int:
     from envirollm_core.analysis.carbon import monthly, per_thousand_tokens
     from envirollm_core.analysis.recommend import PICK_TITLES, recommend
     from envirollm_core.analysis.stats import ANALYSIS_COLUMNS
+    from envirollm_core.figures import format_figure
 
     if not 0 <= args.quality_floor <= 100:
         raise UsageError(f"--quality-floor is a score from 0 to 100, not {args.quality_floor:g}")
@@ -362,7 +363,7 @@ def run_recommend(args: argparse.Namespace) -> int:
         for note in group.notes:
             sys.stdout.write(f"note: {note}\n")
     grid = tariff.grid
-    info(f"grid: {grid.country} {grid.g_co2_per_kwh:g} g CO2e/kWh ({grid.source}"
+    info(f"grid: {grid.country} {format_figure(grid.g_co2_per_kwh, 'g/kWh')} g CO2e/kWh ({grid.source}"
          + (f", {grid.year}" if grid.year else "") + ")"
          + ("" if tariff.price_per_kwh is not None else "; give --price-per-kwh for costs"))
     return 0
