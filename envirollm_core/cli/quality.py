@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from envirollm_core.cli.common import add_json_option, emit_json, finite_float, info
+from envirollm_core.figures import format_figure
 from envirollm_core.errors import UsageError
 from envirollm_core.quality import JudgeConfig, heuristic_score, judge_answer, pairwise, resolve_judge
 from envirollm_core.quality.canaries import QUESTION, run_canaries
