@@ -43,7 +43,7 @@ with st.expander(f"History: every prompt group ({len(labels)})"):
                        "last_run_at": st.column_config.DatetimeColumn("last run (UTC)", format="YYYY-MM-DD HH:mm"),
                        "prompt_hash": "prompt hash"},
     )
-frame = store.runs_frame(prompt_hash=prompt_hash)
+frame = store.with_short_ids(store.runs_frame(prompt_hash=prompt_hash))
 
 analysis = analyze_group(frame)
 metric = st.selectbox("Metric for the bars and the trends", list(charts.METRICS),
@@ -83,11 +83,11 @@ rows = [row for row in selection.selection.rows if row < table.height]  # a dele
 typed = st.text_input("Run id (or its first characters); a selected row above shows its run", key="run_id").strip()
 try:
     if rows:
-        run_id = table["run id"][rows[0]]
+        run_id = store.resolve_run_id(table["run id"][rows[0]])
     elif typed:
         run_id = store.resolve_run_id(typed)
     else:
-        run_id = table["run id"][0]  # the newest run of the group
+        run_id = store.resolve_run_id(table["run id"][0])  # the newest run of the group
     run = store.run(run_id)
 except EnviroLLMError as exc:
     st.error(plain(str(exc)))

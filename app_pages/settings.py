@@ -4,6 +4,7 @@ import streamlit as st
 
 from envirollm_core.analysis.carbon import WORLD, load_grid_intensities
 from envirollm_core.errors import EnviroLLMError, UsageError
+from envirollm_core.figures import format_figure
 from envirollm_core.paths import default_db_path
 from envirollm_core.settings import (
     Settings,
@@ -49,7 +50,7 @@ with st.form("settings"):
     country = country_col.selectbox(
         "Country (grid carbon intensity)", countries,
         index=countries.index(settings.country_code if settings.country_code in grids else WORLD),
-        format_func=lambda code: f"{grids[code].country} · {grids[code].g_co2_per_kwh:.0f} g CO2e/kWh",
+        format_func=lambda code: f"{grids[code].country} · {format_figure(grids[code].g_co2_per_kwh, 'g/kWh')} g CO2e/kWh",
         disabled=read_only,
     )
     own = own_col.number_input("My own figure (g CO2e per kWh)", min_value=0.0, max_value=2000.0,

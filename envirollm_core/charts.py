@@ -14,8 +14,10 @@ from dataclasses import dataclass
 import altair as alt
 import polars as pl
 
+from envirollm_core.analysis.configuration import config_label_expr
+
 CONFIG = "configuration"
-LABEL_LIMIT_PX = 320  # configuration names are long: `model (backend, quantization)`
+LABEL_LIMIT_PX = 420  # configuration names are long: `model quantization · backend · machine · tokens`
 ON_FRONTIER, BEATEN = "on the Pareto frontier", "beaten on quality and energy"
 MIN_PLOT_HEIGHT_PX, BAR_STEP_PX = 160, 24
 AXIS_NUMBER_FORMAT = ".3~g"  # 0.236, 1.5, 120: never a raw 0.236148
@@ -57,9 +59,9 @@ METRICS: dict[str, Metric] = {
 
 
 def config_label() -> pl.Expr:
-    """`model (backend, quantization)`: the same weights on two servers are two configurations."""
-    details = pl.concat_str([pl.col("backend"), pl.col("quantization")], separator=", ", ignore_nulls=True)
-    return pl.concat_str([pl.col("model"), pl.lit(" ("), details, pl.lit(")")]).alias(CONFIG)
+    """The configuration's readable label (`analysis.configuration`): the same weights on two servers, two
+    machines or at two max-token settings are two configurations."""
+    return config_label_expr().alias(CONFIG)
 
 
 def _shown(stats: pl.DataFrame, *metrics: str) -> pl.DataFrame:

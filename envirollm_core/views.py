@@ -26,12 +26,15 @@ from envirollm_core.analysis import (
     pareto_frontier,
 )
 from envirollm_core.analysis.recommend import PICK_TITLES, GroupRecommendation
+from envirollm_core.analysis.speed import DEFAULT_MIN_TPS, fit_verdict
 from envirollm_core.analysis.stats import CONFIG_KEYS
 from envirollm_core.analysis.stats import METRICS as STATS_METRICS
 from envirollm_core.charts import METRICS as CHART_METRICS
 from envirollm_core.charts import config_label
+from envirollm_core.figures import round_figure
 from envirollm_core.results import RunResult
 from envirollm_core.store import Store
+from envirollm_core.store.store import with_short_ids
 from envirollm_core.store.exchange import ExportFormat
 from envirollm_core.telemetry.processes import LlmServer
 from envirollm_core.telemetry.prometheus import RemotePower
@@ -134,6 +137,9 @@ def servers_frame(servers: Sequence[LlmServer]) -> pl.DataFrame:
     )
 
 
+# Gross minus the idle baseline times the duration: below zero when a run drew less than idle.
+NET_ENERGY = "net energy (Wh, vs idle; may be negative)"
+
 # printf-style number formats for the columns of `runs_table` (pages turn them into column_config).
 TABLE_FORMATS: dict[str, str] = {
     "TTFT (s)": "%.3f",
@@ -141,7 +147,7 @@ TABLE_FORMATS: dict[str, str] = {
     "end-to-end (tokens/s)": "%.1f",
     "tokens": "%d",
     "energy (Wh)": "%.4f",
-    "net energy (Wh)": "%.4f",
+    NET_ENERGY: "%.4f",
     "± energy (Wh)": "%.4f",
     "energy per token (mWh)": "%.4f",
     "avg power (W)": "%.1f",
@@ -171,9 +177,12 @@ def with_derived_figures(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def runs_table(frame: pl.DataFrame) -> pl.DataFrame:
-    """A runs frame (`Store.runs_frame` or `runs_to_frame`) as pages show it: units in the headers, and the
-    columns a person compares first (model, speed, energy per token, quality) before the details."""
+    """A runs frame (`Store.runs_frame` or `runs_to_frame`) as pages show it: units in the headers, the
+    columns a person compares first (model, speed, energy per token, quality) before the details, and each run
+    named by its shortest unique id (`Store.with_short_ids`; else unique within the frame)."""
     frame = with_derived_figures(frame)
+    if "short_id" not in frame.columns:
+        frame = with_short_ids(frame)
     shown: dict[str, pl.Expr] = {
         "model": pl.col("model"),
         "decode (tokens/s)": pl.col("decode_tps"),
@@ -190,13 +199,13 @@ def runs_table(frame: pl.DataFrame) -> pl.DataFrame:
         "tokens": pl.col("completion_tokens"),
         "tokens by": pl.col("token_count_source"),
         "energy (Wh)": pl.col("energy_wh"),
-        "net energy (Wh)": pl.col("energy_net_wh"),
+        NET_ENERGY: pl.col("energy_net_wh"),
         "± energy (Wh)": pl.col("energy_uncertainty_wh"),
         "avg power (W)": pl.col("avg_power_w"),
         "quality by": pl.col("quality_method"),
         "notes": pl.col("notes"),
         "error": pl.col("error"),
-        "run id": pl.col("id"),
+        "run id": pl.col("short_id"),
     }
     return frame.select(expression.alias(name) for name, expression in shown.items())
 
@@ -299,10 +308,12 @@ def picks_frame(group: GroupRecommendation) -> pl.DataFrame:
     )
 
 
-def fits_frame(estimates: Sequence[FitEstimate]) -> pl.DataFrame:
-    """Hardware-fit estimates as a table, smallest first."""
+def fits_frame(estimates: Sequence[FitEstimate], min_tps: float = DEFAULT_MIN_TPS) -> pl.DataFrame:
+    """Hardware-fit estimates as a table, in the order given, with each one's estimated speed and verdict."""
     return pl.DataFrame(
         [{"model": e.model, "Ollama tag": e.ollama_tag, "quantization": e.quantization,
+          "verdict": fit_verdict(e, min_tps),
+          "decode (tokens/s, estimated)": None if e.decode_tps is None else round_figure(e.decode_tps, "tokens/s"),
           "context (tokens)": e.context_tokens, "weights (GB)": e.weights_gb, "KV cache (GB)": e.kv_cache_gb,
           "overhead (GB)": e.overhead_gb, "total (GB)": e.total_gb, "runs on": e.placement}
          for e in estimates]

@@ -58,6 +58,7 @@ class FitEstimate:
     overhead_gb: float
     total_gb: float
     placement: Placement
+    decode_tps: float | None = None  # estimated memory-bound decode rate where it runs (analysis/speed.py)
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -170,11 +171,19 @@ def detected_memory_gb() -> tuple[float, float | None]:
     return machine.ram_total_gb, max(sizes, default=None)
 
 
-def largest_fits(estimates: list[FitEstimate]) -> dict[str, FitEstimate]:
-    """Per placement, the estimate with the most parameters-times-bits that still fits there."""
+def usable(estimate: FitEstimate, min_tps: float | None) -> bool:
+    """Fits, and decodes at `min_tps` or faster by its estimate (an unknown speed is not held against it)."""
+    if estimate.placement == "does not fit":
+        return False
+    return min_tps is None or estimate.decode_tps is None or estimate.decode_tps >= min_tps
+
+
+def largest_fits(estimates: list[FitEstimate], min_tps: float | None = None) -> dict[str, FitEstimate]:
+    """Per placement, the estimate with the most parameters-times-bits that fits there and is usable: with
+    `min_tps`, estimated to decode at least that fast (a 32B model in a laptop's RAM fits and crawls)."""
     best: dict[str, FitEstimate] = {}
     for estimate in estimates:
-        if estimate.placement != "does not fit" and (
+        if usable(estimate, min_tps) and (
             estimate.placement not in best or estimate.weights_gb > best[estimate.placement].weights_gb
         ):
             best[estimate.placement] = estimate

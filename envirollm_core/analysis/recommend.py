@@ -15,10 +15,12 @@ The Pareto frontier holds every configuration no other beats on both quality
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 
+from envirollm_core.analysis.configuration import config_label
+from envirollm_core.machines import machine_label
 from envirollm_core.analysis.stats import CONFIG_KEYS, group_stats, require_columns
 from envirollm_core.errors import UsageError
 
@@ -44,6 +46,8 @@ class ConfigSummary:
     model: str
     backend: str
     quantization: str | None
+    configuration: dict[str, Any]  # every field of CONFIG_KEYS (machine, max tokens, temperature...)
+    label: str
     n_runs: int
     energy_per_token_wh: float | None
     energy_wh: float | None
@@ -51,11 +55,6 @@ class ConfigSummary:
     ttft_s: float | None
     quality_score: float | None
     completion_tokens: float | None
-
-    @property
-    def label(self) -> str:
-        details = ", ".join(part for part in (self.backend, self.quantization) if part)
-        return f"{self.model} ({details})" if details else self.model
 
 
 @dataclass(frozen=True)
@@ -72,6 +71,8 @@ class GroupRecommendation:
     group_by: GroupBy
     group: str
     label: str
+    machine: str | None  # None: the group was asked to span machines (across_machines)
+    measured_on: str  # `this machine`, another machine's fingerprint, or `across 2 machines`
     n_configs: int
     picks: tuple[Pick, ...]
     pareto: tuple[ConfigSummary, ...]
@@ -83,6 +84,8 @@ def _summary(row: dict) -> ConfigSummary:
         model=row["model"],
         backend=row["backend"],
         quantization=row["quantization"],
+        configuration={key: row.get(key) for key in CONFIG_KEYS},
+        label=config_label(row),
         n_runs=row["n_runs"],
         energy_per_token_wh=row[_ENERGY],
         energy_wh=row["energy_wh_mean"],
@@ -148,24 +151,30 @@ def _picks(rows: list[dict], quality_floor: float) -> tuple[list[Pick], list[str
     fastest = _best(rows, _SPEED, highest=True)
     if fastest:
         picks.append(Pick("fastest", _summary(fastest), f"{fastest[_SPEED]:.1f} tokens/s decode"))
+    else:
+        notes.append("no fastest pick: no configuration here has a measured decode speed (runs imported from the "
+                     "original EnviroLLM's CSV record tokens over the whole request, TTFT included, not a decode rate)")
     top = _best(rows, _QUALITY, highest=True)
     if top:
         picks.append(Pick("highest_quality", _summary(top), f"quality {top[_QUALITY]:.1f}"))
     return picks, notes
 
 
-def _complete_configurations(runs: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, list[str]]]:
+def _complete_configurations(
+    runs: pl.DataFrame, group_keys: list[str]
+) -> tuple[pl.DataFrame, dict[tuple[Any, ...], list[str]]]:
     """Per task, keep the configurations that answered every one of its prompts, so all are compared on
     the same prompts; say which were left out."""
-    keys = ["preset", *CONFIG_KEYS]
+    keys = list(dict.fromkeys([*group_keys, *CONFIG_KEYS]))
     coverage = (
         runs.group_by(keys).agg(pl.col("prompt_hash").n_unique().alias("covered"))
-        .join(runs.group_by("preset").agg(pl.col("prompt_hash").n_unique().alias("prompts")), on="preset")
+        .join(runs.group_by(group_keys).agg(pl.col("prompt_hash").n_unique().alias("prompts")), on=group_keys,
+              nulls_equal=True)
     )
-    notes: dict[str, list[str]] = {}
+    notes: dict[tuple[Any, ...], list[str]] = {}
     for row in coverage.filter(pl.col("covered") < pl.col("prompts")).iter_rows(named=True):
-        notes.setdefault(row["preset"], []).append(
-            f"{row['model']} ({row['backend']}) left out: it ran {row['covered']} of the task's {row['prompts']} prompts"
+        notes.setdefault(tuple(row[key] for key in group_keys), []).append(
+            f"{config_label(row)} left out: it ran {row['covered']} of the task's {row['prompts']} prompts"
         )
     complete = coverage.filter(pl.col("covered") == pl.col("prompts")).select(keys)
     return runs.join(complete, on=keys, how="semi", nulls_equal=True), notes
@@ -177,31 +186,38 @@ def recommend(
     by: GroupBy = "prompt_hash",
     quality_floor: float = QUALITY_FLOOR,
     group: str | None = None,
+    across_machines: bool = False,
 ) -> list[GroupRecommendation]:
-    """Picks and Pareto frontier for each prompt group (`by="prompt_hash"`) or task (`by="preset"`),
-    most recently run first, from a runs frame (`Store.runs_frame()` or `runs_to_frame`); `group`
-    limits it to one."""
+    """Picks and Pareto frontier for each prompt group (`by="prompt_hash"`) or task (`by="preset"`) on each
+    machine, most recently run first, from a runs frame (`Store.runs_frame()` or `runs_to_frame`); `group`
+    limits it to one. A laptop's and a workstation's runs are picked among together only `across_machines`
+    (and the group then says so)."""
     if by not in ("prompt_hash", "preset"):
         raise UsageError(f"recommendations group by prompt_hash or preset, not {by!r}")
     require_columns(frame, [by, "prompt_hash", "status", *CONFIG_KEYS])
     ok = frame.filter((pl.col("status") == "ok") & pl.col(by).is_not_null())
     if group is not None:
         ok = ok.filter(pl.col(by) == group)
-    notes: dict[str, list[str]] = {}
+    group_keys = [by] if across_machines else [by, "machine"]
+    notes: dict[tuple[Any, ...], list[str]] = {}
     if by == "preset":
-        ok, notes = _complete_configurations(ok)
-    stats = group_stats(ok, by=[by, *CONFIG_KEYS])
+        ok, notes = _complete_configurations(ok, group_keys)
+    stats = group_stats(ok, by=list(dict.fromkeys([by, *CONFIG_KEYS])))
     results = []
-    for (key,), group_rows in stats.sort("last_run_at", descending=True).group_by(by, maintain_order=True):
+    for keys, group_rows in stats.sort("last_run_at", descending=True).group_by(group_keys, maintain_order=True):
         rows = group_rows.to_dicts()
+        key = keys[0]
         # A task is shown by its name, a prompt group by its prompt's first words.
         label = key if by == "preset" else next((row["prompt_preview"] for row in rows if row.get("prompt_preview")), key)
+        machines = sorted({str(row["machine"]) for row in rows})
+        machine = None if across_machines else rows[0]["machine"]
+        measured_on = (f"across {len(machines)} machines" if len(machines) > 1 else machine_label(machines[0]))
         picks, pick_notes = _picks(rows, quality_floor)
         frontier = pareto_frontier(group_rows).to_dicts()
         results.append(
             GroupRecommendation(
-                group_by=by, group=key, label=label, n_configs=len(rows), picks=tuple(picks),
-                pareto=tuple(_summary(row) for row in frontier), notes=tuple(notes.get(key, []) + pick_notes),
+                group_by=by, group=key, label=label, machine=machine, measured_on=measured_on, n_configs=len(rows), picks=tuple(picks),
+                pareto=tuple(_summary(row) for row in frontier), notes=tuple(notes.get(keys, []) + pick_notes),
             )
         )
     return results

@@ -1,6 +1,7 @@
 """Per-configuration statistics within a prompt group: n, mean, std and a t-interval.
 
-A configuration is a model on a backend at a quantization: the same weights
+A configuration is a model on a backend at a quantization, on one machine, with
+the same generation settings (`configuration.CONFIG_KEYS`): the same weights
 served by Ollama and by LM Studio are two configurations (the paper's Table 2
 compares exactly that). Only completed runs (`status == "ok"`) enter the
 statistics; failed ones are counted beside them.
@@ -14,9 +15,9 @@ import numpy as np
 import polars as pl
 from scipy import stats as scipy_stats
 
+from envirollm_core.analysis.configuration import CONFIG_KEYS
 from envirollm_core.errors import UsageError
 
-CONFIG_KEYS: tuple[str, ...] = ("model", "backend", "quantization")
 PROMPT_KEYS: tuple[str, ...] = ("prompt_hash", *CONFIG_KEYS)
 # The issue's four, then the two more that make the paper's Table 1 (energy per run, tokens per run).
 METRICS: tuple[str, ...] = (

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
 from scipy import stats as scipy_stats
 
+from envirollm_core.analysis.configuration import CONFIG_KEYS, config_label
 from envirollm_core.analysis.stats import PROMPT_KEYS, require_columns
 from envirollm_core.errors import UsageError
 
@@ -32,7 +33,12 @@ HIGHER_IS_BETTER: dict[str, bool] = {
 ALPHA = 0.05
 MIN_CHANGE = 0.05
 
-Verdict = Literal["regression", "improvement", "no significant change", "insufficient data"]
+# A test needs at least this many runs on each side: with two, one outlier is half the sample.
+MIN_RUNS_TO_TEST = 3
+TOO_FEW_RUNS, NO_SPREAD = "too few runs to test", "no spread"
+
+Verdict = Literal["regression", "improvement", "no significant change", "insufficient data", "too few runs to test",
+                  "no spread"]
 
 
 def batch_trends(
@@ -60,6 +66,8 @@ class MetricChange:
     model: str
     backend: str
     quantization: str | None
+    configuration: dict[str, Any]  # every field of CONFIG_KEYS (machine, max tokens, temperature...)
+    label: str
     metric: str
     baseline_batch: str
     latest_batch: str
@@ -68,7 +76,7 @@ class MetricChange:
     baseline_mean: float | None
     latest_mean: float | None
     change_fraction: float | None  # (latest - baseline) / |baseline|
-    p_value: float | None  # Welch's t-test, two-sided
+    p_value: float | None  # Welch's t-test, two-sided; None when not tested (too few runs, no spread)
     p_adjusted: float | None  # Holm-adjusted over every test of the comparison
     confidence: float | None  # 1 - p_adjusted
     verdict: Verdict
@@ -77,7 +85,8 @@ class MetricChange:
 def welch_p(n1: np.ndarray, mean1: np.ndarray, var1: np.ndarray,
             n2: np.ndarray, mean2: np.ndarray, var2: np.ndarray) -> np.ndarray:
     """Two-sided p of Welch's t-test from each side's count, mean and variance (ddof 1), element-wise;
-    NaN where a side has fewer than 2 values."""
+    NaN where a side has fewer than `MIN_RUNS_TO_TEST` values or neither side has any spread (a t statistic
+    divided by zero is no evidence: constant readings, like a capped token count, say nothing about noise)."""
     n1, mean1, var1, n2, mean2, var2 = (np.asarray(x, dtype=float) for x in (n1, mean1, var1, n2, mean2, var2))
     with np.errstate(divide="ignore", invalid="ignore"):
         spread1, spread2 = var1 / n1, var2 / n2
@@ -85,18 +94,23 @@ def welch_p(n1: np.ndarray, mean1: np.ndarray, var1: np.ndarray,
         t = (mean2 - mean1) / np.sqrt(spread)
         df = spread**2 / (spread1**2 / (n1 - 1) + spread2**2 / (n2 - 1))
         p = 2 * scipy_stats.t.sf(np.abs(t), df)
-    # No spread on either side: the means differ for certain or not at all.
-    p = np.where(spread == 0, np.where(mean1 == mean2, 1.0, 0.0), p)
-    return np.where((n1 < 2) | (n2 < 2), np.nan, p)
+    return np.where(untestable(n1, var1, n2, var2), np.nan, p)
+
+
+def untestable(n1: np.ndarray, var1: np.ndarray, n2: np.ndarray, var2: np.ndarray) -> np.ndarray:
+    """Where a test would mean nothing: too few runs on a side, or no spread on either."""
+    n1, var1, n2, var2 = (np.asarray(x, dtype=float) for x in (n1, var1, n2, var2))
+    return (n1 < MIN_RUNS_TO_TEST) | (n2 < MIN_RUNS_TO_TEST) | ~((var1 > 0) | (var2 > 0))
 
 
 def welch_p_value(baseline: np.ndarray, latest: np.ndarray) -> float | None:
-    """Two-sided p of Welch's t-test between two samples; None with fewer than 2 values on a side."""
+    """Two-sided p of Welch's t-test between two samples; None when `welch_p` cannot test them."""
     baseline, latest = np.asarray(baseline, dtype=float), np.asarray(latest, dtype=float)
-    if len(baseline) < 2 or len(latest) < 2:
+    if len(baseline) < MIN_RUNS_TO_TEST or len(latest) < MIN_RUNS_TO_TEST:
         return None
-    return float(welch_p(len(baseline), baseline.mean(), baseline.var(ddof=1),
-                         len(latest), latest.mean(), latest.var(ddof=1)))
+    p = float(welch_p(len(baseline), baseline.mean(), baseline.var(ddof=1),
+                      len(latest), latest.mean(), latest.var(ddof=1)))
+    return None if np.isnan(p) else p
 
 
 def holm_adjust(p_values: Sequence[float]) -> list[float]:
@@ -148,12 +162,18 @@ def compare_batches(
     p_adjusted[tested] = holm_adjust(p_value[tested])
     higher_is_better = np.array([HIGHER_IS_BETTER[metric] for metric in tests["metric"]])
     worse = np.where(higher_is_better, change < 0, change > 0)
+    too_few = (column["n"] < MIN_RUNS_TO_TEST) | (column["n_base"] < MIN_RUNS_TO_TEST)
     verdict = np.select(
-        [~tested | np.isnan(change), (p_adjusted >= alpha) | (np.abs(change) < min_change), worse],
-        ["insufficient data", "no significant change", "regression"],
+        [np.isnan(change), too_few, ~tested, (p_adjusted >= alpha) | (np.abs(change) < min_change), worse],
+        ["insufficient data", TOO_FEW_RUNS, NO_SPREAD, "no significant change", "regression"],
         "improvement",
     )
-    results = tests.select(*PROMPT_KEYS, "metric", "baseline_batch", "latest_batch").with_columns(
+    labels = [config_label(row) for row in tests.select(CONFIG_KEYS).iter_rows(named=True)]
+    configurations = [dict(row) for row in tests.select(CONFIG_KEYS).iter_rows(named=True)]
+    results = tests.select(
+        "prompt_hash", "model", "backend", "quantization", "metric", "baseline_batch", "latest_batch"
+    ).with_columns(
+        pl.Series("label", labels, dtype=pl.String),
         tests["n_base"].cast(pl.Int64).alias("n_baseline"),
         tests["n"].cast(pl.Int64).alias("n_latest"),
         tests["mean_base"].alias("baseline_mean"),
@@ -164,7 +184,8 @@ def compare_batches(
         pl.Series("confidence", 1.0 - p_adjusted).fill_nan(None),
         pl.Series("verdict", verdict),
     )
-    return [MetricChange(**row) for row in results.to_dicts()]
+    return [MetricChange(**row, configuration=configuration)
+            for row, configuration in zip(results.to_dicts(), configurations)]
 
 
 def _per_batch(frame: pl.DataFrame, metrics: Sequence[str]) -> pl.DataFrame:

@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from envirollm_core.cli.common import add_json_option, emit_json, finite_float, info
+from envirollm_core.figures import format_figure
 from envirollm_core.errors import UsageError
 from envirollm_core.quality import JudgeConfig, heuristic_score, judge_answer, pairwise, resolve_judge
 from envirollm_core.quality.canaries import QUESTION, run_canaries
@@ -103,10 +104,12 @@ def run_judge(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(payload)
     else:
+        # The score is the result (stdout); why it is what it is, a note (stderr).
         score = payload["quality_score"]
         reason = payload["quality_detail"].get("error") or payload["quality_detail"].get("note") or ""
-        info(f"{'unscored' if score is None else f'{score:.1f}'} by {payload['quality_method']}"
-             + (f" ({reason})" if reason else ""))
+        print(f"{'unscored' if score is None else format_figure(score, 'score')} by {payload['quality_method']}")
+        if reason:
+            info(reason)
     return 0 if payload["quality_score"] is not None else 1
 
 
@@ -115,9 +118,9 @@ def run_pair(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(asdict(result))
     else:
-        info(f"winner: {result.winner or 'none'} by {result.method}"
-             + (f" ({result.detail.get('error') or result.detail.get('note')})"
-                if result.detail.get("error") or result.detail.get("note") else ""))
+        print(f"winner: {result.winner or 'none'} by {result.method}")
+        if result.detail.get("error") or result.detail.get("note"):
+            info(result.detail.get("error") or result.detail.get("note"))
     return 0 if result.winner is not None else 1
 
 

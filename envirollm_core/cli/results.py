@@ -26,7 +26,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     listing = subcommands.add_parser(
         "list", help="list stored runs, newest first",
         description="List stored runs, newest first: when, model, backend, quantization, task, status, tokens, "
-                    "TTFT, decode tokens/s, energy and quality. Ids are shortened; any unique prefix works elsewhere.",
+                    "TTFT, decode tokens/s, energy and quality. Ids are shortened to the shortest prefix unique in the "
+                    "database (at least 8 characters, as git does); any unique prefix works elsewhere.",
     )
     _add_filters(listing)
     listing.add_argument("--batch", default=None, metavar="ID", help="only this batch")
@@ -35,7 +36,8 @@ def register(subcommands: argparse._SubParsersAction) -> None:
 
     compare = subcommands.add_parser(
         "compare", help="compare configurations per prompt (mean, std, 95%% interval) and find regressions",
-        description="Per prompt and configuration (model, backend, quantization): runs, mean energy, tokens, "
+        description="Per prompt and configuration (model, backend, quantization, machine, max tokens, temperature): "
+                    "runs, mean energy, tokens, "
                     "decode tokens/s and energy per token with 95 % t-intervals, TTFT and quality. Then each "
                     "configuration's latest batch against the one before it (or --baseline/--latest), with "
                     "Welch's t-test (Holm-adjusted); a significant change for the worse is a regression.",
@@ -47,6 +49,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     compare.add_argument("--min-change", type=finite_float, default=0.05, metavar="FRACTION",
                          help="smallest change that counts, as a fraction of the baseline (default 0.05)")
     compare.add_argument("--fail-on-regression", action="store_true", help="exit 1 when a regression is found (for CI)")
+    _add_across_machines(compare)
     _common(compare, run_compare)
 
     recommend = subcommands.add_parser(
@@ -61,6 +64,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     recommend.add_argument("--quality-floor", type=finite_float, default=70.0, metavar="Q",
                            help="quality the most efficient pick must reach, 0-100 (default 70)")
     _add_tariff(recommend)
+    _add_across_machines(recommend)
     usage = recommend.add_mutually_exclusive_group()
     usage.add_argument("--tokens-per-day", type=finite_float, default=None, metavar="N", help="projected usage: generated tokens a day")
     usage.add_argument("--requests-per-day", type=finite_float, default=None, metavar="N", help="projected usage: requests a day")
@@ -77,6 +81,11 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     fit.add_argument("--context", type=int, default=4096, metavar="TOKENS", help="context length (default 4096)")
     fit.add_argument("--quant", default="Q4_K_M,Q5_K_M,Q8_0,F16", help="quantizations, comma-separated")
     fit.add_argument("--all", action="store_true", help="also list what does not fit")
+    fit.add_argument("--min-tps", type=finite_float, default=5.0, metavar="N",
+                     help="slowest estimated decode rate that counts as usable, tokens/s (default 5)")
+    fit.add_argument("--probe", action="store_true",
+                     help="measure this machine's memory bandwidth again (it is measured once and stored)")
+    add_db_option(fit)
     add_json_option(fit)
     fit.set_defaults(handler=run_fit)
 
@@ -130,6 +139,11 @@ def _add_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default=None, help="only runs of this model")
 
 
+def _add_across_machines(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--across-machines", action="store_true",
+                        help="put the configurations of different machines side by side (default: each machine apart)")
+
+
 def _add_tariff(parser: argparse.ArgumentParser) -> None:
     grid = parser.add_mutually_exclusive_group()
     grid.add_argument("--country", default=None, metavar="CODE",
@@ -168,7 +182,9 @@ def _with_ci(mean: float | None, low: float | None, high: float | None, digits: 
 
 
 def _config_label(row: dict[str, Any]) -> list[str]:
-    return [row["model"], row["backend"], row["quantization"] or "-"]
+    from envirollm_core.analysis.configuration import config_label
+
+    return [config_label(row)]
 
 
 def _jsonable(frame: pl.DataFrame) -> list[dict[str, Any]]:
@@ -182,9 +198,10 @@ def _jsonable(frame: pl.DataFrame) -> list[dict[str, Any]]:
 def run_list(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise UsageError(f"--limit must be 0 or more, not {args.limit}")
-    frame = _reading_store(args).runs_frame(
+    store = _reading_store(args)
+    frame = store.with_short_ids(store.runs_frame(
         prompt_hash=args.prompt_hash, model=args.model, batch_id=args.batch, limit=args.limit or None
-    )
+    ))
     if args.json:
         emit_json(_jsonable(frame))
         return 0
@@ -194,7 +211,7 @@ def run_list(args: argparse.Namespace) -> int:
     columns = ["id", "when (UTC)", "model", "backend", "quant", "task", "status", "tokens", "TTFT s", "tok/s", "Wh",
                "mWh/tok", "quality", "note"]
     rows = [
-        [row["id"][:8], row["created_at"].strftime("%Y-%m-%d %H:%M"), row["model"], row["backend"],
+        [row["short_id"], row["created_at"].strftime("%Y-%m-%d %H:%M"), row["model"], row["backend"],
          row["quantization"] or "-", row["preset"] or (row["prompt_preview"] or "")[:24], row["status"],
          "-" if row["completion_tokens"] is None else str(row["completion_tokens"]), format_number(row["ttft_s"], ".3f"),
          format_number(row["decode_tps"], ".1f"), format_number(row["energy_wh"], ".4f"), _mwh(row["energy_per_token_wh"]),
@@ -221,20 +238,26 @@ def run_compare(args: argparse.Namespace) -> int:
     elif stats.height == 0:
         info(f"no stored runs to compare in {db_path(args)}")
     else:
-        _print_compare(stats, changes)
+        _print_compare(stats, changes, args.across_machines)
     if found:
         info(f"{len(found)} regression(s) found")
     return 1 if found and args.fail_on_regression else 0
 
 
-def _print_compare(stats: pl.DataFrame, changes: list[Any]) -> None:
-    columns = ["model", "backend", "quant", "n", "fail", "Wh", "tokens", "tok/s (95% CI)", "TTFT s", "mWh/tok (95% CI)",
+def _print_compare(stats: pl.DataFrame, changes: list[Any], across_machines: bool) -> None:
+    from envirollm_core.machines import machine_label
+
+    columns = ["configuration", "n", "fail", "Wh", "tokens", "tok/s (95% CI)", "TTFT s", "mWh/tok (95% CI)",
                "quality"]
-    for (prompt,), group in stats.group_by("prompt_hash", maintain_order=True):
+    keys = ["prompt_hash"] if across_machines else ["prompt_hash", "machine"]
+    for group_key, group in stats.group_by(keys, maintain_order=True):
+        prompt = group_key[0]
         first = group.row(0, named=True)
         label = first.get("preset") or ""
         preview = first.get("prompt_preview") or ""
-        sys.stdout.write("\n" + printable(f"prompt {prompt}{f' ({label})' if label else ''}: {preview}") + "\n")
+        machines = group["machine"].unique().to_list()
+        where = (f"across {len(machines)} machines" if len(machines) > 1 else machine_label(machines[0]))
+        sys.stdout.write("\n" + printable(f"prompt {prompt}{f' ({label})' if label else ''} on {where}: {preview}") + "\n")
         rows = [
             [*_config_label(row), str(row["n_runs"]), str(row["n_failed"]), format_number(row["energy_wh_mean"], ".4f"),
              format_number(row["completion_tokens_mean"], ".0f"),
@@ -246,7 +269,8 @@ def _print_compare(stats: pl.DataFrame, changes: list[Any]) -> None:
             for row in group.sort("energy_per_token_wh_mean", nulls_last=True).iter_rows(named=True)
         ]
         print(format_table(columns, rows))
-    judged = [c for c in changes if c.verdict in ("regression", "improvement")]
+    # Untested changes are shown too, with why they were not tested (too few runs, no spread).
+    judged = [c for c in changes if c.verdict != "no significant change" and c.change_fraction is not None]
     if not changes:
         sys.stdout.write("\nno configuration has two batches on one prompt yet: nothing to compare over time\n")
         return
@@ -254,11 +278,10 @@ def _print_compare(stats: pl.DataFrame, changes: list[Any]) -> None:
                      f"{sum(c.verdict == 'regression' for c in changes)} regression(s), "
                      f"{sum(c.verdict == 'improvement' for c in changes)} improvement(s)\n")
     if judged:
-        columns = ["verdict", "model", "backend", "quant", "prompt", "metric", "baseline", "latest", "change",
-                   "p (Holm)"]
+        columns = ["verdict", "configuration", "prompt", "metric", "baseline", "latest", "change", "p (Holm)"]
         rows = [
-            [c.verdict, c.model, c.backend, c.quantization or "-", c.prompt_hash[:8], c.metric,
-             f"{c.baseline_mean:.4g}", f"{c.latest_mean:.4g}", f"{c.change_fraction:+.1%}", f"{c.p_adjusted:.2g}"]
+            [c.verdict, c.label, c.prompt_hash[:8], c.metric, f"{c.baseline_mean:.4g}", f"{c.latest_mean:.4g}",
+             f"{c.change_fraction:+.1%}", "-" if c.p_adjusted is None else f"{c.p_adjusted:.2g}"]
             for c in judged
         ]
         print(format_table(columns, rows))
@@ -284,13 +307,14 @@ def run_recommend(args: argparse.Namespace) -> int:
     from envirollm_core.analysis.carbon import monthly, per_thousand_tokens
     from envirollm_core.analysis.recommend import PICK_TITLES, recommend
     from envirollm_core.analysis.stats import ANALYSIS_COLUMNS
+    from envirollm_core.figures import format_figure
 
     if not 0 <= args.quality_floor <= 100:
         raise UsageError(f"--quality-floor is a score from 0 to 100, not {args.quality_floor:g}")
     tariff = _tariff(args)
     by = "preset" if args.by == "preset" else "prompt_hash"
     frame = _reading_store(args).runs_frame(prompt_hash=args.prompt_hash, columns=ANALYSIS_COLUMNS)
-    groups = recommend(frame, by=by, quality_floor=args.quality_floor)
+    groups = recommend(frame, by=by, quality_floor=args.quality_floor, across_machines=args.across_machines)
 
     def costs(config: Any) -> dict[str, Any]:
         thousand = None if config.energy_per_token_wh is None else per_thousand_tokens(config.energy_per_token_wh, tariff)
@@ -314,7 +338,7 @@ def run_recommend(args: argparse.Namespace) -> int:
         info(f"no completed runs to recommend from in {db_path(args)}")
         return 0
     money = f" {tariff.currency}" if tariff.currency else ""
-    columns = ["pick", "model", "backend", "quant", "n", "mWh/tok", "tok/s", "quality", "CO2 g/1k tok"]
+    columns = ["pick", "configuration", "n", "mWh/tok", "tok/s", "quality", "CO2 g/1k tok"]
     if tariff.price_per_kwh is not None:
         columns.append(f"cost{money}/1k tok")
     projected = args.tokens_per_day is not None or args.requests_per_day is not None
@@ -322,11 +346,11 @@ def run_recommend(args: argparse.Namespace) -> int:
         columns += ["month kWh", "month kg CO2"] + ([f"month cost{money}"] if tariff.price_per_kwh is not None else [])
     for group in groups:
         sys.stdout.write("\n" + printable(f"{'task' if by == 'preset' else 'prompt'} {group.group}: {group.label}"
-                                   f" ({group.n_configs} configuration(s))") + "\n")
+                                   f" on {group.measured_on} ({group.n_configs} configuration(s))") + "\n")
         rows = []
         for pick in group.picks:
             config, cost = pick.config, costs(pick.config)
-            row = [PICK_TITLES[pick.kind], config.model, config.backend, config.quantization or "-", str(config.n_runs),
+            row = [PICK_TITLES[pick.kind], config.label, str(config.n_runs),
                    _mwh(config.energy_per_token_wh), format_number(config.decode_tps, ".1f"),
                    format_number(config.quality_score, ".0f")]
             thousand, month = cost["per_1k_tokens"], cost["per_month"]
@@ -347,15 +371,25 @@ def run_recommend(args: argparse.Namespace) -> int:
         for note in group.notes:
             sys.stdout.write(printable(f"note: {note}") + "\n")
     grid = tariff.grid
-    info(f"grid: {grid.country} {grid.g_co2_per_kwh:g} g CO2e/kWh ({grid.source}"
+    info(f"grid: {grid.country} {format_figure(grid.g_co2_per_kwh, 'g/kWh')} g CO2e/kWh ({grid.source}"
          + (f", {grid.year}" if grid.year else "") + ")"
          + ("" if tariff.price_per_kwh is not None else "; give --price-per-kwh for costs"))
     return 0
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from envirollm_core.analysis.hardware import detected_memory_gb, hardware_fit, largest_fits
+    from envirollm_core.analysis.hardware import detected_memory_gb, hardware_fit, largest_fits, usable
+    from envirollm_core.analysis.speed import (
+        check_against_runs,
+        fit_verdict,
+        memory_bandwidth,
+        this_gpu_bandwidth_gbps,
+        with_speeds,
+    )
+    from envirollm_core.figures import format_figure
 
+    if args.min_tps < 0:
+        raise UsageError(f"--min-tps must be 0 or more, not {args.min_tps:g}")
     ram_gb, vram_gb = args.ram_gb, args.vram_gb
     if ram_gb is None or vram_gb is None:
         detected_ram_gb, detected_vram_gb = detected_memory_gb()
@@ -364,20 +398,40 @@ def run_fit(args: argparse.Namespace) -> int:
     quantizations = tuple(q.strip() for q in args.quant.split(",") if q.strip())
     if not quantizations:
         raise UsageError("--quant needs at least one quantization, e.g. Q4_K_M")
-    estimates = hardware_fit(ram_gb, vram_gb, context_tokens=args.context, quantizations=quantizations)
-    shown = estimates if args.all else [e for e in estimates if e.placement != "does not fit"]
+    probe = memory_bandwidth(refresh=args.probe)
+    gpu_gbps = this_gpu_bandwidth_gbps() if vram_gb else None
+    estimates = with_speeds(hardware_fit(ram_gb, vram_gb, context_tokens=args.context, quantizations=quantizations),
+                            ram_gbps=probe.gbps, gpu_gbps=gpu_gbps, vram_gb=vram_gb)
+    checks = check_against_runs(
+        _reading_store(args).runs_frame(columns=["model", "quantization", "machine", "status", "decode_tps"]),
+        ram_gbps=probe.gbps, gpu_gbps=gpu_gbps, ram_gb=ram_gb, vram_gb=vram_gb, context_tokens=args.context,
+    )
+    # Usable first (fastest first), then what fits but crawls, then (with --all) what does not fit.
+    ranked = sorted(estimates, key=lambda e: (not usable(e, args.min_tps), e.placement == "does not fit",
+                                              -(e.decode_tps or 0.0), e.total_gb))
+    shown = ranked if args.all else [e for e in ranked if e.placement != "does not fit"]
     if args.json:
-        emit_json({"ram_gb": ram_gb, "vram_gb": vram_gb, "context_tokens": args.context,
-                   "estimates": [dataclasses.asdict(e) for e in shown]})
+        emit_json({"ram_gb": ram_gb, "vram_gb": vram_gb, "context_tokens": args.context, "min_tps": args.min_tps,
+                   "memory_bandwidth": dataclasses.asdict(probe), "gpu_bandwidth_gbps": gpu_gbps,
+                   "estimates": [{**dataclasses.asdict(e), "usable": usable(e, args.min_tps),
+                                  "verdict": fit_verdict(e, args.min_tps)} for e in shown],
+                   "checks": [{**dataclasses.asdict(c), "ratio": c.ratio} for c in checks]})
         return 0
-    columns = ["model", "ollama", "quant", "weights GB", "KV GB", "total GB", "runs on"]
-    rows = [[e.model, e.ollama_tag, e.quantization, f"{e.weights_gb:.2f}", f"{e.kv_cache_gb:.2f}", f"{e.total_gb:.2f}",
-             e.placement] for e in shown]
+    columns = ["model", "ollama", "quant", "weights GB", "KV GB", "total GB", "runs on", "verdict"]
+    rows = [[e.model, e.ollama_tag, e.quantization, format_figure(e.weights_gb, "GB"), format_figure(e.kv_cache_gb, "GB"),
+             format_figure(e.total_gb, "GB"), e.placement, fit_verdict(e, args.min_tps)] for e in shown]
     print(format_table(columns, rows) if rows else "nothing in the catalog fits")
-    for place, estimate in largest_fits(estimates).items():
-        info(f"largest on {place}: {estimate.model} {estimate.quantization} ({estimate.total_gb:.1f} GB)")
-    info(f"for {ram_gb:.1f} GB RAM and {vram_gb:.1f} GB VRAM at {args.context} tokens of context; "
-         "estimates, not measurements (see envirollm_core/analysis/hardware.py)")
+    for place, estimate in largest_fits(estimates, args.min_tps).items():
+        info(f"largest usable on {place}: {estimate.model} {estimate.quantization} "
+             f"({format_figure(estimate.total_gb, 'GB')} GB): {fit_verdict(estimate, args.min_tps)}")
+    for check in checks:
+        info(f"check: {check.model} {check.quantization} measured {format_figure(check.measured_tps, 'tokens/s')} "
+             f"tokens/s over {check.runs} run(s) here, estimated {format_figure(check.estimated_tps, 'tokens/s')}: "
+             f"measured/estimated {format_figure(check.ratio)}")
+    info(f"for {format_figure(ram_gb, 'GB')} GB RAM and {format_figure(vram_gb, 'GB')} GB VRAM at {args.context} tokens "
+         f"of context; memory bandwidth {format_figure(probe.gbps, 'GB/s')} GB/s measured {probe.measured_at}"
+         + (f", GPU {format_figure(gpu_gbps, 'GB/s')} GB/s (table)" if gpu_gbps else "")
+         + f"; usable = at least {args.min_tps:g} tokens/s; estimates, not measurements (analysis/speed.py)")
     return 0
 
 

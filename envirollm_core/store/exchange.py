@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from envirollm_core.errors import UsageError
+from envirollm_core.machines import SOURCE_FILE_KEY
 from envirollm_core.results import ComponentEnergy, RunResult, TracePoint, prompt_hash
 from envirollm_core.store.codec import (
     COMPONENT_SOURCES,
@@ -45,6 +46,7 @@ from envirollm_core.store.codec import (
     canonical_json,
 )
 from envirollm_core.store.errors import BadFileError
+from envirollm_core.store.validation import NON_NEGATIVE_ORIGINAL_COLUMNS, negative_cells, negative_values
 
 if TYPE_CHECKING:
     from envirollm_core.store.store import Store
@@ -703,7 +705,15 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {spec.name: _field_parser(spec) for 
 
 def _our_run(record: _Record, name: str) -> RunResult:
     values = {spec.name: _cell(name, record, spec.name, _PARSERS[spec.name]) for spec in RUN_FIELDS}
-    return RunResult(**values)
+    run = RunResult(**values)
+    _refuse_impossible_values(negative_values(run), record, name)
+    return run
+
+
+def _refuse_impossible_values(problems: Iterator[tuple[str, str]], record: _Record, name: str) -> None:
+    """The first value no measurement can take (validation.py), as the one-line error of its row and column."""
+    for column, problem in problems:
+        raise BadFileError(f"{name}: {record.where}, column {column!r}: {problem}")
 
 
 def _original_run(record: _Record, name: str, batch_id: str) -> RunResult:
@@ -729,7 +739,9 @@ def _original_run(record: _Record, name: str, batch_id: str) -> RunResult:
     quality_score = number("Quality Score")
     memory_percent = number("Memory %")
     speed_tps = number("Speed (tok/s)")
-    environment: dict[str, Any] = {"source_format": ORIGINAL_FORMAT_TAG}
+    _refuse_impossible_values(negative_cells(record.values, NON_NEGATIVE_ORIGINAL_COLUMNS), record, name)
+    # No machine description: the file names the "unknown machine" its runs were measured on (machines.py).
+    environment: dict[str, Any] = {"source_format": ORIGINAL_FORMAT_TAG, SOURCE_FILE_KEY: name}
     if memory_percent is not None:
         environment["memory_percent"] = memory_percent
     if speed_tps is not None:  # tokens over the whole request, TTFT included: not a decode rate

@@ -20,6 +20,7 @@ import duckdb
 import polars as pl
 
 from envirollm_core.errors import EnviroLLMError, UsageError
+from envirollm_core.machines import UNKNOWN_MACHINE, machine_key
 from envirollm_core.paths import default_db_path
 from envirollm_core.results import RunResult, TracePoint
 from envirollm_core.settings import ensure_writable, read_only_mode
@@ -45,6 +46,8 @@ FRAME_COLUMNS: tuple[str, ...] = tuple(
     if name not in ("prompt", "response", "components", "quality_detail")
 )
 FRAME_EXTRAS: tuple[str, ...] = ("prompt", "response", "components", "quality_detail", "environment")
+# Derived from the run's stored environment (`machines.machine_key`): part of every configuration.
+MACHINE_COLUMN = "machine"
 
 
 def _frame(conn: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> pl.DataFrame:
@@ -54,9 +57,10 @@ def _frame(conn: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None =
 
 def runs_to_frame(runs: Sequence[RunResult]) -> pl.DataFrame:
     """Runs that are not stored (an uploaded file) as the frame `Store.runs_frame()` gives, newest first."""
-    frame = encode_runs(runs).runs
-    return frame.select(
-        *FRAME_COLUMNS, pl.col("prompt").str.slice(0, PREVIEW_CHARS).alias("prompt_preview")
+    encoded = encode_runs(runs)
+    return _with_machine(
+        encoded.runs.select(*FRAME_COLUMNS, pl.col("prompt").str.slice(0, PREVIEW_CHARS).alias("prompt_preview")),
+        encoded.environments.select("id", "environment"),
     ).sort("created_at", descending=True, maintain_order=True)
 
 
@@ -75,6 +79,50 @@ def check_database(path: Path) -> None:
         for table in CHECKED_TABLES:
             if table in present:
                 conn.execute(f"SELECT count(*), sum(hash(COLUMNS(*))) FROM {table}").fetchall()
+
+
+SHORT_ID_MIN_CHARS = 8
+
+
+def shortest_unique_prefixes(ids: Sequence[str], among: Sequence[str], minimum: int = SHORT_ID_MIN_CHARS) -> list[str]:
+    """Each of `ids` cut to its shortest prefix (at least `minimum` characters) that no other id of `among`
+    starts with, as git shortens hashes: imported runs whose UUIDs differ only at the end stay nameable."""
+    ordered = sorted(set(among) | set(ids))
+    position = {run_id: index for index, run_id in enumerate(ordered)}
+
+    def common(a: str, b: str) -> int:
+        length = 0
+        for x, y in zip(a, b):
+            if x != y:
+                break
+            length += 1
+        return length
+
+    shortened = []
+    for run_id in ids:
+        index = position[run_id]
+        neighbours = ordered[max(0, index - 1):index] + ordered[index + 1:index + 2]
+        needed = max((common(run_id, other) + 1 for other in neighbours), default=0)
+        shortened.append(run_id[:max(minimum, needed)])
+    return shortened
+
+
+def with_short_ids(frame: pl.DataFrame, among: Sequence[str] | None = None) -> pl.DataFrame:
+    """The frame with `short_id` beside its `id` (unique among `among`, by default the frame's own ids)."""
+    ids = frame["id"].to_list()
+    return frame.with_columns(
+        pl.Series("short_id", shortest_unique_prefixes(ids, ids if among is None else among), dtype=pl.String)
+    )
+
+
+def _with_machine(frame: pl.DataFrame, environments: pl.DataFrame, *, keep_environment_id: bool = True) -> pl.DataFrame:
+    """The frame with a `machine` column, the fingerprint of each run's environment (through `environment_id`):
+    environments are few, so each is read once, not once per run."""
+    keys = {row["id"]: machine_key(row["environment"]) for row in environments.iter_rows(named=True)}
+    machine = pl.col("environment_id").replace_strict(keys, default=UNKNOWN_MACHINE, return_dtype=pl.String)
+    frame = frame.with_columns(machine.alias(MACHINE_COLUMN))
+    return frame if keep_environment_id else frame.drop("environment_id")
+
 
 
 class Store:
@@ -423,8 +471,8 @@ class Store:
         """One row per run, newest first, for analysis and pages: by default every scalar field and
         `prompt_preview` (the prompt's first characters); `columns` narrows that (fewer columns read is
         faster on a big database), `extra` adds any of `FRAME_EXTRAS`. `created_at` is naive UTC."""
-        chosen = [*(FRAME_COLUMNS + ("prompt_preview",) if columns is None else columns), *extra]
-        allowed = {*FRAME_COLUMNS, "prompt_preview", *FRAME_EXTRAS}
+        chosen = [*(FRAME_COLUMNS + ("prompt_preview", MACHINE_COLUMN) if columns is None else columns), *extra]
+        allowed = {*FRAME_COLUMNS, "prompt_preview", MACHINE_COLUMN, *FRAME_EXTRAS}
         unknown = sorted(set(chosen) - allowed)
         if unknown:
             raise UsageError(f"unknown column(s) {', '.join(unknown)} for a runs frame")
@@ -432,16 +480,25 @@ class Store:
             "prompt_preview": f"substr(r.prompt, 1, {PREVIEW_CHARS}) AS prompt_preview",
             "environment": "e.environment",
         }
-        selected = ", ".join(expressions.get(name, f"r.{name}") for name in dict.fromkeys(chosen))
+        wants_machine = MACHINE_COLUMN in chosen
+        queried = [name for name in dict.fromkeys(chosen) if name != MACHINE_COLUMN]
+        extra_id = wants_machine and "environment_id" not in queried
+        if extra_id:
+            queried.append("environment_id")
+        selected = ", ".join(expressions.get(name, f"r.{name}") for name in queried)
         join = " LEFT JOIN environments e ON e.id = r.environment_id" if "environment" in chosen else ""
         where, params = self._filters(prompt_hash, model, batch_id)
         with self._read() as conn:
-            return _frame(
+            frame = _frame(
                 conn,
                 f"SELECT {selected} FROM runs r{join}{where}"
                 f" ORDER BY r.created_at DESC, r.run_seq DESC{self._limit(limit)}",
                 params,
             )
+            if wants_machine:
+                environments = _frame(conn, "SELECT id, environment FROM environments")
+                frame = _with_machine(frame, environments, keep_environment_id=not extra_id)
+        return frame.select(list(dict.fromkeys(chosen))) if wants_machine else frame
 
     def trace(self, run_id: str) -> list[TracePoint]:
         """A run's samples in time order."""
@@ -486,6 +543,12 @@ class Store:
                            count(DISTINCT model) AS n_models, max(created_at) AS last_run_at
                     FROM runs GROUP BY prompt_hash ORDER BY last_run_at DESC""",
             )
+
+    def with_short_ids(self, frame: pl.DataFrame) -> pl.DataFrame:
+        """A runs frame with `short_id`: each id's shortest prefix unique in the whole database (>= 8 chars)."""
+        with self._read() as conn:
+            stored = [row[0] for row in conn.execute("SELECT id FROM runs").fetchall()]
+        return with_short_ids(frame, stored)
 
     def environment(self, environment_id: str) -> dict[str, Any]:
         with self._read() as conn:

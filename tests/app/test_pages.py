@@ -395,7 +395,7 @@ def test_recommendations_pick_within_each_prompt_and_project_a_month(populated_s
     assert len(app.expander) == 2
     picks = app.dataframe[1].value
     assert list(picks["pick"]) == ["best overall (quality per energy)", "most efficient", "fastest", "highest quality"]
-    assert picks["configuration"][2] == "gemma-3-270m-q4_k_m (embedded, q4_k_m)"  # the fastest, as measured
+    assert picks["configuration"][2] == "gemma-3-270m-q4_k_m q4_k_m · embedded · AMD Ryzen 9 7950X · 512 tok · T 0"  # the fastest, as measured
     month = app.dataframe[-1].value
     assert len(month) == 4 and "cost per month (EUR)" in month.columns
     tokens = next(n for n in app.number_input if n.label == "Tokens per day")

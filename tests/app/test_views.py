@@ -81,9 +81,8 @@ def test_plain_shows_markdown_and_html_as_typed():
 def test_runs_table_puts_units_in_headers_and_converts_them():
     runs = realistic_runs(batches=1)
     table = runs_table(runs_to_frame(runs))
-    by_id = {run.id: run for run in runs}
     row = table.row(0, named=True)
-    run = by_id[row["run id"]]
+    (run,) = [run for run in runs if run.id.startswith(row["run id"])]  # the id's shortest unique prefix
     assert row["energy per token (mWh)"] == pytest.approx(run.energy_per_token_wh * 1000)
     assert row["#"] == run.repeat_index + 1
     assert {"TTFT (s)", "decode (tokens/s)", "energy (Wh)", "avg power (W)", "quality (0-100)"} <= set(table.columns)
@@ -137,7 +136,7 @@ def test_result_charts_draw_one_mark_per_configuration_in_display_units():
     bubbles = _layer_data(figures["Energy vs speed"])
     assert len(bubbles) == 4 and bubbles["configuration"].n_unique() == 4
     gemma = analysis.stats.filter(pl.col("model") == "gemma3:12b")
-    assert bubbles.filter(pl.col("configuration") == "gemma3:12b (ollama, q8_0)")["energy_per_token_wh_mean"][0] == \
+    assert bubbles.filter(pl.col("configuration") == "gemma3:12b q8_0 · ollama · AMD Ryzen 9 7950X · 512 tok · T 0")["energy_per_token_wh_mean"][0] == \
         pytest.approx(gemma["energy_per_token_wh_mean"][0] * 1000)
     pareto = _layer_data(figures["Quality vs energy (Pareto)"])
     assert set(pareto["pareto"].drop_nulls()) == {charts.ON_FRONTIER}  # all four sit on the frontier here
@@ -153,8 +152,8 @@ def test_a_configuration_beaten_on_both_counts_is_marked_off_the_frontier():
     analysis = analyze_group(runs_to_frame(runs).filter(pl.col("preset") == "explanation"))
     pareto = _layer_data(charts.quality_vs_energy(analysis.stats, analysis.frontier))
     marked = dict(zip(pareto["configuration"], pareto["pareto"]))
-    assert marked["qwen2.5:7b (ollama, q4_k_m)"] == charts.BEATEN
-    assert marked["llama3.2:3b (ollama, q4_k_m)"] == charts.ON_FRONTIER
+    assert marked["qwen2.5:7b q4_k_m · ollama · AMD Ryzen 9 7950X · 512 tok · T 0"] == charts.BEATEN
+    assert marked["llama3.2:3b q4_k_m · ollama · AMD Ryzen 9 7950X · 512 tok · T 0"] == charts.ON_FRONTIER
 
 
 def test_interval_bars_draw_no_whisker_for_a_single_run():

@@ -43,7 +43,15 @@ def test_judge_reads_the_answer_from_a_file(scripted_judge, tmp_path, capsys):
 def test_judge_with_an_unparseable_reply_exits_1_with_the_reason(scripted_judge, capsys):
     judge = scripted_judge(content="no idea")
     code = main(["judge", "--prompt", "2+2?", "--answer", "4", "--judge-url", judge.base_url, "--judge-model", judge.model])
-    assert code == 1 and "unscored" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert code == 1 and captured.out.startswith("unscored by judge:") and captured.err.strip()  # the reason
+
+
+def test_judge_prints_its_result_on_stdout_and_notes_on_stderr(scripted_judge, capsys):
+    judge = scripted_judge(content="Rating: [[4]]")
+    code = main(["judge", "--prompt", "2+2?", "--answer", "4", "--judge-url", judge.base_url, "--judge-model", judge.model])
+    captured = capsys.readouterr()
+    assert code == 0 and captured.out.startswith("75 by judge:judge-model@") and "75" not in captured.err
 
 
 def test_judge_bad_input_exits_2(capsys, tmp_path):

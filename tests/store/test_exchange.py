@@ -274,6 +274,10 @@ _some_text = _text.filter(lambda value: value != "")
 _float = st.floats(allow_nan=False, allow_infinity=False)
 _maybe_float = st.none() | _float
 _maybe_int = st.none() | st.integers(-(2**62), 2**62)
+# Measurements (energy, tokens, durations, speeds...) are never negative: an import refuses them (validation.py).
+_measure = st.floats(min_value=0.0, allow_nan=False, allow_infinity=False)
+_maybe_measure = st.none() | _measure
+_maybe_count = st.none() | st.integers(0, 2**62)
 _json = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**52), 2**52) | _float | _text,
     lambda children: st.lists(children, max_size=3) | st.dictionaries(_text, children, max_size=3),
@@ -291,19 +295,19 @@ def any_run(draw) -> RunResult:
         model=draw(_text.filter(str.strip)), backend=draw(_text.filter(str.strip)), base_url=draw(_text),
         prompt=prompt, prompt_hash=prompt_hash(prompt), status=draw(st.sampled_from(["ok", "failed", "cancelled"])),
         preset=draw(st.none() | _some_text), repeat_index=draw(st.integers(0, 1000)), error=draw(st.none() | _some_text),
-        ttft_s=draw(_maybe_float), e2e_s=draw(_maybe_float), decode_tps=draw(_maybe_float),
-        prompt_tokens=draw(_maybe_int), completion_tokens=draw(_maybe_int),
+        ttft_s=draw(_maybe_measure), e2e_s=draw(_maybe_measure), decode_tps=draw(_maybe_measure),
+        prompt_tokens=draw(_maybe_count), completion_tokens=draw(_maybe_count),
         token_count_source=draw(st.none() | st.sampled_from(["usage", "server-native", "chunks"])),
-        energy_wh=draw(_maybe_float), energy_net_wh=draw(_maybe_float), energy_per_token_wh=draw(_maybe_float),
+        energy_wh=draw(_maybe_measure), energy_net_wh=draw(_maybe_float), energy_per_token_wh=draw(_maybe_measure),
         components=draw(st.lists(st.builds(
-            ComponentEnergy, _text, _maybe_float,
+            ComponentEnergy, _text, _maybe_measure,
             st.sampled_from(["counter", "power-integral", "average-power", "estimate", "unmeasured"]), _text),
             max_size=3)),
         seed=draw(_maybe_int), response=draw(_text),
         environment=draw(st.dictionaries(_text, _json, max_size=4)),
         quality_score=draw(_maybe_float), quality_detail=draw(st.dictionaries(_text, _json, max_size=3)),
         notes=draw(_text),
-        trace=draw(st.lists(st.builds(TracePoint, _float, _maybe_float, _maybe_float), max_size=4)),
+        trace=draw(st.lists(st.builds(TracePoint, _measure, _maybe_measure, _maybe_measure), max_size=4)),
     )
 
 
