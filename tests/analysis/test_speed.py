@@ -77,13 +77,13 @@ def test_the_estimate_is_checked_against_this_machines_runs():
 
 
 def test_fit_cli_prints_speeds_and_checks_and_refuses_a_negative_floor(capsys, tmp_path):
-    code = main(["fit", "--ram-gb", "32", "--vram-gb", "0", "--quant", "Q4_K_M", "--json", "--db", str(tmp_path / "d")])
+    code = main(["fit", "--ram-gb", "32", "--vram-gb", "0", "--quant", "Q4_K_M", "--json"])
     result = json.loads(capsys.readouterr().out)
     assert code == 0 and result["min_tps"] == 5.0 and result["memory_bandwidth"]["gbps"] > 0
     usable = [e for e in result["estimates"] if e["usable"]]
     assert usable and all(e["decode_tps"] >= 5.0 for e in usable)
     assert result["estimates"][: len(usable)] == usable  # usable first
-    code = main(["fit", "--ram-gb", "32", "--vram-gb", "0", "--quant", "Q4_K_M", "--db", str(tmp_path / "d")])
+    code = main(["fit", "--ram-gb", "32", "--vram-gb", "0", "--quant", "Q4_K_M"])
     captured = capsys.readouterr()
     assert code == 0 and "tokens/s (estimated)" in captured.out and "largest usable on cpu" in captured.err
     assert main(["fit", "--min-tps", "-1"]) == 2
