@@ -18,7 +18,8 @@ import logging
 import math
 import re
 import socket
-from collections.abc import Iterator
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol, Self
 from urllib.parse import urlsplit
@@ -130,6 +131,23 @@ class Backend(Protocol):
     def stream(self, request: ChatRequest) -> Iterator[StreamPiece]: ...
 
     def close(self) -> None: ...  # the HTTP client and its connections
+
+
+@dataclass(frozen=True)
+class HttpStreamRequest:
+    """A streaming chat request as HTTP: where it goes, its headers (auth) and JSON body; `secrets` are
+    what must be redacted from any error about it."""
+
+    url: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    secrets: tuple[str, ...] = ()
+
+
+def stamped(lines: Iterable[str]) -> Iterator[tuple[float, str]]:
+    """Each line with `time.perf_counter()` taken as it comes off the socket, before any parsing."""
+    for line in lines:
+        yield time.perf_counter(), line
 
 
 class HttpClientOwner:
