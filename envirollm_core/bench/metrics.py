@@ -40,8 +40,10 @@ class StreamMetrics:
     error: str | None = None
 
 
-def measure_stream(pieces: Iterable[StreamPiece]) -> StreamMetrics:
-    """Consume one backend stream; a `BackendError` midway becomes `error`, with what arrived so far kept."""
+def measure_stream(pieces: Iterable[StreamPiece], ended_s: float | None = None) -> StreamMetrics:
+    """Consume one backend stream; a `BackendError` midway becomes `error`, with what arrived so far kept.
+
+    `ended_s`: when the stream really ended, for pieces replayed after it (else: when they run out)."""
     sent_s: float | None = None
     token_times_s: list[float] = []
     content: list[str] = []
@@ -60,7 +62,7 @@ def measure_stream(pieces: Iterable[StreamPiece]) -> StreamMetrics:
                 end = piece
     except BackendError as exc:
         error = str(exc)
-    ended_s = time.perf_counter()
+    ended_s = time.perf_counter() if ended_s is None else ended_s
     completion, prompt, source = _token_counts(end, len(token_times_s))
     usage_reasoning = end.usage.reasoning_tokens if end and end.usage else None
     gaps = [b - a for a, b in zip(token_times_s, token_times_s[1:])]

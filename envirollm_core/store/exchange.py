@@ -56,6 +56,8 @@ ORIGINAL_COLUMNS: tuple[str, ...] = (
     "Speed (tok/s)", "Quality Score", "CPU %", "Memory %", "Power (W)", "Prompt", "Response Preview",
 )
 OUR_COLUMNS: tuple[str, ...] = tuple(spec.name for spec in RUN_FIELDS)
+# Columns added after exports were already made: a file without them still imports, with them null.
+LATER_COLUMNS: tuple[str, ...] = ("sweep_concurrency", "prefill_energy_wh", "decode_energy_wh", "phase_split_uncertainty_wh")
 EXPORT_COLUMNS: tuple[str, ...] = ORIGINAL_COLUMNS + OUR_COLUMNS
 RESPONSE_PREVIEW_CHARS = 200
 MAX_FIELD_CHARS = 16 * 2**20  # one run's trace over ten minutes at 10 Hz is about 1 MiB of JSON
@@ -266,7 +268,7 @@ def parse_runs(data: bytes, name: str) -> ParsedFile:
             container, header, records = "csv", *_csv_records(text, name)
     # Any of our own columns makes it our export, which must then have them all (never half-read as the original).
     if set(OUR_COLUMNS) & set(header):
-        _require_columns(header, OUR_COLUMNS, "an EnviroLLM", name)
+        _require_columns(header, tuple(c for c in OUR_COLUMNS if c not in LATER_COLUMNS), "an EnviroLLM", name)
         runs = [_our_run(record, name) for record in records]
         fmt = container
     else:
@@ -570,7 +572,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {spec.name: _field_parser(spec) for 
 
 
 def _our_run(record: _Record, name: str) -> RunResult:
-    values = {spec.name: _cell(name, record, spec.name, _PARSERS[spec.name]) for spec in RUN_FIELDS}
+    values = {spec.name: _cell(name, record, spec.name, _PARSERS[spec.name]) for spec in RUN_FIELDS
+              if spec.name in record.values or spec.name not in LATER_COLUMNS}
     return RunResult(**values)
 
 
