@@ -12,11 +12,11 @@ import os
 import sys
 
 from envirollm_core import __version__
-from envirollm_core.cli import bench, quality, results, serve, telemetry
+from envirollm_core.cli import bench, quality, results, serve, sweep, telemetry
 from envirollm_core.cli.common import add_db_option
 from envirollm_core.errors import EnviroLLMError, UsageError
 
-COMMAND_MODULES = (serve, bench, telemetry, results, quality)
+COMMAND_MODULES = (serve, bench, sweep, telemetry, results, quality)
 
 
 def build_parser() -> argparse.ArgumentParser:
