@@ -26,6 +26,7 @@ from envirollm_core.results import TokenCountSource
 class StreamMetrics:
     response: str
     ttft_s: float | None = None
+    first_token_at_s: float | None = None  # `time.perf_counter()` when the first token arrived
     e2e_s: float | None = None
     decode_tps: float | None = None
     itl_p50_s: float | None = None
@@ -69,6 +70,7 @@ def measure_stream(pieces: Iterable[StreamPiece], ended_s: float | None = None) 
     return StreamMetrics(
         response="".join(content),
         ttft_s=token_times_s[0] - sent_s if token_times_s and sent_s is not None else None,
+        first_token_at_s=token_times_s[0] if token_times_s else None,
         e2e_s=ended_s - sent_s if sent_s is not None else None,
         decode_tps=decode_rate(completion, token_times_s),
         itl_p50_s=percentile(gaps, 50),
