@@ -383,31 +383,50 @@ async def send_request(
     """Send one streaming request; keep each line with its arrival time, and parse them only once the
     stream has ended. A refused, dropped or failed request comes back with its error, never raises."""
     http: HttpStreamRequest = backend.http_request(request)  # type: ignore[attr-defined]
-    lines: list[tuple[float, str]] = []
+    chunks: list[tuple[float, bytes]] = []
+    encoding: str | None = None
     error: str | None = None
     sent_s = time.perf_counter()
     try:
-        async with client.stream("POST", http.url, json=http.body, headers=http.headers) as response:
+        # Uncompressed: the raw chunks are then the body's bytes as they arrived.
+        headers = {**http.headers, "Accept-Encoding": "identity"}
+        async with client.stream("POST", http.url, json=http.body, headers=headers) as response:
             sent_s = response.request.extensions.get("envirollm_sent_s", sent_s)
             if response.status_code != 200:
                 text = (await response.aread()).decode("utf-8", "replace")
                 error = f"{backend.base_url} answered HTTP {response.status_code}: {one_line(text)}"
             else:
-                async for line in response.aiter_lines():
-                    lines.append((time.perf_counter(), line))
+                encoding = response.charset_encoding
+                async for chunk in response.aiter_raw():  # stamped as received; cut into lines afterwards
+                    chunks.append((time.perf_counter(), chunk))
     except httpx.TimeoutException:
-        error = f"no data from {backend.base_url} in time (timeout) after {len(lines)} lines"
+        error = f"no data from {backend.base_url} in time (timeout) after {len(chunks)} chunks"
     except httpx.ConnectError as exc:
         error = f"cannot connect to {backend.base_url} ({one_line(exc)})"
     except httpx.HTTPError as exc:
-        error = f"the stream from {backend.base_url} dropped midway after {len(lines)} lines: {one_line(exc)}"
+        error = f"the stream from {backend.base_url} dropped midway after {len(chunks)} chunks: {one_line(exc)}"
     ended_s = time.perf_counter()
+    lines = stamped_lines(chunks, encoding)
     pieces = _KeptStream(backend, sent_s, lines, error)
     metrics = measure_stream(pieces, ended_s=ended_s)
     if metrics.error:
         metrics = _redacted(metrics, http.secrets)
     token_times_s = [piece.t_s for piece in pieces.seen if isinstance(piece, Delta)]
     return _Request(level, prompt, metrics, sent_s, ended_s, token_times_s)
+
+
+def stamped_lines(chunks: Sequence[tuple[float, bytes]], encoding: str | None) -> list[tuple[float, str]]:
+    """The body's lines, each stamped with the arrival of the chunk that completed it (as a line reader
+    reading as the bytes came would have seen it)."""
+    lines: list[tuple[float, str]] = []
+    pending = b""
+    for t_s, chunk in chunks:
+        pieces = (pending + chunk).split(b"\n")
+        pending = pieces.pop()
+        lines.extend((t_s, piece.rstrip(b"\r").decode(encoding or "utf-8", "replace")) for piece in pieces)
+    if pending:
+        lines.append((chunks[-1][0], pending.decode(encoding or "utf-8", "replace")))
+    return lines
 
 
 class _KeptStream:
