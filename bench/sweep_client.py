@@ -22,12 +22,10 @@ import statistics
 import sys
 import time
 
-import httpx
-
 from envirollm_core.backends.base import ChatRequest
 from envirollm_core.backends.openai_compat import OpenAIBackend
 from envirollm_core.bench.presets import Prompt
-from envirollm_core.bench.sweep import async_client, send_request
+from envirollm_core.bench.sweep import send_request
 
 STREAMS = (1, 16, 64, 128)
 TOKENS = 100
@@ -58,13 +56,11 @@ def _serve(port_queue: multiprocessing.Queue, truth_queue: multiprocessing.Queue
 
 
 async def _streams(backend: OpenAIBackend, count: int) -> list:
-    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
-    async with async_client(limits, httpx.Timeout(60.0)) as client:
-        return await asyncio.gather(*(
-            send_request(client, backend, ChatRequest("scripted", f"stream-{count}-{i}", TOKENS), count,
-                         Prompt(f"stream-{count}-{i}"))
-            for i in range(count)
-        ))
+    return await asyncio.gather(*(
+        send_request(backend, ChatRequest("scripted", f"stream-{count}-{i}", TOKENS), count,
+                     Prompt(f"stream-{count}-{i}"), 60.0)
+        for i in range(count)
+    ))
 
 
 def main() -> int:

@@ -36,10 +36,7 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
-
 from envirollm_core.backends.base import (
-    CONNECT_TIMEOUT_S,
     DEFAULT_READ_TIMEOUT_S,
     Backend,
     BackendError,
@@ -53,6 +50,7 @@ from envirollm_core.backends.base import (
 )
 from envirollm_core.bench.metrics import StreamMetrics, measure_stream, percentile
 from envirollm_core.bench.presets import Prompt
+from envirollm_core.bench.stream_client import stream_request
 from envirollm_core.bench.runner import (
     BenchmarkConfig,
     Sampler,
@@ -345,20 +343,17 @@ async def _closed_loop(
             return sent < budget
         return time.perf_counter() < deadline_s  # type: ignore[operator]
 
-    async def stream(client: httpx.AsyncClient) -> None:
+    async def stream() -> None:
         nonlocal sent
         while may_send():
             prompt = config.prompts[sent % len(config.prompts)]
             sent += 1
-            requests.append(await send_request(client, backend, _request(config, prompt), level, prompt))
+            requests.append(await send_request(backend, _request(config, prompt), level, prompt, config.timeout_s))
             window.open()  # the first completion ends the ramp-up (later calls do nothing)
             if not may_send():
                 window.close()  # the first completion after the last send starts the drain
 
-    limits = httpx.Limits(max_connections=level, max_keepalive_connections=level)
-    timeout = httpx.Timeout(config.timeout_s, connect=CONNECT_TIMEOUT_S)
-    async with async_client(limits, timeout) as client:
-        await asyncio.gather(*(stream(client) for _ in range(level)))
+    await asyncio.gather(*(stream() for _ in range(level)))
     await window.wait()
 
 
@@ -367,66 +362,24 @@ def _request(config: SweepConfig, prompt: Prompt) -> ChatRequest:
                        temperature=config.temperature)
 
 
-def async_client(limits: httpx.Limits, timeout: httpx.Timeout) -> httpx.AsyncClient:
-    """The client of every sweep stream; each request is stamped by a hook once it is built, just
-    before it is sent (the client's own work is not the server's)."""
-
-    async def stamp(request: httpx.Request) -> None:
-        request.extensions["envirollm_sent_s"] = time.perf_counter()
-
-    return httpx.AsyncClient(limits=limits, timeout=timeout, event_hooks={"request": [stamp]})
-
-
 async def send_request(
-    client: httpx.AsyncClient, backend: Backend, request: ChatRequest, level: int, prompt: Prompt
+    backend: Backend, request: ChatRequest, level: int, prompt: Prompt, read_timeout_s: float
 ) -> _Request:
-    """Send one streaming request; keep each line with its arrival time, and parse them only once the
-    stream has ended. A refused, dropped or failed request comes back with its error, never raises."""
+    """Send one streaming request and parse it with the backend's own reader once it has ended. A refused,
+    dropped or failed request comes back with its error, never raises."""
     http: HttpStreamRequest = backend.http_request(request)  # type: ignore[attr-defined]
-    chunks: list[tuple[float, bytes]] = []
-    encoding: str | None = None
-    error: str | None = None
-    sent_s = time.perf_counter()
-    try:
-        # Uncompressed: the raw chunks are then the body's bytes as they arrived.
-        headers = {**http.headers, "Accept-Encoding": "identity"}
-        async with client.stream("POST", http.url, json=http.body, headers=headers) as response:
-            sent_s = response.request.extensions.get("envirollm_sent_s", sent_s)
-            if response.status_code != 200:
-                text = (await response.aread()).decode("utf-8", "replace")
-                error = f"{backend.base_url} answered HTTP {response.status_code}: {one_line(text)}"
-            else:
-                encoding = response.charset_encoding
-                async for chunk in response.aiter_raw():  # stamped as received; cut into lines afterwards
-                    chunks.append((time.perf_counter(), chunk))
-    except httpx.TimeoutException:
-        error = f"no data from {backend.base_url} in time (timeout) after {len(chunks)} chunks"
-    except httpx.ConnectError as exc:
-        error = f"cannot connect to {backend.base_url} ({one_line(exc)})"
-    except httpx.HTTPError as exc:
-        error = f"the stream from {backend.base_url} dropped midway after {len(chunks)} chunks: {one_line(exc)}"
+    response = await stream_request(http, read_timeout_s, backend.base_url)
     ended_s = time.perf_counter()
-    lines = stamped_lines(chunks, encoding)
-    pieces = _KeptStream(backend, sent_s, lines, error)
+    error = response.error
+    if error is None and response.status != 200:
+        text = response.body.decode("utf-8", "replace")
+        error = f"{backend.base_url} answered HTTP {response.status}: {one_line(text)}"
+    pieces = _KeptStream(backend, response.sent_s, response.lines, error)
     metrics = measure_stream(pieces, ended_s=ended_s)
     if metrics.error:
-        metrics = _redacted(metrics, http.secrets)
+        metrics = replace(metrics, error=redact(metrics.error, http.secrets))
     token_times_s = [piece.t_s for piece in pieces.seen if isinstance(piece, Delta)]
-    return _Request(level, prompt, metrics, sent_s, ended_s, token_times_s)
-
-
-def stamped_lines(chunks: Sequence[tuple[float, bytes]], encoding: str | None) -> list[tuple[float, str]]:
-    """The body's lines, each stamped with the arrival of the chunk that completed it (as a line reader
-    reading as the bytes came would have seen it)."""
-    lines: list[tuple[float, str]] = []
-    pending = b""
-    for t_s, chunk in chunks:
-        pieces = (pending + chunk).split(b"\n")
-        pending = pieces.pop()
-        lines.extend((t_s, piece.rstrip(b"\r").decode(encoding or "utf-8", "replace")) for piece in pieces)
-    if pending:
-        lines.append((chunks[-1][0], pending.decode(encoding or "utf-8", "replace")))
-    return lines
+    return _Request(level, prompt, metrics, response.sent_s, ended_s, token_times_s)
 
 
 class _KeptStream:
@@ -450,10 +403,6 @@ class _KeptStream:
                     self.seen.append(piece)
                     yield piece
         raise BackendError(self.error)
-
-
-def _redacted(metrics: StreamMetrics, secrets: tuple[str, ...]) -> StreamMetrics:
-    return replace(metrics, error=redact(metrics.error or "", secrets))
 
 
 def summarize_level(

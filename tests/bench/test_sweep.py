@@ -20,6 +20,7 @@ from envirollm_core.bench.sweep import SweepConfig, SweepProgress, find_knee, ru
 from envirollm_core.errors import UsageError
 from envirollm_core.store import Store
 from envirollm_core.telemetry.sampler import get_sampler
+from tests.fakes import scripted_server
 from tests.fakes.scripted_server import Reply, Request, ScriptedServer, json_reply, openai_chunk, openai_routes, sse
 
 MODEL = "scripted-7b-q4"
@@ -34,15 +35,25 @@ class RecordingSampler:
         self.edges: dict[str, list[float]] = {}
 
     def begin_window(self, name, pids=()):
+        before = time.perf_counter()
         self.sampler.begin_window(name, pids)
-        self.edges[name] = [time.perf_counter()]
+        self.edges[name] = [(before + time.perf_counter()) / 2]
 
     def end_window(self, name):
-        self.edges[name].append(time.perf_counter())
-        return self.sampler.end_window(name)
+        before = time.perf_counter()
+        measurement = self.sampler.end_window(name)
+        self.edges[name].append((before + time.perf_counter()) / 2)
+        return measurement
 
     def measure_idle(self, duration_s):
         return self.sampler.measure_idle(duration_s)
+
+
+@pytest.fixture(autouse=True)
+def no_busy_wait(monkeypatch):
+    """The scripted server shares this process with the client: its threads must not busy-wait for the GIL
+    the client's event loop needs (the truth it records is taken after each send anyway)."""
+    monkeypatch.setattr(scripted_server, "SPIN_S", 0.0)
 
 
 class SaturatingServer:
