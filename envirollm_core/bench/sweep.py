@@ -114,6 +114,16 @@ class SweepConfig:
                                max_tokens=self.max_tokens, temperature=self.temperature, idle_s=self.idle_s,
                                notes=self.notes)
 
+    @property
+    def models(self) -> tuple[str, ...]:
+        return (self.model,)
+
+    @property
+    def total_runs(self) -> int | None:
+        """Every request the sweep will send; None when its levels run for a duration."""
+        budgets = [self.requests_for(level) for level in self.concurrency]
+        return None if None in budgets else sum(budgets)  # type: ignore[arg-type]
+
     def requests_for(self, level: int) -> int | None:
         """The level's request budget; None when the level runs for a duration instead."""
         if self.duration_per_level_s is not None:
@@ -196,6 +206,13 @@ def find_knee(levels: Sequence[Any]) -> int | None:
         if after.output_tps < before.output_tps * (1 + KNEE_GAIN) and after.e2e_p95_s > before.e2e_p95_s:
             return before.concurrency
     return None
+
+
+def levels_of(frame: Any) -> list[Any]:
+    """Stored levels (a `Store.sweep_levels` frame) as objects `find_knee` reads."""
+    from types import SimpleNamespace
+
+    return [SimpleNamespace(**row) for row in frame.iter_rows(named=True)]
 
 
 class SweepProgress:

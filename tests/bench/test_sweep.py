@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import threading
-from types import SimpleNamespace
 import time
 
 import polars as pl
@@ -16,7 +15,7 @@ import pytest
 
 from envirollm_core.backends.openai_compat import OpenAIBackend
 from envirollm_core.bench.presets import Prompt
-from envirollm_core.bench.sweep import SweepConfig, SweepProgress, find_knee, run_sweep
+from envirollm_core.bench.sweep import SweepConfig, SweepProgress, find_knee, levels_of, run_sweep
 from envirollm_core.errors import UsageError
 from envirollm_core.store import Store
 from envirollm_core.telemetry.sampler import get_sampler
@@ -122,7 +121,7 @@ def test_sweep_finds_the_knee_and_times_throughput_within_2_percent():
     assert runs["energy_wh"].null_count() == runs.height  # overlapping streams have no energy of their own
     stored = store.sweep_levels(result.sweep_id)
     assert stored["concurrency"].to_list() == [1, 2, 4, 8, 16]
-    assert find_knee([SimpleNamespace(**row) for row in stored.iter_rows(named=True)]) == 4
+    assert find_knee(levels_of(stored)) == 4
 
 
 class OverloadedServer(SaturatingServer):
