@@ -22,7 +22,7 @@ from envirollm_core.quality import JudgeConfig
 from envirollm_core.settings import Settings, load_settings, read_only_mode
 from envirollm_core.store import runs_to_frame
 from envirollm_core.store import Store
-from envirollm_core.views import TABLE_FORMATS, levels_table, plain, runs_table
+from envirollm_core.views import LEVEL_FORMATS, TABLE_FORMATS, levels_table, plain, runs_table
 
 
 @st.cache_resource
@@ -187,7 +187,8 @@ def job_progress(job_id: str, live: bool) -> None:
         st.error(plain(f"The benchmark failed: {snapshot.error}"))
     if snapshot.levels and snapshot.batch_id:
         levels = Store().sweep_levels(snapshot.batch_id)
-        st.dataframe(levels_table(levels, find_knee(levels_of(levels))), hide_index=True)
+        st.dataframe(levels_table(levels, find_knee(levels_of(levels))), hide_index=True,
+                     column_config={name: st.column_config.NumberColumn(format=fmt) for name, fmt in LEVEL_FORMATS.items()})
         st.caption("Charts of every stored sweep: Results, Load tab.")
     elif snapshot.runs:
         st.dataframe(runs_table(runs_to_frame(snapshot.runs)), hide_index=True, column_config=column_config)

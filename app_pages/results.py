@@ -13,6 +13,7 @@ from envirollm_core.views import (
     components_frame,
     export_bytes,
     group_label,
+    LEVEL_FORMATS,
     levels_table,
     plain,
     runs_table,
@@ -67,7 +68,8 @@ with load_tab:  # load sweeps span prompts: this tab shows any stored sweep, whi
                          if knee is not None else "No knee in these levels."))
         for chart in charts.load_charts(levels, knee).values():
             st.altair_chart(chart)
-        st.dataframe(levels_table(levels, knee), hide_index=True)
+        st.dataframe(levels_table(levels, knee), hide_index=True,
+                     column_config={name: st.column_config.NumberColumn(format=fmt) for name, fmt in LEVEL_FORMATS.items()})
         st.caption("Measured over each level's steady-state window; per-request energy does not exist when "
                    "streams overlap, so energy per token and per request are the window's energy shared out.")
 

@@ -217,7 +217,8 @@ def _against_concurrency(shown: pl.DataFrame, column: str, title: str, axis: str
         alt.Chart(shown)
         .mark_line(point=True)
         .encode(
-            x=alt.X("concurrency:Q", title="concurrent streams", scale=alt.Scale(type="log", base=2)),
+            x=alt.X("concurrency:Q", title="concurrent streams", scale=alt.Scale(type="log", base=2),
+                    axis=alt.Axis(values=shown["concurrency"].to_list(), format="d")),
             y=alt.Y(f"{column}:Q", title=axis),
             tooltip=[alt.Tooltip("concurrency:Q"), alt.Tooltip(f"{column}:Q", title=axis, format=".4g")],
         )

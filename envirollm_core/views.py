@@ -306,6 +306,14 @@ def sweep_labels(levels: pl.DataFrame) -> dict[str, str]:
     }
 
 
+# How `levels_table`'s numbers are shown (Streamlit's printf-style formats).
+LEVEL_FORMATS: dict[str, str] = {
+    "tokens/s": "%.1f", "requests/s": "%.2f", "goodput %": "%.0f", "energy mWh": "%.2f", "net mWh": "%.2f",
+    "mWh/token": "%.4f", "mWh/request": "%.3f",
+    **{name: "%.3f" for name in ("TTFT p50", "TTFT p95", "ITL p50", "ITL p95", "e2e p50", "e2e p95", "e2e p99")},
+}
+
+
 def levels_table(levels: pl.DataFrame, knee: int | None) -> pl.DataFrame:
     """A sweep's levels as a person reads them: latencies in s, energy in mWh, the knee marked."""
     return levels.sort("concurrency").select(
