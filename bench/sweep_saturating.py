@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 
 from envirollm_core.backends.openai_compat import OpenAIBackend
 from envirollm_core.bench.presets import Prompt
@@ -24,29 +23,7 @@ from envirollm_core.bench.sweep import SweepConfig, run_sweep
 from envirollm_core.cli.sweep import print_levels
 from envirollm_core.telemetry.sampler import get_sampler
 from tests.fakes import scripted_server
-from tests.fakes.saturating_server import MODEL, SaturatingServer
-
-
-class EdgeRecorder:
-    """The real sampler, noting the middle of each window's opening and closing call (as the sweep does)."""
-
-    def __init__(self) -> None:
-        self.sampler = get_sampler()
-        self.edges: dict[str, list[float]] = {}
-
-    def begin_window(self, name, pids=()):
-        before = time.perf_counter()
-        self.sampler.begin_window(name, pids)
-        self.edges[name] = [(before + time.perf_counter()) / 2]
-
-    def end_window(self, name):
-        before = time.perf_counter()
-        measurement = self.sampler.end_window(name)
-        self.edges[name].append((before + time.perf_counter()) / 2)
-        return measurement
-
-    def measure_idle(self, duration_s):
-        return self.sampler.measure_idle(duration_s)
+from tests.fakes.saturating_server import MODEL, SaturatingServer, WindowEdges
 
 
 def main() -> int:
@@ -58,7 +35,7 @@ def main() -> int:
     args = parser.parse_args()
     scripted_server.SPIN_S = 0.0
     saturating = SaturatingServer(knee=args.knee, stream_tps=args.stream_tps)
-    recorder = EdgeRecorder()
+    recorder = WindowEdges(get_sampler())
     with saturating.server:
         backend = OpenAIBackend(f"{saturating.server.url}/v1", name="openai")
         config = SweepConfig(model=MODEL, prompts=(Prompt("Say something."),),

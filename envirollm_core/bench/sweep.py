@@ -33,7 +33,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from envirollm_core.backends.base import (
@@ -481,6 +481,7 @@ def _to_run(
     backend: Backend, config: SweepConfig, request: _Request, sweep_id: str, info: Any, environment: dict[str, Any]
 ) -> RunResult:
     run = _new_run(backend, config.run_config(), config.model, request.prompt, 0, sweep_id, info, environment)
+    run.created_at -= timedelta(seconds=time.perf_counter() - request.sent_s)  # when it was sent, not now
     _fill_stream(run, request.metrics)
     run.sweep_concurrency = request.level
     return run

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
-from envirollm_core.bench.presets import load_presets, select_prompts
+from envirollm_core.bench.presets import Prompt, load_presets, select_prompts
 from envirollm_core.bench.runner import BatchResult, BenchmarkConfig, run_benchmark
 from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, finite_float, format_number, format_table, info
 from envirollm_core.cli.quality import add_judge_options, judge_config
@@ -56,7 +56,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     demo.set_defaults(handler=run_demo)
 
 
-def _add_run_options(parser: argparse.ArgumentParser, max_tokens: int) -> None:
+def add_prompt_options(parser: argparse.ArgumentParser) -> argparse._MutuallyExclusiveGroup:
+    """`--prompt | --preset | --prompt-file`, as every command that sends prompts takes them; `prompts_of`
+    reads them."""
     prompts = parser.add_argument_group("prompts (default: the explanation preset)").add_mutually_exclusive_group()
     prompts.add_argument("--prompt", default=None, help="a custom prompt")
     prompts.add_argument(
@@ -66,6 +68,19 @@ def _add_run_options(parser: argparse.ArgumentParser, max_tokens: int) -> None:
     prompts.add_argument(
         "--prompt-file", default=None, type=Path, help="a text file; several prompts separated by a line holding only ---"
     )
+    return prompts
+
+
+def prompts_of(args: argparse.Namespace) -> list[Prompt]:
+    """The prompts the options of `add_prompt_options` ask for."""
+    presets = [p for p in args.preset.split(",") if p.strip()] if args.preset is not None else None
+    if presets == []:
+        raise UsageError("--preset names no preset")
+    return select_prompts(args.prompt, presets, args.prompt_file)
+
+
+def _add_run_options(parser: argparse.ArgumentParser, max_tokens: int) -> None:
+    add_prompt_options(parser)
     runs = parser.add_argument_group("runs")
     runs.add_argument("--repeat", type=int, default=3, help="timed runs per model and prompt (default: 3)")
     runs.add_argument("--warmup", type=int, default=1, help="untimed, unstored warm-up runs per model (default: 1)")
@@ -95,10 +110,7 @@ def _models(text: str) -> tuple[str, ...]:
 def _config(args: argparse.Namespace, models: tuple[str, ...]) -> BenchmarkConfig:
     if not args.timeout > 0:
         raise UsageError(f"--timeout must be positive, not {args.timeout:g}")
-    presets = [p for p in args.preset.split(",") if p.strip()] if args.preset is not None else None
-    if presets == []:
-        raise UsageError("--preset names no preset")
-    prompts = select_prompts(args.prompt, presets, args.prompt_file)
+    prompts = prompts_of(args)
     return BenchmarkConfig(
         models=models, prompts=tuple(prompts), repeat=args.repeat, warmup=args.warmup, max_tokens=args.max_tokens,
         temperature=args.temperature, seed=args.seed, idle_s=args.idle_s, notes=args.notes,

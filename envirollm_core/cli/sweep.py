@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any, TextIO
 
 from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
-from envirollm_core.bench.presets import load_presets, select_prompts
 from envirollm_core.bench.sweep import DEFAULT_LEVELS, LevelResult, SweepConfig, SweepProgress, SweepResult, level_rows, run_sweep
+from envirollm_core.cli.bench import add_prompt_options, prompts_of
 from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, finite_float, format_number, format_table, info
 from envirollm_core.errors import UsageError
 
@@ -46,13 +45,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
                         help="requests per level (default: 4 x the level, at least 8)")
     budget.add_argument("--duration-per-level", type=finite_float, default=None, metavar="S",
                         help="seconds per level instead of a request count")
-    prompts = parser.add_argument_group("prompts (default: the explanation preset)").add_mutually_exclusive_group()
-    prompts.add_argument("--prompt", default=None, help="a custom prompt")
-    prompts.add_argument("--preset", default=None,
-                         help=f"task preset(s), comma-separated, or 'all': {', '.join(load_presets())}")
-    prompts.add_argument("--suite", default=None, help="the prompts of a task suite")
-    prompts.add_argument("--prompt-file", default=None, type=Path,
-                         help="a text file; several prompts separated by a line holding only ---")
+    add_prompt_options(parser).add_argument("--suite", default=None, help="the prompts of a task suite")
     parser.add_argument("--max-tokens", type=int, default=DEFAULT_SWEEP_MAX_TOKENS,
                         help=f"most tokens per request (default: {DEFAULT_SWEEP_MAX_TOKENS})")
     parser.add_argument("--slo-ttft", type=finite_float, default=None, metavar="S",
@@ -83,10 +76,7 @@ def sweep_config(args: argparse.Namespace, model: str) -> SweepConfig:
     """The sweep the arguments ask for; prompts are chosen as the benchmark commands choose them."""
     if args.suite is not None:
         raise UsageError(f"unknown suite {args.suite!r}: this EnviroLLM ships no task suites")
-    presets = [p for p in args.preset.split(",") if p.strip()] if args.preset is not None else None
-    if presets == []:
-        raise UsageError("--preset names no preset")
-    prompts = select_prompts(args.prompt, presets, args.prompt_file)
+    prompts = prompts_of(args)
     return SweepConfig(
         model=model, prompts=tuple(prompts), concurrency=levels(args.concurrency),
         requests_per_level=args.requests_per_level, duration_per_level_s=args.duration_per_level,

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from datetime import timedelta
 import time
 
 import polars as pl
@@ -16,36 +17,13 @@ import pytest
 from envirollm_core.backends.openai_compat import OpenAIBackend
 from envirollm_core.bench.presets import Prompt
 from envirollm_core.bench.sweep import SweepConfig, SweepProgress, find_knee, levels_of, run_sweep
-from envirollm_core.errors import UsageError
 from envirollm_core.store import Store
 from envirollm_core.telemetry.sampler import get_sampler
 from tests.fakes import scripted_server
-from tests.fakes.saturating_server import MODEL, SaturatingServer
+from tests.fakes.saturating_server import MODEL, SaturatingServer, WindowEdges
 from tests.fakes.scripted_server import Reply, Request, json_reply
 
 PROMPT = (Prompt("Say something."),)
-
-
-class RecordingSampler:
-    """The real sampler, with the moment each energy window opened and closed (the steady-state windows)."""
-
-    def __init__(self) -> None:
-        self.sampler = get_sampler()
-        self.edges: dict[str, list[float]] = {}
-
-    def begin_window(self, name, pids=()):
-        before = time.perf_counter()
-        self.sampler.begin_window(name, pids)
-        self.edges[name] = [(before + time.perf_counter()) / 2]
-
-    def end_window(self, name):
-        before = time.perf_counter()
-        measurement = self.sampler.end_window(name)
-        self.edges[name].append((before + time.perf_counter()) / 2)
-        return measurement
-
-    def measure_idle(self, duration_s):
-        return self.sampler.measure_idle(duration_s)
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +35,7 @@ def no_busy_wait(monkeypatch):
 
 def test_sweep_finds_the_knee_and_times_throughput_within_2_percent():
     saturating = SaturatingServer(knee=4, stream_tps=100.0)
-    sampler = RecordingSampler()
+    sampler = WindowEdges(get_sampler())
     with saturating.server:
         backend = OpenAIBackend(f"{saturating.server.url}/v1", name="openai")
         config = SweepConfig(model=MODEL, prompts=PROMPT, concurrency=(1, 2, 4, 8, 16), max_tokens=20, idle_s=0.2,
@@ -76,7 +54,7 @@ def test_sweep_finds_the_knee_and_times_throughput_within_2_percent():
         assert level.e2e_p50_s <= level.e2e_p95_s <= level.e2e_p99_s
         assert level.goodput_fraction == 1.0
     tps = [lv.output_tps for lv in result.levels]
-    assert tps[2] == pytest.approx(4 * tps[0], rel=0.1) and tps[4] == pytest.approx(tps[2], rel=0.1)
+    assert tps[0] == pytest.approx(100, rel=0.1) and tps[4] == pytest.approx(400, rel=0.1)  # one stream; capacity
     # Every request is a stored run of the sweep, with its level; the levels are stored too.
     runs = store.runs_frame(batch_id=result.sweep_id)
     assert runs.height == len(result.runs) == sum(max(8, 4 * level) for level in (1, 2, 4, 8, 16))
@@ -244,11 +222,16 @@ def test_embedded_engine_one_slot_throughput_flat_latency_growing(embedded_engin
     with embedded_backend(embedded_engine) as backend:
         result = run_sweep(backend, config, store=Store())
     assert result.failed == 0 and [lv.concurrency for lv in result.levels] == [1, 2, 4]
-    one, _, four = result.levels
-    # One slot: requests queue, so more of them at once add no throughput, only waiting.
-    assert 0.6 * one.output_tps < four.output_tps < 1.4 * one.output_tps
-    assert one.e2e_p50_s < result.levels[1].e2e_p50_s < four.e2e_p50_s
-    assert four.ttft_p50_s > 2 * one.ttft_p50_s
+    one, two, four = result.levels
+    # One slot: requests queue, so more of them at once add waiting, not throughput. How fast the engine
+    # decodes moves with the machine's other load, so the throughput bound is loose; that the streams never
+    # decode at the same time is what makes it flat, and that is checked exactly.
+    assert four.output_tps < 2 * one.output_tps
+    assert one.e2e_p50_s < two.e2e_p50_s < four.e2e_p50_s and four.ttft_p50_s > 2 * one.ttft_p50_s
+    decoding = sorted((run.created_at + timedelta(seconds=run.ttft_s), run.created_at + timedelta(seconds=run.e2e_s))
+                      for run in result.runs if run.sweep_concurrency == 4)
+    for (_, ended), (started, _) in zip(decoding, decoding[1:]):
+        assert started >= ended - timedelta(milliseconds=50)
 
 
 def test_compare_and_recommend_know_sweeps_and_keep_them_out_of_the_single_stream_statistics(tmp_path):

@@ -4,6 +4,7 @@ at a known number of concurrent streams, and it records when each token really l
 from __future__ import annotations
 
 import threading
+import time
 
 from tests.fakes.scripted_server import Reply, Request, ScriptedServer, openai_chunk, openai_routes, sse
 
@@ -46,3 +47,26 @@ class SaturatingServer:
         """Tokens/s the server sent between two `time.perf_counter()` moments (all streams together)."""
         sent = [t for r in self.server.requests for t in r.token_sent_at_s if start_s <= t <= end_s]
         return len(sent) / (end_s - start_s)
+
+
+class WindowEdges:
+    """A sampler (the real one, or any with its window interface) noting each window's edges as the sweep
+    takes them: the middle of the opening and of the closing call, in `time.perf_counter()` seconds."""
+
+    def __init__(self, sampler) -> None:
+        self.sampler = sampler
+        self.edges: dict[str, list[float]] = {}
+
+    def begin_window(self, name, pids=()):
+        before = time.perf_counter()
+        self.sampler.begin_window(name, pids)
+        self.edges[name] = [(before + time.perf_counter()) / 2]
+
+    def end_window(self, name):
+        before = time.perf_counter()
+        measurement = self.sampler.end_window(name)
+        self.edges[name].append((before + time.perf_counter()) / 2)
+        return measurement
+
+    def measure_idle(self, duration_s):
+        return self.sampler.measure_idle(duration_s)
