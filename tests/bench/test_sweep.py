@@ -38,7 +38,9 @@ def test_sweep_finds_the_knee_and_times_throughput_within_2_percent():
     sampler = WindowEdges(get_sampler())
     with saturating.server:
         backend = OpenAIBackend(f"{saturating.server.url}/v1", name="openai")
-        config = SweepConfig(model=MODEL, prompts=PROMPT, concurrency=(1, 2, 4, 8, 16), max_tokens=20, idle_s=0.2,
+        # Long enough requests that a stream's turnaround (a new connection, the server's new thread: ~10 ms on
+        # a loaded machine) costs the server little idle time at exactly its saturation level.
+        config = SweepConfig(model=MODEL, prompts=PROMPT, concurrency=(1, 2, 4, 8, 16), max_tokens=50, idle_s=0.2,
                              slo_ttft_s=1.0)
         store = Store()
         result = run_sweep(backend, config, sampler=sampler, store=store)
