@@ -3,6 +3,7 @@
 import streamlit as st
 
 from envirollm_core import charts
+from envirollm_core.bench.sweep import find_knee, levels_of
 from envirollm_core.errors import EnviroLLMError
 from envirollm_core.store import Store
 from envirollm_core.views import (
@@ -12,8 +13,11 @@ from envirollm_core.views import (
     components_frame,
     export_bytes,
     group_label,
+    LEVEL_FORMATS,
+    levels_table,
     plain,
     runs_table,
+    sweep_labels,
     trace_long,
 )
 
@@ -49,14 +53,33 @@ analysis = analyze_group(frame)
 metric = st.selectbox("Metric for the bars and the trends", list(charts.METRICS),
                       format_func=lambda name: charts.METRICS[name].axis_title)
 figures = charts.result_charts(analysis.stats, analysis.frontier, analysis.batches, metric)
-# Only the open tab's chart is sent and drawn: a visit pays for one chart, not four.
-for tab, chart in zip(st.tabs(list(figures), key="chart-tab", on_change="rerun"), figures.values()):
+# Only the open tab's chart is sent and drawn: a visit pays for one chart, not five.
+*chart_tabs, load_tab = st.tabs([*figures, "Load"], key="chart-tab", on_change="rerun")
+for tab, chart in zip(chart_tabs, figures.values()):
     if not tab.open:
         continue
     if isinstance(chart, charts.NothingToDraw):
         tab.info(chart.reason)
     else:
         tab.altair_chart(chart)
+if load_tab.open:  # load sweeps span prompts: this tab shows any stored sweep, whichever group is chosen above
+    with load_tab:
+        sweeps = store.sweep_levels()
+        if sweeps.is_empty():
+            st.info("No load sweep stored yet: run a Load sweep on the Benchmark page, or `envirollm sweep`.")
+        else:
+            sweep_names = sweep_labels(sweeps)
+            sweep_id = st.selectbox("Load sweep", list(sweep_names), format_func=sweep_names.get)
+            levels = sweeps.filter(sweeps["sweep_id"] == sweep_id)
+            knee = find_knee(levels_of(levels))
+            st.caption(plain(f"Knee: {knee} concurrent streams (past it, throughput grows < 10 % while p95 latency grows)"
+                             if knee is not None else "No knee in these levels."))
+            for chart in charts.load_charts(levels, knee).values():
+                st.altair_chart(chart)
+            st.dataframe(levels_table(levels, knee), hide_index=True, placeholder="",
+                         column_config={name: st.column_config.NumberColumn(format=fmt) for name, fmt in LEVEL_FORMATS.items()})
+            st.caption("Measured over each level's steady-state window; per-request energy does not exist when "
+                       "streams overlap, so energy per token and per request are the window's energy shared out.")
 
 st.subheader(f"Runs ({frame.height})")
 table = runs_table(frame)
@@ -113,6 +136,14 @@ st.code(run.prompt, language=None, wrap_lines=True)
 st.caption("Response")
 st.code(run.response or "(empty)", language=None, wrap_lines=True)
 
+if run.prefill_energy_wh is not None:
+    prefill, decode = st.columns(2)
+    plus_minus = f" ± {run.phase_split_uncertainty_wh:.5f}" if run.phase_split_uncertainty_wh is not None else ""
+    prefill.metric("Prefill energy (before the first token)", f"{run.prefill_energy_wh:.5f}{plus_minus} Wh")
+    decode.metric("Decode energy (from the first token on)", f"{run.decode_energy_wh:.5f}{plus_minus} Wh")
+elif run.sweep_concurrency is not None:
+    st.caption(f"Sent in a load sweep at {run.sweep_concurrency} concurrent streams: its energy is the level's "
+               "(Load tab), not its own.")
 energy_tab, trace_tab = st.tabs(["Energy by component", "Samples during the run"], key="run-tab", on_change="rerun")
 if energy_tab.open:
     energy_tab.dataframe(components_frame(run), hide_index=True, placeholder="",

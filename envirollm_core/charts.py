@@ -233,3 +233,67 @@ def result_charts(
         "Per configuration (95 % intervals)": model_intervals(stats, metric),
         "Trends over time": trends(batches, metric),
     }
+
+
+# -- load sweeps -------------------------------------------------------------------------------
+
+KNEE_COLOR = "#d62728"
+
+
+def _levels_shown(levels: pl.DataFrame, knee: int | None) -> pl.DataFrame:
+    return levels.sort("concurrency").with_columns(
+        (pl.col("energy_per_token_wh") * 1000).alias("mwh_per_token"),
+        (pl.col("concurrency") == (knee if knee is not None else -1)).alias("knee"),
+    )
+
+
+def _knee_rule(shown: pl.DataFrame, x: str) -> alt.Chart:
+    return (
+        alt.Chart(shown.filter(pl.col("knee")))
+        .mark_rule(color=KNEE_COLOR, strokeDash=[6, 4])
+        .encode(x=f"{x}:Q", tooltip=[alt.Tooltip("concurrency:Q", title="knee at concurrency")])
+    )
+
+
+def _against_concurrency(shown: pl.DataFrame, column: str, title: str, axis: str) -> alt.LayerChart:
+    line = (
+        alt.Chart(shown)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("concurrency:Q", title="concurrent streams", scale=alt.Scale(type="log", base=2),
+                    axis=alt.Axis(values=shown["concurrency"].to_list(), format="d")),
+            y=alt.Y(f"{column}:Q", title=axis),
+            tooltip=[alt.Tooltip("concurrency:Q"), alt.Tooltip(f"{column}:Q", title=axis, format=".4g")],
+        )
+    )
+    return alt.layer(line, _knee_rule(shown, "concurrency")).properties(title=title)
+
+
+def load_charts(levels: pl.DataFrame, knee: int | None) -> dict[str, alt.TopLevelMixin]:
+    """One sweep's charts (rows of `Store.sweep_levels`), by title: throughput and energy per token against
+    concurrency, latency percentiles against throughput; the knee drawn as a dashed red rule."""
+    shown = _levels_shown(levels, knee)
+    latency = shown.unpivot(
+        index=["concurrency", "output_tps", "knee"], on=["e2e_p50_s", "e2e_p95_s", "e2e_p99_s"],
+        variable_name="percentile", value_name="latency_s",
+    ).with_columns(pl.col("percentile").str.extract(r"(p\d+)").alias("percentile"))
+    latency_lines = (
+        alt.Chart(latency)
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("output_tps:Q", title="output tokens/s (all streams)"),
+            y=alt.Y("latency_s:Q", title="latency (s)"),
+            color=alt.Color("percentile:N", title=None, sort=["p50", "p95", "p99"]),
+            order="concurrency:Q",
+            tooltip=[alt.Tooltip("concurrency:Q"), alt.Tooltip("percentile:N"),
+                     alt.Tooltip("latency_s:Q", format=".3f"), alt.Tooltip("output_tps:Q", format=".1f")],
+        )
+    )
+    return {
+        "Throughput": _against_concurrency(shown, "output_tps", "Output tokens/s against concurrency",
+                                           "output tokens/s"),
+        "Energy per token": _against_concurrency(shown, "mwh_per_token", "Energy per token against concurrency",
+                                                 "mWh/token"),
+        "Latency vs throughput": alt.layer(latency_lines, _knee_rule(shown, "output_tps")).properties(
+            title="End-to-end latency against throughput (one point per level)"),
+    }

@@ -100,6 +100,11 @@ class RunResult:
     quality_method: str | None = None
     quality_detail: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
+    # load sweeps, and the energy of one stream's two phases (split at its first token)
+    sweep_concurrency: int | None = None  # the level this run was sent at, in the load sweep `batch_id`
+    prefill_energy_wh: float | None = None  # before the first token: the prompt's processing
+    decode_energy_wh: float | None = None  # from the first token on
+    phase_split_uncertainty_wh: float | None = None  # either part may be off by this (the sampling interval)
     trace: list[TracePoint] = field(default_factory=list)
     # real use through the metering proxy (null for benchmark runs): `source` is "live use", `client` the
     # X-EnviroLLM-Client tag else the user agent; `live_detail` holds the text lengths, the HTTP status,

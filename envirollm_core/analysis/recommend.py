@@ -21,7 +21,7 @@ import polars as pl
 
 from envirollm_core.analysis.configuration import config_label
 from envirollm_core.machines import machine_label
-from envirollm_core.analysis.stats import CONFIG_KEYS, group_stats, require_columns
+from envirollm_core.analysis.stats import CONFIG_KEYS, group_stats, require_columns, single_stream_runs
 from envirollm_core.errors import UsageError
 
 GroupBy = Literal["prompt_hash", "preset"]
@@ -195,7 +195,7 @@ def recommend(
     if by not in ("prompt_hash", "preset"):
         raise UsageError(f"recommendations group by prompt_hash or preset, not {by!r}")
     require_columns(frame, [by, "prompt_hash", "status", *CONFIG_KEYS])
-    ok = frame.filter((pl.col("status") == "ok") & pl.col(by).is_not_null())
+    ok = single_stream_runs(frame).filter((pl.col("status") == "ok") & pl.col(by).is_not_null())
     if group is not None:
         ok = ok.filter(pl.col(by) == group)
     group_keys = [by] if across_machines else [by, "machine"]

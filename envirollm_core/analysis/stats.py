@@ -26,8 +26,14 @@ METRICS: tuple[str, ...] = (
 CONFIDENCE = 0.95
 # What the analysis reads from a runs frame: ask the store for just these (`runs_frame(columns=...)`).
 ANALYSIS_COLUMNS: tuple[str, ...] = (
-    "batch_id", "created_at", *PROMPT_KEYS, "preset", "status", "prompt_preview", *METRICS,
+    "batch_id", "created_at", *PROMPT_KEYS, "preset", "status", "prompt_preview", *METRICS, "sweep_concurrency",
 )
+
+
+def single_stream_runs(frame: pl.DataFrame) -> pl.DataFrame:
+    """The runs sent one at a time: a load sweep's runs overlap (no energy of their own, decode slowed by
+    the others) and are compared as sweeps (`analysis.load`), never mixed into these statistics."""
+    return frame.filter(pl.col("sweep_concurrency").is_null()) if "sweep_concurrency" in frame.columns else frame
 
 
 def t_critical(n: np.ndarray, confidence: float = CONFIDENCE) -> np.ndarray:
@@ -58,6 +64,7 @@ def group_stats(
         raise UsageError(f"confidence must be between 0 and 1, not {confidence}")
     by, metrics = list(by), list(metrics)
     require_columns(frame, [*by, *metrics, "status", "created_at"])
+    frame = single_stream_runs(frame)
     labels = [pl.col(c).drop_nulls().first().alias(c) for c in ("preset", "prompt_preview")
               if c in frame.columns and c not in by]
     aggregations = [

@@ -20,7 +20,7 @@ import polars as pl
 from scipy import stats as scipy_stats
 
 from envirollm_core.analysis.configuration import CONFIG_KEYS, config_label
-from envirollm_core.analysis.stats import PROMPT_KEYS, require_columns
+from envirollm_core.analysis.stats import PROMPT_KEYS, require_columns, single_stream_runs
 from envirollm_core.errors import UsageError
 
 # For each watched metric: is a higher value better?
@@ -47,7 +47,7 @@ def batch_trends(
     """One row per group and batch, oldest first: `started_at`, `n_runs`, and each metric's mean."""
     require_columns(frame, [*by, *metrics, "batch_id", "status", "created_at"])
     return (
-        frame.filter(pl.col("status") == "ok")
+        single_stream_runs(frame).filter(pl.col("status") == "ok")
         .group_by([*by, "batch_id"])
         .agg(
             pl.col("created_at").min().alias("started_at"),
@@ -140,7 +140,7 @@ def compare_batches(
     if not 0 < alpha < 1:
         raise UsageError(f"alpha must be between 0 and 1, not {alpha}")
     require_columns(frame, [*PROMPT_KEYS, *metrics, "batch_id", "status", "created_at"])
-    pairs = _batch_pairs(_per_batch(frame, metrics), baseline_batch, latest_batch)
+    pairs = _batch_pairs(_per_batch(single_stream_runs(frame), metrics), baseline_batch, latest_batch)
     tests = pl.concat([
         pairs.select(
             *PROMPT_KEYS, pl.lit(metric).alias("metric"), pl.col("batch_id_base").alias("baseline_batch"),

@@ -211,6 +211,23 @@ def limited_stream(pieces: Iterator[StreamPiece], limits: StreamLimits) -> Itera
             close()  # the response and its connection, now
 
 
+@dataclass(frozen=True)
+class HttpStreamRequest:
+    """A streaming chat request as HTTP: where it goes, its headers (auth) and JSON body; `secrets` are
+    what must be redacted from any error about it."""
+
+    url: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+    secrets: tuple[str, ...] = ()
+
+
+def stamped(lines: Iterable[str]) -> Iterator[tuple[float, str]]:
+    """Each line with `time.perf_counter()` taken as it comes off the socket, before any parsing."""
+    for line in lines:
+        yield time.perf_counter(), line
+
+
 class HttpClientOwner:
     """Closing for a backend that owns one HTTP client in `self._client` (httpx's or openai's)."""
 

@@ -158,6 +158,9 @@ class EmbeddedEngine:
             "--n_ctx", str(self.context_tokens),
             "--host", self.host,
             "--port", str(self.port),
+            # Queue concurrent requests instead of cutting the stream in progress (the server's default),
+            # so several clients, and a load sweep, each get their whole answer.
+            "--interrupt_requests", "false",
         ]
         try:
             # A session of its own: a Ctrl-C aimed at the parent is the parent's to handle.

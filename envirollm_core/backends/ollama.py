@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import httpx
@@ -25,6 +25,7 @@ from envirollm_core.backends.base import (
     DEFAULT_RUN_TIMEOUT_S,
     BackendError,
     HttpClientOwner,
+    HttpStreamRequest,
     ChatRequest,
     Delta,
     ModelInfo,
@@ -43,6 +44,7 @@ from envirollm_core.backends.base import (
     server_count,
     server_number,
     server_text,
+    stamped,
 )
 from envirollm_core.backends.quantization import resolve_quantization
 
@@ -161,15 +163,7 @@ class OllamaBackend(HttpClientOwner):
         yield from limited_stream(self._stream(request, limits), limits)
 
     def _stream(self, request: ChatRequest, limits: StreamLimits) -> Iterator[StreamPiece]:
-        options: dict[str, Any] = {"num_predict": request.max_tokens}
-        if request.temperature is not None:
-            options["temperature"] = request.temperature
-        if request.seed is not None:
-            options["seed"] = request.seed
-        body = {
-            "model": request.model, "messages": [{"role": "user", "content": request.prompt}],
-            "stream": True, "options": options, "keep_alive": self.keep_alive,
-        }
+        body = self._body(request)
         try:
             with self._client.stream("POST", "/api/chat", json=body) as response:
                 if response.status_code != 200:
@@ -178,19 +172,34 @@ class OllamaBackend(HttpClientOwner):
                         raise UnknownModelError(request.model, self.base_url, self._fresh_models())
                     raise BackendError(f"{self.base_url}/api/chat answered HTTP {response.status_code}: {_error_text(text)}")
                 yield RequestSent(self._request_sent_s)
-                yield from self._read_lines(bounded_lines(response.iter_bytes(), limits))
+                yield from self.read_events(stamped(bounded_lines(response.iter_bytes(), limits)))
         except httpx.HTTPError as exc:
             raise self._transport_error(exc) from None
+
+    def http_request(self, request: ChatRequest) -> HttpStreamRequest:
+        """The same streaming request, for a client that sends it itself (the load sweep's async client)."""
+        return HttpStreamRequest(str(self._client.base_url).rstrip("/") + "/api/chat", {}, self._body(request), ())
+
+    def _body(self, request: ChatRequest) -> dict[str, Any]:
+        options: dict[str, Any] = {"num_predict": request.max_tokens}
+        if request.temperature is not None:
+            options["temperature"] = request.temperature
+        if request.seed is not None:
+            options["seed"] = request.seed
+        return {
+            "model": request.model, "messages": [{"role": "user", "content": request.prompt}],
+            "stream": True, "options": options, "keep_alive": self.keep_alive,
+        }
 
     def _fresh_models(self) -> list[str]:
         self._tags = None
         return self.list_models()
 
-    def _read_lines(self, lines: Iterator[str]) -> Iterator[StreamPiece]:
+    def read_events(self, lines: Iterable[tuple[float, str]]) -> Iterator[StreamPiece]:
+        """The pieces of a stream given as (arrival time, line) pairs."""
         count = 0
         try:
-            for line in lines:
-                t_s = time.perf_counter()
+            for t_s, line in lines:
                 if not line.strip():
                     continue
                 chunk = _parse_line(line, count)

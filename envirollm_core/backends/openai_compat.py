@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from envirollm_core.backends.base import (
     DEFAULT_RUN_TIMEOUT_S,
     BackendError,
     HttpClientOwner,
+    HttpStreamRequest,
     ChatRequest,
     Delta,
     ModelInfo,
@@ -51,6 +52,7 @@ from envirollm_core.backends.base import (
     server_count,
     server_number,
     server_text,
+    stamped,
 )
 from envirollm_core.backends.quantization import resolve_quantization
 
@@ -141,6 +143,28 @@ class OpenAIBackend(HttpClientOwner):
             raise self._without_secrets(exc) from None
 
     def _stream(self, request: ChatRequest, limits: StreamLimits) -> Iterator[StreamPiece]:
+        body = self._body(request)
+        try:
+            with self._client.chat.completions.with_streaming_response.create(**body) as response:
+                yield RequestSent(self._request_sent_s)
+                yield from self.read_events(stamped(bounded_lines(response.iter_bytes(), limits)))
+        except openai.APIStatusError as exc:
+            if exc.status_code == 404:
+                available = self.list_models()
+                if request.model not in available:
+                    raise UnknownModelError(request.model, self.base_url, available) from None
+            raise self._error(exc) from None
+        except openai.APIError as exc:
+            raise self._error(exc) from None
+
+    def http_request(self, request: ChatRequest) -> HttpStreamRequest:
+        """The same streaming request, for a client that sends it itself (the load sweep's async client)."""
+        headers = {"Authorization": f"Bearer {self._client.api_key}"} if self._client.api_key != NO_API_KEY else {}
+        url = str(self._client.base_url).rstrip("/") + "/chat/completions"
+        return HttpStreamRequest(url, headers, self._body(request), self._secrets)
+
+    @staticmethod
+    def _body(request: ChatRequest) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": request.model,
             "messages": [{"role": "user", "content": request.prompt}],
@@ -152,27 +176,16 @@ class OpenAIBackend(HttpClientOwner):
             body["temperature"] = request.temperature
         if request.seed is not None:
             body["seed"] = request.seed
-        try:
-            with self._client.chat.completions.with_streaming_response.create(**body) as response:
-                yield RequestSent(self._request_sent_s)
-                yield from self._read_events(bounded_lines(response.iter_bytes(), limits))
-        except openai.APIStatusError as exc:
-            if exc.status_code == 404:
-                available = self.list_models()
-                if request.model not in available:
-                    raise UnknownModelError(request.model, self.base_url, available) from None
-            raise self._error(exc) from None
-        except openai.APIError as exc:
-            raise self._error(exc) from None
+        return body
 
-    def _read_events(self, lines: Iterator[str]) -> Iterator[StreamPiece]:
+    def read_events(self, lines: Iterable[tuple[float, str]]) -> Iterator[StreamPiece]:
+        """The pieces of a stream given as (arrival time, line) pairs."""
         usage: TokenUsage | None = None
         timings: ServerTimings | None = None
         finish_reason: str | None = None
         chunks = 0
         try:
-            for line in lines:
-                t_s = time.perf_counter()
+            for t_s, line in lines:
                 if not line.startswith("data:"):
                     continue  # blank separators, `: keep-alive` comments, `event:` lines
                 data = line[5:].strip()

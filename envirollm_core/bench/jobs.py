@@ -160,6 +160,8 @@ class JobSnapshot:
     batch_id: str | None
     started_at: datetime
     finished_at: datetime | None
+    unit: str = "runs"  # what total_runs and done_runs count: a load sweep counts its levels
+    levels: tuple[Any, ...] = ()  # a load sweep's finished levels (`bench.sweep.LevelResult`)
 
     @property
     def is_final(self) -> bool:
@@ -205,6 +207,7 @@ class BenchmarkJob:
         self._runs: list[RunResult] = []
         self._error: str | None = None
         self._batch_id: str | None = None
+        self._recovery_file: Path | None = None  # where runs the database could not take were kept
         self._started_at = datetime.now(UTC)
         self._finished_at: datetime | None = None
         self._thread = threading.Thread(target=self._main, name=f"envirollm-{self.job_id}", daemon=True)
@@ -229,10 +232,13 @@ class BenchmarkJob:
         with self._lock:
             return JobSnapshot(
                 job_id=self.job_id, title=self._title, state=self._state, total_runs=self._total,
-                done_runs=len(self._runs), current_model=self._current_model(), phase=self._phase,
+                current_model=self._current_model(), phase=self._phase,
                 runs=tuple(self._runs), error=self._error, batch_id=self._batch_id,
-                started_at=self._started_at, finished_at=self._finished_at,
+                started_at=self._started_at, finished_at=self._finished_at, **self._progress_fields(),
             )
+
+    def _progress_fields(self) -> dict[str, Any]:
+        return {"done_runs": len(self._runs)}
 
     def _current_model(self) -> str | None:
         # The runner goes model by model, every prompt and repetition of one before the next.
@@ -273,18 +279,13 @@ class BenchmarkJob:
             backend = open_backend(self._choice)
             self._choice = None  # the key now lives only in the backend's client, for this batch
             try:
-                batch = run_benchmark(
-                    backend, self.config, sampler=self._sampler, store=self.store, judge=self._judge,
-                    progress=self, cancel=self._cancel,
-                )
+                cancelled = self._run(backend)
             finally:
                 close_backend(backend)
-            with self._lock:
-                self._batch_id = batch.batch_id
-            state = "cancelled" if batch.cancelled else "finished"
-            if batch.recovery_file is not None:
+            state = "cancelled" if cancelled else "finished"
+            if self._recovery_file is not None:
                 state, error = "failed", (f"the database could not store every run; they are kept in"
-                                          f" {batch.recovery_file}: add them with `envirollm import` once it is repaired")
+                                          f" {self._recovery_file}: add them with `envirollm import` once it is repaired")
         except EnviroLLMError as exc:
             state, error = "failed", str(exc)
         except Exception as exc:  # noqa: BLE001  (a bug, not a user's mistake: keep the page alive, say what happened)
@@ -297,6 +298,50 @@ class BenchmarkJob:
             self._choice = None
 
 
+    def _run(self, backend: Backend) -> bool:
+        """Run the job on the open backend; True when it was cancelled."""
+        batch = run_benchmark(
+            backend, self.config, sampler=self._sampler, store=self.store, judge=self._judge,
+            progress=self, cancel=self._cancel,
+        )
+        with self._lock:
+            self._batch_id = batch.batch_id
+        self._recovery_file = batch.recovery_file
+        return batch.cancelled
+
+
+class SweepJob(BenchmarkJob):
+    """A load sweep in the background: the same thread, store, cancel and snapshot, counted in levels."""
+
+    def __init__(self, choice: BackendChoice, config: Any, *, store_path: Path | None = None, sampler: Any = None) -> None:
+        super().__init__(choice, config, store_path=store_path, sampler=sampler)
+        self._title = f"Load sweep · {choice.title}: {config.model}"
+        self._total = len(config.concurrency)
+        self._levels: list[Any] = []
+
+    def _progress_fields(self) -> dict[str, Any]:
+        return {"done_runs": len(self._levels), "unit": "levels", "levels": tuple(self._levels)}
+
+    def _current_model(self) -> str | None:
+        return None if self._state in FINAL_STATES else self.config.model
+
+    def level_done(self, level: Any) -> None:
+        with self._lock:
+            self._levels.append(level)
+            self._batch_id = level.sweep_id
+
+    def _run(self, backend: Backend) -> bool:
+        from envirollm_core.bench.sweep import run_sweep
+
+        with self._lock:
+            self._state = "running"
+        result = run_sweep(backend, self.config, sampler=self._sampler, store=self.store, progress=self,
+                           cancel=self._cancel)
+        with self._lock:
+            self._batch_id, self._runs = result.sweep_id, list(result.runs)
+        return result.cancelled
+
+
 class JobRegistry:
     """The process's benchmark jobs, newest last; at most one runs at a time."""
 
@@ -307,13 +352,14 @@ class JobRegistry:
     def start(
         self,
         choice: BackendChoice,
-        config: BenchmarkConfig,
+        config: Any,
         *,
         store_path: Path | None = None,
         judge: Any = None,
         sampler: Any = None,
     ) -> BenchmarkJob:
-        """Start a batch in the background; refused in read-only mode or while another batch runs."""
+        """Start a batch (a `BenchmarkConfig`) or a load sweep (a `SweepConfig`) in the background; refused
+        in read-only mode or while another job runs."""
         ensure_writable("running a benchmark")
         with self._lock:
             running = [job for job in self._jobs.values() if not job.snapshot().is_final]
@@ -321,7 +367,10 @@ class JobRegistry:
                 raise UsageError(
                     f"a benchmark is already running ({running[0].snapshot().title}); wait for it or cancel it"
                 )
-            job = BenchmarkJob(choice, config, store_path=store_path, judge=judge, sampler=sampler)
+            if isinstance(config, BenchmarkConfig):
+                job = BenchmarkJob(choice, config, store_path=store_path, judge=judge, sampler=sampler)
+            else:  # a load sweep (`bench.sweep.SweepConfig`)
+                job = SweepJob(choice, config, store_path=store_path, sampler=sampler)
             self._jobs[job.job_id] = job
             return job.start()
 

@@ -26,6 +26,7 @@ from envirollm_core.results import TokenCountSource
 class StreamMetrics:
     response: str
     ttft_s: float | None = None
+    first_token_at_s: float | None = None  # `time.perf_counter()` when the first token arrived
     e2e_s: float | None = None
     decode_tps: float | None = None
     itl_p50_s: float | None = None
@@ -40,8 +41,10 @@ class StreamMetrics:
     error: str | None = None
 
 
-def measure_stream(pieces: Iterable[StreamPiece]) -> StreamMetrics:
-    """Consume one backend stream; a `BackendError` midway becomes `error`, with what arrived so far kept."""
+def measure_stream(pieces: Iterable[StreamPiece], ended_s: float | None = None) -> StreamMetrics:
+    """Consume one backend stream; a `BackendError` midway becomes `error`, with what arrived so far kept.
+
+    `ended_s`: when the stream really ended, for pieces replayed after it (else: when they run out)."""
     sent_s: float | None = None
     token_times_s: list[float] = []
     content: list[str] = []
@@ -60,13 +63,14 @@ def measure_stream(pieces: Iterable[StreamPiece]) -> StreamMetrics:
                 end = piece
     except BackendError as exc:
         error = str(exc)
-    ended_s = time.perf_counter()
+    ended_s = time.perf_counter() if ended_s is None else ended_s
     completion, prompt, source = _token_counts(end, len(token_times_s))
     usage_reasoning = end.usage.reasoning_tokens if end and end.usage else None
     gaps = [b - a for a, b in zip(token_times_s, token_times_s[1:])]
     return StreamMetrics(
         response="".join(content),
         ttft_s=token_times_s[0] - sent_s if token_times_s and sent_s is not None else None,
+        first_token_at_s=token_times_s[0] if token_times_s else None,
         e2e_s=ended_s - sent_s if sent_s is not None else None,
         decode_tps=decode_rate(completion, token_times_s),
         itl_p50_s=percentile(gaps, 50),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import platform
 import threading
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from envirollm_core import __version__
 from envirollm_core.backends.base import Backend, BackendError, ChatRequest, ModelInfo, UnknownModelError, model_listed
 from envirollm_core.backends.quantization import resolve_quantization
 from envirollm_core.bench.metrics import StreamMetrics, measure_stream
+from envirollm_core.bench.phases import split_at_first_token
 from envirollm_core.bench.presets import MAX_PROMPT_CHARS, Prompt
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.results import RunResult, prompt_hash
@@ -269,12 +271,18 @@ def _measure(
 ) -> Any:
     window = f"bench-{run.id}"
     _begin_window(sampler, window, pid)
+    opened_s = time.perf_counter()  # the window's start, to within the few ms begin_window takes after its edge
     try:
         metrics = measure_stream(backend.stream(_request(config, run.model, prompt)))
     finally:
         measurement = sampler.end_window(window)
     _fill_stream(run, metrics)
     _fill_energy(run, measurement, baseline)
+    first_token_s = metrics.first_token_at_s - opened_s if metrics.first_token_at_s is not None else None
+    split = split_at_first_token(measurement.trace, run.energy_wh, measurement.duration_s, first_token_s)
+    if split is not None:
+        run.prefill_energy_wh, run.decode_energy_wh = split.prefill_energy_wh, split.decode_energy_wh
+        run.phase_split_uncertainty_wh = split.uncertainty_wh
     return measurement
 
 

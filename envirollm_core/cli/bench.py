@@ -16,7 +16,7 @@ from envirollm_core.backends.base import (
     CUT_AT_MAX_TOKENS, CUT_AT_RUN_TIMEOUT, DEFAULT_READ_TIMEOUT_S, DEFAULT_RUN_TIMEOUT_S, Backend,
 )
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
-from envirollm_core.bench.presets import load_presets, select_prompts
+from envirollm_core.bench.presets import Prompt, load_presets, select_prompts
 from envirollm_core.bench.runner import BatchResult, BenchmarkConfig, run_benchmark
 from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, finite_float, format_number, format_table, info, printable
 from envirollm_core.cli.quality import add_judge_options, judge_config
@@ -36,7 +36,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     ollama.add_argument("--models", required=True, help="comma-separated Ollama model names, e.g. llama3:8b,phi3:mini")
     ollama.add_argument("--url", default=None, help="Ollama's URL (default: $OLLAMA_HOST, else http://localhost:11434)")
     _add_run_options(ollama, DEFAULT_MAX_TOKENS)
-    _add_energy_options(ollama)
+    add_energy_options(ollama)
     ollama.set_defaults(handler=run_ollama)
 
     openai_cmd = subcommands.add_parser(
@@ -48,7 +48,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     openai_cmd.add_argument("--model", "--models", dest="models", required=True, help="model name(s), comma-separated")
     openai_cmd.add_argument("--api-key", default=None, help="API key, if the server wants one (never stored)")
     _add_run_options(openai_cmd, DEFAULT_MAX_TOKENS)
-    _add_energy_options(openai_cmd)
+    add_energy_options(openai_cmd)
     openai_cmd.set_defaults(handler=run_openai)
 
     demo = subcommands.add_parser(
@@ -60,7 +60,9 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     demo.set_defaults(handler=run_demo)
 
 
-def _add_run_options(parser: argparse.ArgumentParser, max_tokens: int) -> None:
+def add_prompt_options(parser: argparse.ArgumentParser) -> argparse._MutuallyExclusiveGroup:
+    """`--prompt | --preset | --prompt-file`, as every command that sends prompts takes them; `prompts_of`
+    reads them."""
     prompts = parser.add_argument_group("prompts (default: the explanation preset)").add_mutually_exclusive_group()
     prompts.add_argument("--prompt", default=None, help="a custom prompt")
     prompts.add_argument(
@@ -70,6 +72,19 @@ def _add_run_options(parser: argparse.ArgumentParser, max_tokens: int) -> None:
     prompts.add_argument(
         "--prompt-file", default=None, type=Path, help="a text file; several prompts separated by a line holding only ---"
     )
+    return prompts
+
+
+def prompts_of(args: argparse.Namespace) -> list[Prompt]:
+    """The prompts the options of `add_prompt_options` ask for."""
+    presets = [p for p in args.preset.split(",") if p.strip()] if args.preset is not None else None
+    if presets == []:
+        raise UsageError("--preset names no preset")
+    return select_prompts(args.prompt, presets, args.prompt_file)
+
+
+def _add_run_options(parser: argparse.ArgumentParser, max_tokens: int) -> None:
+    add_prompt_options(parser)
     runs = parser.add_argument_group("runs")
     runs.add_argument("--repeat", type=int, default=3, help="timed runs per model and prompt (default: 3)")
     runs.add_argument("--warmup", type=int, default=1, help="untimed, unstored warm-up runs per model (default: 1)")
@@ -95,7 +110,7 @@ def _add_run_options(parser: argparse.ArgumentParser, max_tokens: int) -> None:
     add_json_option(parser)
 
 
-def _add_energy_options(parser: argparse.ArgumentParser) -> None:
+def add_energy_options(parser: argparse.ArgumentParser) -> None:
     energy = parser.add_argument_group("energy of a server on another machine (default: the one saved in Settings, else this machine)")
     energy.add_argument(
         "--energy-from", default=None, metavar="local|prometheus://HOST:PORT",
@@ -108,7 +123,7 @@ def _add_energy_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _energy_from(args: argparse.Namespace) -> tuple[str | None, str | None]:
+def energy_from_args(args: argparse.Namespace) -> tuple[str | None, str | None]:
     """--energy-from and --energy-selector, else the defaults saved in Settings (`demo` is always local)."""
     from envirollm_core.settings import load_settings
     from envirollm_core.telemetry.meters import check_energy_from
@@ -135,10 +150,7 @@ def _config(args: argparse.Namespace, models: tuple[str, ...]) -> BenchmarkConfi
         raise UsageError(f"--timeout must be positive, not {args.timeout:g}")
     if not args.run_timeout > 0:
         raise UsageError(f"--run-timeout must be positive, not {args.run_timeout:g}")
-    presets = [p for p in args.preset.split(",") if p.strip()] if args.preset is not None else None
-    if presets == []:
-        raise UsageError("--preset names no preset")
-    prompts = select_prompts(args.prompt, presets, args.prompt_file)
+    prompts = prompts_of(args)
     return BenchmarkConfig(
         models=models, prompts=tuple(prompts), repeat=args.repeat, warmup=args.warmup, max_tokens=args.max_tokens,
         temperature=args.temperature, seed=args.seed, idle_s=args.idle_s, notes=args.notes,
@@ -192,7 +204,7 @@ class _Prepared:
 
 def _prepare(args: argparse.Namespace, models: tuple[str, ...]) -> _Prepared:
     """Everything that can reject the command's input, checked before any server is contacted."""
-    return _Prepared(_config(args, models), judge_config(args), _open_store(args), _energy_from(args))
+    return _Prepared(_config(args, models), judge_config(args), _open_store(args), energy_from_args(args))
 
 
 def _run(backend: Backend, prepared: _Prepared, args: argparse.Namespace) -> int:

@@ -227,18 +227,22 @@ def run_compare(args: argparse.Namespace) -> int:
     from envirollm_core.analysis.stats import ANALYSIS_COLUMNS, group_stats
     from envirollm_core.analysis.trends import compare_batches, regressions
 
-    frame = _reading_store(args).runs_frame(prompt_hash=args.prompt_hash, model=args.model, columns=ANALYSIS_COLUMNS)
+    store = _reading_store(args)
+    frame = store.runs_frame(prompt_hash=args.prompt_hash, model=args.model, columns=ANALYSIS_COLUMNS)
     stats = group_stats(frame)
     changes = compare_batches(frame, baseline_batch=args.baseline, latest_batch=args.latest,
                               alpha=args.alpha, min_change=args.min_change)
     found = regressions(changes)
+    sweeps = _sweeps(store, args.model)
     if args.json:
         emit_json({"groups": _jsonable(stats), "changes": [dataclasses.asdict(c) for c in changes],
-                   "regressions": len(found)})
-    elif stats.height == 0:
+                   "regressions": len(found), "sweeps": [dataclasses.asdict(s) for s in sweeps]})
+    elif stats.height == 0 and not sweeps:
         info(f"no stored runs to compare in {db_path(args)}")
     else:
-        _print_compare(stats, changes, args.across_machines)
+        if stats.height:
+            _print_compare(stats, changes, args.across_machines)
+        _print_sweeps(sweeps)
     if found:
         info(f"{len(found)} regression(s) found")
     return 1 if found and args.fail_on_regression else 0
@@ -287,6 +291,31 @@ def _print_compare(stats: pl.DataFrame, changes: list[Any], across_machines: boo
         print(format_table(columns, rows))
 
 
+def _sweeps(store: Any, model: str | None = None) -> list[Any]:
+    from envirollm_core.analysis.load import summarize_sweeps
+
+    return summarize_sweeps(store.sweep_levels(), model=model)
+
+
+def _print_sweeps(sweeps: list[Any]) -> None:
+    """Load sweeps side by side: peak throughput, the knee, the most efficient level meeting the SLOs."""
+    if not sweeps:
+        return
+    sys.stdout.write("\nload sweeps (most efficient level: lowest energy per token with >= 95 % of requests "
+                     "meeting the SLOs)\n")
+    columns = ["sweep", "model", "backend", "levels", "peak tok/s", "knee", "SLO TTFT/ITL s", "best level",
+               "mWh/tok", "tok/s", "e2e p95 s"]
+    rows = [
+        [s.sweep_id[:8], s.model, s.backend, ",".join(map(str, s.levels)), format_number(s.peak_output_tps, ".1f"),
+         str(s.knee) if s.knee is not None else "-",
+         f"{format_number(s.slo_ttft_s, 'g')}/{format_number(s.slo_itl_s, 'g')}",
+         str(s.best_level) if s.best_level is not None else "-", _mwh(s.best_energy_per_token_wh),
+         format_number(s.best_output_tps, ".1f"), format_number(s.best_e2e_p95_s, ".3f")]
+        for s in sweeps
+    ]
+    print(format_table(columns, rows))
+
+
 def _tariff(args: argparse.Namespace) -> Any:
     from envirollm_core.analysis.carbon import make_tariff
     from envirollm_core.settings import load_settings
@@ -313,8 +342,10 @@ def run_recommend(args: argparse.Namespace) -> int:
         raise UsageError(f"--quality-floor is a score from 0 to 100, not {args.quality_floor:g}")
     tariff = _tariff(args)
     by = "preset" if args.by == "preset" else "prompt_hash"
-    frame = _reading_store(args).runs_frame(prompt_hash=args.prompt_hash, columns=ANALYSIS_COLUMNS)
+    store = _reading_store(args)
+    frame = store.runs_frame(prompt_hash=args.prompt_hash, columns=ANALYSIS_COLUMNS)
     groups = recommend(frame, by=by, quality_floor=args.quality_floor, across_machines=args.across_machines)
+    sweeps = _sweeps(store)
 
     def costs(config: Any) -> dict[str, Any]:
         thousand = None if config.energy_per_token_wh is None else per_thousand_tokens(config.energy_per_token_wh, tariff)
@@ -332,11 +363,16 @@ def run_recommend(args: argparse.Namespace) -> int:
                  "picks": [{**dataclasses.asdict(pick), **costs(pick.config)} for pick in group.picks]}
                 for group in groups
             ],
+            "sweeps": [{**dataclasses.asdict(sweep),
+                        **({"per_1k_tokens": dataclasses.asdict(per_thousand_tokens(sweep.best_energy_per_token_wh, tariff))}
+                           if sweep.best_energy_per_token_wh is not None else {"per_1k_tokens": None})}
+                       for sweep in sweeps],
         })
         return 0
-    if not groups:
+    if not groups and not sweeps:
         info(f"no completed runs to recommend from in {db_path(args)}")
         return 0
+    _print_sweeps(sweeps)
     money = f" {tariff.currency}" if tariff.currency else ""
     columns = ["pick", "configuration", "n", "mWh/tok", "tok/s", "quality", "CO2 g/1k tok"]
     if tariff.price_per_kwh is not None:

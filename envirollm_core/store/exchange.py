@@ -60,6 +60,11 @@ ORIGINAL_COLUMNS: tuple[str, ...] = (
     "Speed (tok/s)", "Quality Score", "CPU %", "Memory %", "Power (W)", "Prompt", "Response Preview",
 )
 OUR_COLUMNS: tuple[str, ...] = tuple(spec.name for spec in RUN_FIELDS)
+# Columns added after exports were already made: a file without them still imports, with them null.
+LATER_COLUMNS: tuple[str, ...] = (
+    "source", "client", "live_detail", "energy_uncertainty_wh",
+    "sweep_concurrency", "prefill_energy_wh", "decode_energy_wh", "phase_split_uncertainty_wh",
+)
 EXPORT_COLUMNS: tuple[str, ...] = ORIGINAL_COLUMNS + OUR_COLUMNS
 RESPONSE_PREVIEW_CHARS = 200
 EXPORT_CHUNK_RUNS = 2000
@@ -293,7 +298,7 @@ def parse_runs(data: bytes, name: str, limits: ImportLimits | None = None) -> Pa
     records = _bounded_rows(records, limits, name)
     # Any of our own columns makes it our export, which must then have them all (never half-read as the original).
     if set(OUR_COLUMNS) & set(header):
-        _require_columns(header, OUR_COLUMNS, "an EnviroLLM", name)
+        _require_columns(header, tuple(c for c in OUR_COLUMNS if c not in LATER_COLUMNS), "an EnviroLLM", name)
         if container == "csv":
             records = (_Record(r.number, r.where, {k: _restore_formula(v) for k, v in r.values.items()}) for r in records)
         runs = _unique_runs(((_our_run(record, name), record) for record in records), name)
@@ -704,7 +709,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {spec.name: _field_parser(spec) for 
 
 
 def _our_run(record: _Record, name: str) -> RunResult:
-    values = {spec.name: _cell(name, record, spec.name, _PARSERS[spec.name]) for spec in RUN_FIELDS}
+    values = {spec.name: _cell(name, record, spec.name, _PARSERS[spec.name]) for spec in RUN_FIELDS
+              if spec.name in record.values or spec.name not in LATER_COLUMNS}
     run = RunResult(**values)
     _refuse_impossible_values(negative_values(run), record, name)
     return run

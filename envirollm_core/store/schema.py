@@ -24,7 +24,7 @@ import duckdb
 from envirollm_core.errors import UsageError
 from envirollm_core.store.connection import one, transaction
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 COMPONENT_TYPE = "STRUCT(component VARCHAR, energy_wh DOUBLE, source VARCHAR, note VARCHAR)[]"
 
@@ -136,10 +136,54 @@ def _add_remote_energy_columns(conn: duckdb.DuckDBPyConnection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN energy_uncertainty_wh DOUBLE")
 
 
+def _add_sweep_columns(conn: duckdb.DuckDBPyConnection) -> None:
+    """Load sweeps: each run's concurrency level, each level's steady-state figures in `sweep_levels`;
+    and the per-phase (prefill/decode) energy of single-stream runs."""
+    conn.execute("ALTER TABLE runs ADD COLUMN sweep_concurrency BIGINT")
+    for column in ("prefill_energy_wh", "decode_energy_wh", "phase_split_uncertainty_wh"):
+        conn.execute(f"ALTER TABLE runs ADD COLUMN {column} DOUBLE")
+    conn.execute(SWEEP_LEVELS_SQL)
+
+
+SWEEP_LEVELS_SQL = f"""
+CREATE TABLE sweep_levels (
+    sweep_id VARCHAR NOT NULL,
+    concurrency BIGINT NOT NULL,
+    created_at TIMESTAMP NOT NULL,
+    model VARCHAR NOT NULL,
+    backend VARCHAR NOT NULL,
+    base_url VARCHAR NOT NULL,
+    slo_ttft_s DOUBLE,
+    slo_itl_s DOUBLE,
+    requests BIGINT NOT NULL,
+    failed BIGINT NOT NULL,
+    window_s DOUBLE,
+    window_requests BIGINT NOT NULL,
+    window_tokens DOUBLE NOT NULL,
+    output_tps DOUBLE,
+    requests_per_s DOUBLE,
+    ttft_p50_s DOUBLE, ttft_p95_s DOUBLE, ttft_p99_s DOUBLE,
+    itl_p50_s DOUBLE, itl_p95_s DOUBLE, itl_p99_s DOUBLE,
+    e2e_p50_s DOUBLE, e2e_p95_s DOUBLE, e2e_p99_s DOUBLE,
+    goodput_rps DOUBLE,
+    goodput_fraction DOUBLE,
+    energy_wh DOUBLE,
+    energy_net_wh DOUBLE,
+    energy_per_token_wh DOUBLE,
+    energy_per_request_wh DOUBLE,
+    components {COMPONENT_TYPE} NOT NULL,
+    PRIMARY KEY (sweep_id, concurrency)
+)
+"""
+
+
 # The id of an environment: the first 16 hex characters of SHA-256 of its canonical JSON text.
 ENVIRONMENT_ID_SQL = "left(sha256({json}), 16)"
 
-MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (_to_v1, _to_v2, _add_live_use_columns, _add_remote_energy_columns)
+MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (
+    _to_v1, _to_v2, _add_live_use_columns, _add_remote_energy_columns,
+    _add_sweep_columns,
+)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

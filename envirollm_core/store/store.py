@@ -34,6 +34,7 @@ from envirollm_core.store.codec import (
     decode_trace,
     encode_runs,
     finite_or_none,
+    to_utc_naive,
 )
 from envirollm_core.store.connection import connect, damage_note, one, transaction
 from envirollm_core.store.errors import DamagedDatabaseError, ReadOnlyError, UnknownRunError
@@ -294,6 +295,26 @@ class Store:
             conn.execute("INSERT INTO trace SELECT * FROM new_samples")
         finally:
             conn.unregister("new_samples")
+
+    def add_sweep_level(self, sweep: Any, level: Any) -> None:
+        """Store one finished level of a load sweep (`bench.sweep.SweepResult`, `LevelResult`)."""
+        from envirollm_core.bench.sweep import level_rows
+
+        (row,) = [r for r in level_rows(sweep) if r["concurrency"] == level.concurrency]
+        row["created_at"] = to_utc_naive(row["created_at"])
+        row["components"] = [{**c, "energy_wh": finite_or_none(c["energy_wh"])} for c in row["components"]]
+        row = {k: finite_or_none(v) if isinstance(v, float) else v for k, v in row.items()}
+        columns = ", ".join(row)
+        with self._write("storing a load sweep level") as conn:
+            conn.execute(f"INSERT INTO sweep_levels ({columns}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+
+    def sweep_levels(self, sweep_id: str | None = None) -> pl.DataFrame:
+        """Every stored load sweep level (one row per sweep and level), newest sweep first, levels rising;
+        `created_at` is naive UTC."""
+        where, params = (" WHERE sweep_id = ?", [sweep_id]) if sweep_id else ("", [])
+        with self._read() as conn:
+            return _frame(conn, f"SELECT * FROM sweep_levels{where} ORDER BY created_at DESC, sweep_id, concurrency",
+                          params)
 
     def set_quality(self, runs: Sequence[RunResult]) -> None:
         """Write the quality fields (score, method, detail) of stored runs: a batch's runs are stored one by

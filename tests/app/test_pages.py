@@ -514,3 +514,45 @@ def test_settings_are_disabled_in_read_only_mode_and_the_core_refuses(isolated_h
     assert all(widget.disabled for widget in [*app.selectbox, *app.number_input, *app.text_input, *app.toggle])
     with pytest.raises(ReadOnlyError):
         save_settings(Settings(country_code="FRA"))
+
+
+# -- Load sweeps -------------------------------------------------------------------------------
+
+
+def test_load_sweep_from_the_benchmark_page_then_the_results_load_tab(serve, isolated_home):
+    from tests.fakes.scripted_server import TokenScript, openai_routes, openai_stream
+
+    script = TokenScript(tokens=[f"w{i} " for i in range(8)], ttft_s=0.01, tokens_per_s=200.0)
+    server = serve(openai_routes(["sweep-model"], lambda request: openai_stream("sweep-model", script)))
+    app = page("benchmark.py").run()
+    app.radio[0].set_value("openai").run()
+    next(r for r in app.radio if r.label == "Mode").set_value("Load sweep").run()
+    assert not any(n.label == "Repetitions" for n in app.number_input)  # the benchmark's options are gone
+    inputs = {t.label: t for t in app.text_input}
+    inputs["Server URL"].set_value(f"{server.url}/v1")
+    inputs["Model name(s), comma-separated"].set_value("sweep-model")
+    inputs["Concurrency levels"].set_value("1,2")
+    numbers = {n.label: n for n in app.number_input}
+    numbers["Idle baseline (s)"].set_value(0.0)
+    numbers["Max tokens"].set_value(8)
+    app.run()
+    next(b for b in app.button if b.label == "Start the load sweep").click().run()
+    app = wait_for_job(app)
+    assert_clean(app)
+    assert "2 levels stored" in app.success[0].value
+    levels = app.dataframe[-1].value
+    assert list(levels["streams"]) == [1, 2] and set(levels["failed"]) == {0}
+
+    results = page("results.py").run()
+    assert_clean(results)
+    titles = chart_titles(results)
+    assert {"Output tokens/s against concurrency", "Energy per token against concurrency",
+            "End-to-end latency against throughput (one point per level)"} <= set(titles)
+    table = next(frame.value for frame in results.dataframe if "streams" in frame.value.columns)
+    assert list(table["streams"]) == [1, 2] and (table["mWh/token"] > 0).all()
+
+
+def test_results_load_tab_says_how_to_get_a_sweep(populated_store):
+    app = page("results.py").run()
+    assert_clean(app)
+    assert any("No load sweep stored yet" in info.value for info in app.info)

@@ -79,7 +79,7 @@ class ScriptedServer:
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(16)
+        self._sock.listen(256)  # a load sweep opens its streams all at once
         self._sock.settimeout(0.1)
         accept = threading.Thread(target=self._accept_loop, daemon=True)
         accept.start()
