@@ -56,6 +56,8 @@ ORIGINAL_COLUMNS: tuple[str, ...] = (
     "Speed (tok/s)", "Quality Score", "CPU %", "Memory %", "Power (W)", "Prompt", "Response Preview",
 )
 OUR_COLUMNS: tuple[str, ...] = tuple(spec.name for spec in RUN_FIELDS)
+# Columns added after exports were first written: an older export lacks them and reads them as null (unknown).
+LATER_COLUMNS: tuple[str, ...] = ("engine_threads",)
 EXPORT_COLUMNS: tuple[str, ...] = ORIGINAL_COLUMNS + OUR_COLUMNS
 RESPONSE_PREVIEW_CHARS = 200
 MAX_FIELD_CHARS = 16 * 2**20  # one run's trace over ten minutes at 10 Hz is about 1 MiB of JSON
@@ -266,7 +268,7 @@ def parse_runs(data: bytes, name: str) -> ParsedFile:
             container, header, records = "csv", *_csv_records(text, name)
     # Any of our own columns makes it our export, which must then have them all (never half-read as the original).
     if set(OUR_COLUMNS) & set(header):
-        _require_columns(header, OUR_COLUMNS, "an EnviroLLM", name)
+        _require_columns(header, tuple(c for c in OUR_COLUMNS if c not in LATER_COLUMNS), "an EnviroLLM", name)
         runs = [_our_run(record, name) for record in records]
         fmt = container
     else:
@@ -399,7 +401,7 @@ class _CellError(Exception):
 
 def _cell(name: str, record: _Record, column: str, parse: Callable[[Any], Any]) -> Any:
     try:
-        return parse(record.values[column])
+        return parse(record.values.get(column))  # only a LATER_COLUMNS column can be absent here
     except _CellError as exc:
         raise BadFileError(f"{name}: {record.where}, column {column!r}: {exc}") from None
 

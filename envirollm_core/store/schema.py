@@ -24,7 +24,7 @@ import duckdb
 from envirollm_core.errors import UsageError
 from envirollm_core.store.connection import one, transaction
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 COMPONENT_TYPE = "STRUCT(component VARCHAR, energy_wh DOUBLE, source VARCHAR, note VARCHAR)[]"
 
@@ -123,10 +123,15 @@ def _to_v2(conn: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _add_engine_threads_column(conn: duckdb.DuckDBPyConnection) -> None:
+    """The thread count of an engine EnviroLLM started (null for older runs and other servers: unknown)."""
+    conn.execute("ALTER TABLE runs ADD COLUMN engine_threads INTEGER")
+
+
 # The id of an environment: the first 16 hex characters of SHA-256 of its canonical JSON text.
 ENVIRONMENT_ID_SQL = "left(sha256({json}), 16)"
 
-MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (_to_v1, _to_v2)
+MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (_to_v1, _to_v2, _add_engine_threads_column)
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

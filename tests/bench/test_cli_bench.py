@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -156,23 +157,32 @@ def test_read_only_database_refuses_before_running(serve):
 
 
 @pytest.mark.engine
-def test_demo_on_a_fresh_install_stores_two_measured_runs(isolated_home):
+def test_demo_on_a_fresh_install_stores_runs_of_both_embedded_models(isolated_home):
+    from envirollm_core.backends.embedded import default_threads
+    from envirollm_core.quality.heuristic import heuristic_score
+
     assert not isolated_home.exists()  # a fresh install: no database yet
-    command = [*CLI, "demo", "--preset", "explanation", "--repeat", "2", "--json", "--max-tokens", "48", "--idle-s", "1"]
+    command = [*CLI, "demo", "--preset", "explanation", "--repeat", "1", "--json", "--max-tokens", "48", "--idle-s", "1",
+               "--judge", "none"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as demo:
-        stdout, stderr = demo.communicate(timeout=300)
+        stdout, stderr = demo.communicate(timeout=400)
     assert demo.returncode == 0, stderr
     assert "Traceback" not in stderr
     runs = json.loads(stdout)
-    assert len(runs) == 2
+    assert [(r["model"], r["quantization"], r["quantization_source"]) for r in runs] == [
+        ("smollm2-135m-instruct-q4_1", "q4_1", "gguf"), ("gemma-3-270m-q4_k_m", "q4_k_m", "gguf"),
+    ]
     for run in runs:
         assert (run["backend"], run["status"], run["preset"]) == ("embedded", "ok", "explanation")
-        assert (run["quantization"], run["quantization_source"]) == ("q4_k_m", "gguf")
+        assert run["engine_threads"] == default_threads()  # every physical core, stored with the run
         assert run["completion_tokens"] > 0 and run["token_count_source"] in ("usage", "server-native", "chunks")
         assert run["ttft_s"] > 0 and run["e2e_s"] >= run["ttft_s"] and run["response"].strip()
         assert run["energy_wh"] > 0 and run["energy_per_token_wh"] > 0
         assert {c["source"] for c in run["components"]} <= {"counter", "power-integral", "average-power", "estimate"}
         assert run["server_peak_rss_mb"] > 50  # the engine's process was tracked: it holds the model
+    chat = runs[0]  # the instruction-tuned model answers the question, in English, without echoing it
+    assert not heuristic_score(chat["prompt"], chat["response"]).flags, chat["response"]
+    assert re.search(r"qubit|quantum", chat["response"], re.IGNORECASE), chat["response"]
     assert sorted(r.id for r in Store().runs()) == sorted(r["id"] for r in runs)
     marker = f"--parent-pid {demo.pid} "
     left = [p for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or []) + " "]
