@@ -29,9 +29,10 @@ else:
 st.header("Embedded engine")
 engine = shared_engine()
 if engine.is_running():
-    st.success(f"Running: {engine.model_id} at {engine.base_url} (pid {engine.pid})")
+    st.success(f"Running: {engine.model.label} at {engine.base_url} (pid {engine.pid}, {engine.threads} threads)")
 else:
-    st.info(f"Stopped. It serves {engine.model_id} through llama.cpp on a loopback port when started.")
+    st.info(f"Stopped. It serves {engine.model.label} through llama.cpp on a loopback port with "
+            f"{engine.threads} threads when started.")
 
 read_only = read_only_mode()
 if read_only:
