@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,7 @@ from envirollm_core.analysis import (
 from envirollm_core.analysis.recommend import PICK_TITLES, GroupRecommendation
 from envirollm_core.analysis.stats import CONFIG_KEYS
 from envirollm_core.charts import config_label
+from envirollm_core.quality.judge_checks import JudgeCheckRecord
 from envirollm_core.results import RunResult
 from envirollm_core.store import Store
 from envirollm_core.store.exchange import ExportFormat
@@ -292,3 +293,15 @@ def analyze_group(frame: pl.DataFrame) -> GroupAnalysis:
     """The runs of one prompt (a frame already limited to one `prompt_hash`)."""
     stats = group_stats(frame, by=CONFIG_KEYS)
     return GroupAnalysis(stats, pareto_frontier(stats), batch_trends(frame, by=CONFIG_KEYS))
+
+
+def judge_checks_frame(records: Iterable[JudgeCheckRecord]) -> pl.DataFrame:
+    """Each judge's last judge-check, as the Settings page lists them."""
+    return pl.DataFrame(
+        [{"judge": r.judge, "last check": "passed" if r.passed else "FAILED: not used, the heuristic is",
+          "checked at (UTC)": r.checked_at,
+          "canaries": ", ".join(f"{name} {'ok' if ok else 'unscored' if ok is None else 'FAIL'}"
+                                for name, ok in r.canaries.items())}
+         for r in records],
+        schema={"judge": pl.String, "last check": pl.String, "checked at (UTC)": pl.String, "canaries": pl.String},
+    )

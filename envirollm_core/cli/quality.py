@@ -11,6 +11,7 @@ from envirollm_core.cli.common import add_json_option, emit_json, finite_float, 
 from envirollm_core.errors import UsageError
 from envirollm_core.quality import JudgeConfig, judge_answer, pairwise, resolve_judge
 from envirollm_core.quality.canaries import QUESTION, run_canaries
+from envirollm_core.quality.judge_checks import record_judge_check
 from envirollm_core.quality.judge import HEURISTIC_METHOD, JudgeEndpoint, heuristic_verdict, verified_verdict
 from envirollm_core.settings import load_settings
 
@@ -161,7 +162,7 @@ def run_check(args: argparse.Namespace) -> int:
             info(f"judging with the embedded engine ({engine.model_id}) ...")
             endpoint = JudgeEndpoint(engine.base_url, engine.model_id, None, args.judge_timeout, args.samples)
             return _report_check(args, endpoint)
-    endpoint, note = resolve_judge(judge_config(args))
+    endpoint, note = resolve_judge(judge_config(args), honour_checks=False)  # a failed judge may be checked again
     if endpoint is None:
         raise UsageError(f"no LLM judge to check: {note}; name one with --judge-url and --judge-model, or --embedded")
     return _report_check(args, endpoint)
@@ -169,6 +170,10 @@ def run_check(args: argparse.Namespace) -> int:
 
 def _report_check(args: argparse.Namespace, endpoint: JudgeEndpoint) -> int:
     outcomes = run_canaries(endpoint, repeats=args.repeat)
+    try:
+        record_judge_check(endpoint.label, {o.name: o.passed for o in outcomes})
+    except OSError as exc:
+        info(f"this check's result could not be kept ({exc}): quality will not know of it")
     if args.json:
         emit_json({"judge": endpoint.label, "question": QUESTION, "canaries": [
             {**asdict(o), "mean_score": o.mean_score} for o in outcomes

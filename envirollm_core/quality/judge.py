@@ -27,6 +27,7 @@ import openai
 from envirollm_core.backends.base import redact, secrets_of
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.quality.checks import VERIFIED_METHOD, check_for, run_check
+from envirollm_core.quality.judge_checks import last_judge_check
 from envirollm_core.quality.defaults import default_ollama_judge, ollama_url
 from envirollm_core.quality.heuristic import HEURISTIC_VERSION, heuristic_score
 from envirollm_core.quality.parsing import ParsedVerdict, parse_verdict
@@ -405,17 +406,27 @@ def heuristic_verdict(prompt: str, answer: str, note: str = "") -> JudgeVerdict:
     return JudgeVerdict(score=result.score, method=HEURISTIC_METHOD, detail=detail)
 
 
-def resolve_judge(config: JudgeConfig, graded_models: Iterable[str] = ()) -> tuple[JudgeEndpoint | None, str]:
-    """The LLM judge a config names, or the default; None means the heuristic, with the reason."""
+def resolve_judge(
+    config: JudgeConfig, graded_models: Iterable[str] = (), honour_checks: bool = True
+) -> tuple[JudgeEndpoint | None, str]:
+    """The LLM judge a config names, or the default; None means the heuristic, with the reason.
+
+    A judge whose last `judge-check` failed is passed over for the heuristic: its scores are known unsound."""
     if config.disabled:
         return None, "LLM judge disabled (--judge none)"
     if config.url:
-        return JudgeEndpoint(config.url, config.model or "", config.api_key, config.timeout_s, config.samples), ""
-    choice = default_ollama_judge(graded_models)
-    if choice is None:
-        return None, f"no judge named and no small instruct model found in Ollama at {ollama_url()}"
-    note = "the judge is also one of the graded models" if choice.self_judged else ""
-    return JudgeEndpoint(choice.base_url, choice.model, None, config.timeout_s, config.samples), note
+        endpoint, note = JudgeEndpoint(config.url, config.model or "", config.api_key, config.timeout_s, config.samples), ""
+    else:
+        choice = default_ollama_judge(graded_models)
+        if choice is None:
+            return None, f"no judge named and no small instruct model found in Ollama at {ollama_url()}"
+        note = "the judge is also one of the graded models" if choice.self_judged else ""
+        endpoint = JudgeEndpoint(choice.base_url, choice.model, None, config.timeout_s, config.samples)
+    check = last_judge_check(endpoint.label) if honour_checks else None
+    if check is not None and not check.passed:
+        return None, (f"{endpoint.label} failed its last judge-check ({check.checked_at}): the rough heuristic "
+                      "is used instead; run `envirollm judge-check` again once the judge is fixed")
+    return endpoint, note
 
 
 def judge_runs(
@@ -477,6 +488,8 @@ def _grade_run(
     verdict = judge_answer(run.prompt, run.response, endpoint, reference_for(run, references))
     if note:
         verdict.detail["note"] = note
+    check = last_judge_check(endpoint.label)
+    verdict.detail["judge_check"] = f"passed {check.checked_at}" if check else "never run"
     return verdict
 
 
