@@ -157,6 +157,7 @@ def test_read_only_database_refuses_before_running(serve):
 
 
 @pytest.mark.engine
+@pytest.mark.timeout(600)  # two models, one after the other
 def test_demo_on_a_fresh_install_stores_runs_of_both_embedded_models(isolated_home):
     from envirollm_core.backends.embedded import default_threads
     from envirollm_core.quality.heuristic import heuristic_score
