@@ -200,3 +200,40 @@ def test_benchmark_openai_closes_its_http_client(serve, http_clients, capsys):
     assert args.handler(args) == 0
     assert len(json.loads(capsys.readouterr().out)) == 1
     assert http_clients and all(client.is_closed for client in http_clients)
+
+
+def _suite_answer(request) -> TokenScript:
+    """Right answers to two suite tasks, "I don't know." to the rest."""
+    prompt = request.body["messages"][-1]["content"]
+    answer = {"What is 17 + 25? Answer with the number only.": "42",
+              "What is the capital of France? Answer in one word.": "Paris."}.get(prompt, "I don't know.")
+    return TokenScript(tokens=[f"{word} " for word in answer.split()], ttft_s=0.01, tokens_per_s=500.0)
+
+
+def test_the_verified_suite_gives_pass_rates_by_execution(serve):
+    server = serve(openai_routes([MODEL], lambda request: openai_stream(MODEL, _suite_answer(request))))
+    result = run_cli("benchmark-openai", "--url", f"{server.url}/v1", "--model", MODEL, "--suite", "verified",
+                     "--repeat", "1", "--warmup", "0", *QUICK, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "quality (0-100) by: verified" in result.stdout
+    # the two right answers, and "I don't know." is indeed at most 20 words
+    assert f"verified pass rate {MODEL} [all]: 3/45 = 7% (95 % CI" in result.stdout
+    assert f"verified pass rate {MODEL} [code]: 0/10" in result.stdout
+    runs = Store().runs()
+    assert len(runs) == 45 and {r.quality_method for r in runs} == {"verified"}
+    assert sorted(r.preset for r in runs if r.quality_score == 100.0) == [
+        "verified/arith-add", "verified/fact-capital-france", "verified/if-max-words"]
+
+
+def test_an_unknown_suite_is_refused_before_any_request(serve):
+    server = serve(openai_routes([MODEL], openai_stream(MODEL, SCRIPT)))
+    result = run_cli("benchmark-openai", "--url", f"{server.url}/v1", "--model", MODEL, "--suite", "hard", *QUICK)
+    assert result.returncode == 2 and "unknown suite 'hard'; suites: verified" in result.stderr
+    assert "Traceback" not in result.stderr and not server.requests
+
+
+def test_demo_refuses_an_unknown_model_and_bad_threads_at_once():
+    for args, message in ((["--model", "llama"], "unknown embedded model 'llama'"),
+                          (["--threads", "0"], "--threads must be at least 1")):
+        result = run_cli("demo", *args, *QUICK)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
