@@ -47,9 +47,10 @@ def raw_decode_tps(gguf: Path, threads: int, tokens: int, repeat: int, chat_form
     return rates[1:] if len(rates) > repeat else rates
 
 
-def demo_decode_tps(model: str, tokens: int, repeat: int) -> tuple[list[float], int | None]:
+def demo_decode_tps(model: str, tokens: int, repeat: int, threads: int | None) -> tuple[list[float], int | None]:
     with tempfile.TemporaryDirectory() as home:
         command = [sys.executable, "-m", "envirollm_core", "demo", "--model", model, "--prompt", PROMPT,
+                   *(("--threads", str(threads)) if threads else ()),
                    "--repeat", str(repeat), "--warmup", "1", "--max-tokens", str(tokens), "--idle-s", "0",
                    "--judge", "none", "--json", "--db", str(Path(home) / "bench.duckdb")]
         done = subprocess.run(command, capture_output=True, text=True, timeout=1800,
@@ -66,6 +67,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None, help="the demo's --threads (default: its own default)")
+    parser.add_argument("--max-raw-threads", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
 
     from envirollm_core.backends.embedded import embedded_model, model_path
@@ -76,9 +79,9 @@ def main() -> None:
     engine: list[float] = []
     engine_threads = None
     for round_index in range(args.rounds):
-        for threads in range(1, (os.cpu_count() or 1) + 1):
+        for threads in range(1, args.max_raw_threads + 1):
             raw.setdefault(threads, []).extend(raw_decode_tps(gguf, threads, args.tokens, args.repeat, model.chat_format))
-        rates, engine_threads = demo_decode_tps(model.model_id, args.tokens, args.repeat)
+        rates, engine_threads = demo_decode_tps(model.model_id, args.tokens, args.repeat, args.threads)
         engine.extend(rates)
         print(f"round {round_index + 1}: raw {({t: round(statistics.median(r), 1) for t, r in raw.items()})}, "
               f"demo {statistics.median(engine):.1f} tok/s", file=sys.stderr)
