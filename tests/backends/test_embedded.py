@@ -90,10 +90,15 @@ def test_the_default_model_is_the_chat_model_and_gemma_is_labelled_base():
         EmbeddedEngine(threads=0)
 
 
+def test_the_engine_uses_every_physical_core_by_default():
+    assert EmbeddedEngine().threads == default_threads() == psutil.cpu_count(logical=False)
+    assert EmbeddedEngine(threads=3).threads == 3
+
+
 def test_the_chat_model_answers_an_instruction_on_the_threads_asked(smollm2_engine):
     cmdline = psutil.Process(smollm2_engine.pid).cmdline()
-    threads = cmdline[cmdline.index("--n_threads") + 1]
-    assert int(threads) == smollm2_engine.threads == default_threads()
+    for flag in ("--n_threads", "--n_threads_batch"):
+        assert int(cmdline[cmdline.index(flag) + 1]) == smollm2_engine.threads
     client = openai.OpenAI(base_url=smollm2_engine.base_url, api_key="x")
     reply = client.chat.completions.create(
         model=smollm2_engine.model_id, max_tokens=24, temperature=0,
