@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from envirollm_core.analysis.pass_rates import pass_rate_lines
 from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
 from envirollm_core.bench.presets import load_presets, select_prompts
@@ -242,6 +241,8 @@ _COLUMNS = ("model", "task", "#", "status", "TTFT s", "tok/s", "tokens", "energy
 
 
 def print_table(runs: list[RunResult], stream: TextIO) -> None:
+    from envirollm_core.analysis.pass_rates import pass_rate_lines  # the analysis package is slow to import: not for --help
+
     stream.write(format_table(_COLUMNS, [_row(run) for run in runs]) + "\n")
     if any(run.completion_tokens and run.token_count_source != "usage" for run in runs):
         stream.write("* tokens counted from the server's own fields or one per streamed chunk (no usage report)\n")
