@@ -87,7 +87,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         description="Grade answers whose right grade is known and report whether the judge rates them soundly. "
         "Exit code 1 when a canary fails: that judge's scores are not to be trusted.",
     )
-    check.add_argument("--embedded", action="store_true", help="use the embedded engine (Gemma 3 270M) as the judge")
+    check.add_argument("--embedded", action="store_true", help="use the embedded engine (SmolLM2-135M-Instruct) as the judge")
     check.add_argument("--repeat", type=int, default=1, help="grade each canary N times (default: 1)")
     add_judge_options(check, allow_none=False)
     add_json_option(check)
