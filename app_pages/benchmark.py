@@ -17,6 +17,7 @@ from envirollm_core.bench.presets import Prompt, load_presets
 from envirollm_core.bench.runner import BenchmarkConfig
 from envirollm_core.bench.sweep import SweepConfig, find_knee, levels_of
 from envirollm_core.cli.sweep import levels as sweep_levels
+from envirollm_core.bench.suites import suite_prompts
 from envirollm_core.errors import EnviroLLMError
 from envirollm_core.paths import default_db_path
 from envirollm_core.quality import JudgeConfig
@@ -113,10 +114,10 @@ elif kind == "openai":
     models = [name.strip() for name in st.text_input("Model name(s), comma-separated").split(",") if name.strip()]
 else:
     try:
-        (embedded,) = list_models(BackendChoice("embedded"))
-        models = [embedded.name]
-        st.caption(plain(f"Runs {embedded.label} through llama.cpp on a loopback port; started on demand, "
-                         "no install needed."))
+        embedded = {model.name: model for model in list_models(BackendChoice("embedded"))}
+        models = [st.radio("Embedded model", list(embedded), format_func=lambda name: embedded[name].label)]
+        st.caption(plain("Runs through llama.cpp on a loopback port with every physical core; started on demand, "
+                         "no install needed. `envirollm demo` benchmarks both models in one command."))
     except EnviroLLMError as exc:
         st.error(plain(str(exc)))
 
@@ -124,13 +125,17 @@ mode = st.radio("Mode", ["Benchmark", "Load sweep"], horizontal=True,
                 help="Benchmark: one request at a time, models compared. Load sweep: one model under rising "
                      "numbers of concurrent requests (throughput, latency and energy per token at each).")
 presets = load_presets()
-prompt_source = st.radio("Prompt", ["Task presets", "Custom prompt"], horizontal=True)
+prompt_source = st.radio("Prompt", ["Task presets", "Verified suite", "Custom prompt"], horizontal=True)
 if prompt_source == "Task presets":
     chosen = st.multiselect("Presets", list(presets), default=["explanation"], format_func=lambda n: presets[n].title)
     prompts = [presets[name].as_prompt() for name in chosen]
     for name in chosen:
         with st.expander(f"Prompt of {presets[name].title}", expanded=len(chosen) == 1):
             st.code(presets[name].prompt, language=None, wrap_lines=True)
+elif prompt_source == "Verified suite":
+    prompts = suite_prompts("verified")
+    st.caption(plain(f"{len(prompts)} short tasks whose answers are checked automatically (exact answers, "
+                     "verifiable instructions, code run in a sandbox): quality by `verified`, no judge needed."))
 else:
     text = st.text_area("Your prompt")
     prompts = [Prompt(text.strip())] if text.strip() else []

@@ -6,6 +6,7 @@ from envirollm_core.analysis.carbon import WORLD, load_grid_intensities
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.figures import format_figure
 from envirollm_core.paths import default_db_path
+from envirollm_core.quality.judge_checks import load_judge_checks
 from envirollm_core.settings import (
     Settings,
     load_settings,
@@ -15,7 +16,7 @@ from envirollm_core.settings import (
 )
 from envirollm_core.store import Store
 from envirollm_core.telemetry.sampler import get_sampler
-from envirollm_core.views import plain
+from envirollm_core.views import judge_checks_frame, plain
 
 st.title("Settings")
 read_only = read_only_mode()
@@ -104,3 +105,12 @@ if submitted:
         st.success(f"Saved to {settings_path()}.")
     except EnviroLLMError as exc:
         st.error(plain(str(exc)))
+
+st.subheader("Judge checks")
+checks = load_judge_checks()
+if not checks:
+    st.caption("No judge has been checked yet. `envirollm judge-check --judge-url URL --judge-model M` grades five "
+               "answers whose right grade is known; a judge that fails is not used for quality (the rough "
+               "heuristic is), one never checked is used and labelled so.")
+else:
+    st.dataframe(judge_checks_frame(checks.values()), hide_index=True)

@@ -33,9 +33,10 @@ status = st.empty()  # drawn again once a prompt below has started the engine
 def show_status() -> None:
     engine = shared_engine()
     if engine.is_running():
-        status.success(f"Running: {engine.model_id} at {engine.base_url} (pid {engine.pid})")
+        status.success(f"Running: {engine.model.label} at {engine.base_url} (pid {engine.pid}, {engine.threads} threads)")
     else:
-        status.info(f"Stopped. It serves {engine.model_id} through llama.cpp on a loopback port when started.")
+        status.info(f"Stopped. It serves {engine.model.label} through llama.cpp on a loopback port with "
+                    f"{engine.threads} threads when started.")
 
 
 show_status()

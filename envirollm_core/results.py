@@ -93,6 +93,7 @@ class RunResult:
     temperature: float | None = None
     max_tokens: int | None = None
     seed: int | None = None
+    engine_threads: int | None = None  # threads of an engine EnviroLLM started (embedded); None when unknown
     response: str = ""
     environment: dict[str, Any] = field(default_factory=dict)
     # quality

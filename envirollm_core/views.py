@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from envirollm_core.analysis.stats import METRICS as STATS_METRICS
 from envirollm_core.charts import METRICS as CHART_METRICS
 from envirollm_core.charts import config_label
 from envirollm_core.figures import round_figure
+from envirollm_core.quality.judge_checks import JudgeCheckRecord
 from envirollm_core.results import RunResult
 from envirollm_core.store import Store
 from envirollm_core.store.store import with_short_ids
@@ -393,4 +394,16 @@ def levels_table(levels: pl.DataFrame, knee: int | None) -> pl.DataFrame:
         pl.col("components").list.eval(
             pl.concat_str([pl.element().struct.field("component"), pl.element().struct.field("source")], separator=":")
         ).list.join(" ").alias("energy source"),
+    )
+
+
+def judge_checks_frame(records: Iterable[JudgeCheckRecord]) -> pl.DataFrame:
+    """Each judge's last judge-check, as the Settings page lists them."""
+    return pl.DataFrame(
+        [{"judge": r.judge, "last check": "passed" if r.passed else "FAILED: not used, the heuristic is",
+          "checked at (UTC)": r.checked_at,
+          "canaries": ", ".join(f"{name} {'ok' if ok else 'unscored' if ok is None else 'FAIL'}"
+                                for name, ok in r.canaries.items())}
+         for r in records],
+        schema={"judge": pl.String, "last check": pl.String, "checked at (UTC)": pl.String, "canaries": pl.String},
     )

@@ -120,6 +120,7 @@ class ModelInfo:
 class Backend(Protocol):
     name: str  # "ollama" | "openai" | "lmstudio" | "llamacpp" | "vllm" | "embedded"
     base_url: str
+    engine_threads: int | None  # the threads the server decodes with, when EnviroLLM started it; else unknown
 
     def list_models(self) -> list[str]: ...
 

@@ -71,6 +71,7 @@ def ollama_url() -> str:
 
 class OllamaBackend(HttpClientOwner):
     name = "ollama"
+    engine_threads = None  # Ollama picks its own
 
     def __init__(
         self,

@@ -74,6 +74,7 @@ class OpenAIBackend(HttpClientOwner):
         server: server_metadata.ServerDescription | None = None,
         gguf_path: Path | None = None,
         run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S,
+        engine_threads: int | None = None,
     ) -> None:
         url = check_url(base_url)
         self.base_url = public_url(url)  # shown in messages and stored with each run
@@ -92,6 +93,7 @@ class OpenAIBackend(HttpClientOwner):
         self._secrets = secrets_of(url, api_key)
         self._server = server  # None: probed on first use
         self._gguf_path = gguf_path
+        self.engine_threads = engine_threads
         self.name = name or self.server().kind
 
     def _stamp_request(self, request: Any) -> None:

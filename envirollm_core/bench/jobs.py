@@ -39,7 +39,7 @@ BACKEND_TITLES: dict[BackendKind, str] = {
     "ollama": "Ollama",
     "lmstudio": "LM Studio",
     "openai": "Custom OpenAI-compatible server",
-    "embedded": "Embedded engine (Gemma 3 270M)",
+    "embedded": "Embedded engine (SmolLM2-135M-Instruct, Gemma 3 270M base)",
 }
 JobState = Literal["starting", "running", "finished", "failed", "cancelled"]
 FINAL_STATES: frozenset[str] = frozenset({"finished", "failed", "cancelled"})
@@ -76,17 +76,20 @@ class ModelChoice:
     size_gb: float | None = None
     quantization: str | None = None
     parameter_size: str | None = None
+    note: str = ""
 
     @property
     def label(self) -> str:
         details = [part for part in (
             f"{self.size_gb:.1f} GB" if self.size_gb is not None else None, self.parameter_size, self.quantization,
+            self.note,
         ) if part]
         return f"{self.name} ({', '.join(details)})" if details else self.name
 
 
-def open_backend(choice: BackendChoice) -> Backend:
-    """A backend for the choice; the embedded engine is started when it is not running (seconds)."""
+def open_backend(choice: BackendChoice, embedded_model: str | None = None) -> Backend:
+    """A backend for the choice; the embedded engine is started with `embedded_model` (default: the chat
+    model) when it is not running or serves another one (seconds)."""
     if choice.kind == "ollama":
         from envirollm_core.backends.ollama import OllamaBackend
 
@@ -94,7 +97,7 @@ def open_backend(choice: BackendChoice) -> Backend:
     if choice.kind == "embedded":
         from envirollm_core.backends.embedded import embedded_backend, start_shared_engine
 
-        return embedded_backend(start_shared_engine("running a benchmark"))
+        return embedded_backend(start_shared_engine("running a benchmark", model_id=embedded_model))
     from envirollm_core.backends.openai_compat import OpenAIBackend
 
     if choice.kind == "lmstudio":
@@ -114,10 +117,14 @@ def list_models(choice: BackendChoice) -> list[ModelChoice]:
     on a page shared on a LAN, a visitor's URL would make this machine send requests wherever it points,
     into the owner's network, and no benchmark can be started there anyway."""
     if choice.kind == "embedded":
-        from envirollm_core.backends.embedded import MODEL_ID, model_path
+        from envirollm_core.backends.embedded import EMBEDDED_MODELS, model_path
 
-        quantization = resolve_quantization(model_name=MODEL_ID)[0]
-        return [ModelChoice(MODEL_ID, model_path().stat().st_size / 1e9, quantization, "270M")]
+        return [  # the default chat model first
+            ModelChoice(m.model_id, model_path(m.model_id).stat().st_size / 1e9,
+                        resolve_quantization(model_name=m.model_id)[0], m.parameters,
+                        "" if m.kind == "chat" else "base model: continues text, follows no instructions")
+            for m in EMBEDDED_MODELS.values()
+        ]
     ensure_writable("asking a server for its models")
     if choice.kind == "ollama":
         from envirollm_core.backends.ollama import OllamaBackend
@@ -276,7 +283,7 @@ class BenchmarkJob:
             assert self._choice is not None
             if self._choice.kind == "embedded":
                 self.phase("starting the embedded engine")
-            backend = open_backend(self._choice)
+            backend = open_backend(self._choice, self.config.models[0] if self._choice.kind == "embedded" else None)
             self._choice = None  # the key now lives only in the backend's client, for this batch
             try:
                 cancelled = self._run(backend)

@@ -92,9 +92,12 @@ def read_prompt_file(path: Path) -> list[Prompt]:
 
 
 def select_prompts(
-    prompt: str | None = None, presets: list[str] | None = None, prompt_file: Path | None = None
+    prompt: str | None = None, presets: list[str] | None = None, prompt_file: Path | None = None,
+    suite: str | None = None,
 ) -> list[Prompt]:
-    """The prompts a command asked for: text, presets (or `all`), a file; the `explanation` preset when none."""
+    """The prompts a command asked for: text, presets (or `all`), a file, a suite; the `explanation` preset when none."""
+    from envirollm_core.bench.suites import suite_prompts  # suites build on this module
+
     selected: list[Prompt] = []
     if prompt is not None:
         if not prompt.strip():
@@ -107,4 +110,6 @@ def select_prompts(
             selected.append(get_preset(name).as_prompt())
     if prompt_file is not None:
         selected.extend(read_prompt_file(prompt_file))
+    if suite is not None:
+        selected.extend(suite_prompts(suite))
     return selected or [get_preset("explanation").as_prompt()]

@@ -261,7 +261,7 @@ def _new_run(
         repeat_index=repeat_index, status="ok",
         quantization=info.quantization, quantization_source=info.quantization_source,
         temperature=config.temperature, max_tokens=config.max_tokens, seed=config.seed,
-        environment=environment, notes=config.notes,
+        engine_threads=backend.engine_threads, environment=environment, notes=config.notes,
     )
 
 

@@ -18,7 +18,11 @@ from envirollm_core.backends.base import (
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
 from envirollm_core.bench.presets import Prompt, load_presets, select_prompts
 from envirollm_core.bench.runner import BatchResult, BenchmarkConfig, run_benchmark
-from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, finite_float, format_number, format_table, info, printable
+from envirollm_core.bench.suites import suite_names
+from envirollm_core.cli.common import (
+    add_db_option, add_engine_options, add_json_option, db_path, emit_json, engine_models, finite_float, format_number,
+    format_table, info, printable,
+)
 from envirollm_core.cli.quality import add_judge_options, judge_config
 from envirollm_core.errors import UsageError
 from envirollm_core.results import RunResult
@@ -52,10 +56,13 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     openai_cmd.set_defaults(handler=run_openai)
 
     demo = subcommands.add_parser(
-        "demo", help="benchmark the embedded engine (Gemma 3 270M), started and stopped for you",
-        description="Start the embedded llama.cpp engine (Gemma 3 270M Q4_K_M), benchmark it like any "
-                    "other server, store the runs, and stop it. Needs no LLM server installed.",
+        "demo", help="benchmark the embedded engine's two models (SmolLM2-135M-Instruct, Gemma 3 270M base)",
+        description="Start the embedded llama.cpp engine with each model in turn (SmolLM2-135M-Instruct Q4_1, a chat "
+                    "model; Gemma 3 270M Q4_K_M, a base model that continues text rather than following "
+                    "instructions), benchmark both on identical prompts, store the runs, and stop it. "
+                    "Needs no LLM server installed.",
     )
+    add_engine_options(demo, several=True)
     _add_run_options(demo, DEMO_MAX_TOKENS)
     demo.set_defaults(handler=run_demo)
 
@@ -65,6 +72,9 @@ def add_prompt_options(parser: argparse.ArgumentParser) -> argparse._MutuallyExc
     reads them."""
     prompts = parser.add_argument_group("prompts (default: the explanation preset)").add_mutually_exclusive_group()
     prompts.add_argument("--prompt", default=None, help="a custom prompt")
+    prompts.add_argument(
+        "--suite", default=None, help=f"a built-in suite of tasks with automatic checks: {', '.join(suite_names())}"
+    )
     prompts.add_argument(
         "--preset", default=None,
         help=f"task preset(s), comma-separated, or 'all': {', '.join(load_presets())}",
@@ -80,7 +90,7 @@ def prompts_of(args: argparse.Namespace) -> list[Prompt]:
     presets = [p for p in args.preset.split(",") if p.strip()] if args.preset is not None else None
     if presets == []:
         raise UsageError("--preset names no preset")
-    return select_prompts(args.prompt, presets, args.prompt_file)
+    return select_prompts(args.prompt, presets, args.prompt_file, suite=args.suite)
 
 
 def _add_run_options(parser: argparse.ArgumentParser, max_tokens: int) -> None:
@@ -184,14 +194,20 @@ def run_openai(args: argparse.Namespace) -> int:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    """Each model in its own engine, one after the other: two engines at once would share the cores."""
     from envirollm_core.backends.embedded import EmbeddedEngine, embedded_backend
 
-    engine = EmbeddedEngine()
-    prepared = _prepare(args, (engine.model_id,))
-    info(f"starting the embedded engine ({engine.model_id}) ...")
-    with engine, embedded_backend(engine, run_timeout_s=args.run_timeout) as backend:
-        info(f"engine ready at {engine.base_url} (pid {engine.pid})")
-        return _run(backend, prepared, args)
+    models = engine_models(args.model, several=True)
+    engines = [EmbeddedEngine(model_id=model_id, threads=args.threads) for model_id in models]
+    prepared = _prepare(args, models)
+    batches = []
+    for engine in engines:
+        info(f"starting the embedded engine ({engine.model.label}, {engine.threads} thread(s)) ...")
+        with engine, embedded_backend(engine, run_timeout_s=args.run_timeout) as backend:
+            info(f"engine ready at {engine.base_url} (pid {engine.pid})")
+            config = dataclasses.replace(prepared.config, models=(engine.model_id,))
+            batches.append(_benchmark(backend, dataclasses.replace(prepared, config=config)))
+    return _report(batches, args)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +224,10 @@ def _prepare(args: argparse.Namespace, models: tuple[str, ...]) -> _Prepared:
 
 
 def _run(backend: Backend, prepared: _Prepared, args: argparse.Namespace) -> int:
+    return _report([_benchmark(backend, prepared)], args)
+
+
+def _benchmark(backend: Backend, prepared: _Prepared) -> BatchResult:
     config = prepared.config
     info(f"benchmarking {', '.join(config.models)} on {backend.name} at {backend.base_url}: "
          f"{len(config.prompts)} prompt(s) x {config.repeat} run(s), {config.warmup} warm-up(s) per model")
@@ -216,24 +236,30 @@ def _run(backend: Backend, prepared: _Prepared, args: argparse.Namespace) -> int
     with energy_meter(*prepared.energy_from) as meter:
         if getattr(meter, "description", None):
             info(f"energy from {meter.description} (the serving machine's counters; this machine's are not added)")
-        batch = run_benchmark(backend, config, sampler=meter, store=prepared.store, judge=prepared.judge,
+        return run_benchmark(backend, config, sampler=meter, store=prepared.store, judge=prepared.judge,
                               progress=ProgressBar(sys.stderr))
+
+
+def _report(batches: list[BatchResult], args: argparse.Namespace) -> int:
+    runs = [run for batch in batches for run in batch.runs]
     if args.json:
-        emit_json([run_to_json(run) for run in batch.runs])
+        emit_json([run_to_json(run) for run in runs])
     else:
-        print_table(batch, sys.stdout)
-    cost = batch.judge_cost
-    if cost is not None and cost.calls:
-        energy = f", {cost.energy_wh * 1000:.2f} mWh" if cost.energy_wh is not None else ""
-        info(f"grading cost ({cost.method}): {cost.calls} call(s), {cost.duration_s:.1f} s{energy}, outside the runs' energy")
-    if batch.recovery_file is not None:
-        info(f"the database {db_path(args)} could not store every run of batch {batch.batch_id}: those runs are kept"
-             f" in {batch.recovery_file}; once the database is repaired (envirollm doctor), add them with"
-             f" `envirollm import {batch.recovery_file}`")
-        return 1
-    info(f"stored {len(batch.runs)} run(s) of batch {batch.batch_id} in {db_path(args)}"
-         + (f"; {batch.failed} failed" if batch.failed else ""))
-    return 1 if batch.failed else 0
+        print_table(runs, sys.stdout)
+    for batch in batches:
+        cost = batch.judge_cost
+        if cost is not None and cost.calls:
+            energy = f", {cost.energy_wh * 1000:.2f} mWh" if cost.energy_wh is not None else ""
+            info(f"grading cost ({cost.method}): {cost.calls} call(s), {cost.duration_s:.1f} s{energy}, "
+                 "outside the runs' energy")
+        if batch.recovery_file is not None:
+            info(f"the database {db_path(args)} could not store every run of batch {batch.batch_id}: those runs are"
+                 f" kept in {batch.recovery_file}; once the database is repaired (envirollm doctor), add them with"
+                 f" `envirollm import {batch.recovery_file}`")
+            continue
+        info(f"stored {len(batch.runs)} run(s) of batch {batch.batch_id} in {db_path(args)}"
+             + (f"; {batch.failed} failed" if batch.failed else ""))
+    return 1 if any(batch.failed or batch.recovery_file is not None for batch in batches) else 0
 
 
 def run_to_json(run: RunResult) -> dict[str, Any]:
@@ -283,14 +309,19 @@ _COLUMNS = ("model", "task", "#", "status", "TTFT s", "tok/s", "tokens", "energy
             "quality")
 
 
-def print_table(batch: BatchResult, stream: TextIO) -> None:
-    stream.write(format_table(_COLUMNS, [_row(run) for run in batch.runs]) + "\n")
-    if any(run.completion_tokens and run.token_count_source != "usage" for run in batch.runs):
+def print_table(runs: list[RunResult], stream: TextIO) -> None:
+    from envirollm_core.analysis.pass_rates import pass_rate_lines  # the analysis package is slow to import: not for --help
+
+    stream.write(format_table(_COLUMNS, [_row(run) for run in runs]) + "\n")
+    if any(run.completion_tokens and run.token_count_source != "usage" for run in runs):
         stream.write("* tokens counted from the server's own fields or one per streamed chunk (no usage report)\n")
-    methods = sorted({run.quality_method for run in batch.runs if run.quality_method})
+    methods = sorted({run.quality_method for run in runs if run.quality_method})
     if methods:
-        stream.write(f"quality (0-100) by: {', '.join(methods)}\n")
-    for run in batch.runs:
+        stream.write(f"quality (0-100) by: {', '.join(methods)}"
+                     + (" (different methods: do not compare their scores)" if len(methods) > 1 else "") + "\n")
+    for summary in pass_rate_lines(runs):
+        stream.write(summary + "\n")
+    for run in runs:
         if run.status != "ok":
             stream.write(printable(f"run {run.id} failed: {run.error}") + "\n")
     stream.flush()

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from envirollm_core.errors import UsageError
 from envirollm_core.paths import default_db_path
 
 
@@ -103,3 +104,33 @@ def format_table(columns: list[str] | tuple[str, ...], rows: list[list[str]] | l
         cells = [cell.rjust(width) if right else cell.ljust(width) for cell, width, right in zip(line, widths, numeric)]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+def add_engine_options(parser: argparse.ArgumentParser, several: bool) -> None:
+    """`--model` and `--threads` of the commands that start the embedded engine."""
+    from envirollm_core.backends.embedded import DEFAULT_MODEL, EMBEDDED_MODELS
+
+    names = ", ".join(EMBEDDED_MODELS)
+    parser.add_argument(
+        "--model", default=None,
+        help=(f"embedded model(s), comma-separated: {names} (default: both, one after the other)" if several
+              else f"embedded model: {names} (default: {DEFAULT_MODEL.model_id})"),
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="threads the engine decodes with (default: every physical core); stored with each run",
+    )
+
+
+def engine_models(text: str | None, several: bool) -> tuple[str, ...]:
+    """The embedded models `--model` names, checked; the default when it names none."""
+    from envirollm_core.backends.embedded import DEFAULT_MODEL, EMBEDDED_MODELS, embedded_model
+
+    if text is None:
+        return tuple(EMBEDDED_MODELS) if several else (DEFAULT_MODEL.model_id,)
+    models = tuple(dict.fromkeys(embedded_model(m).model_id for m in text.split(",") if m.strip()))
+    if not models:
+        raise UsageError(f"--model names no model; choose from {', '.join(EMBEDDED_MODELS)}")
+    if len(models) > 1 and not several:
+        raise UsageError("--model takes one model here")
+    return models

@@ -10,9 +10,10 @@ from pathlib import Path
 from envirollm_core.cli.common import add_json_option, emit_json, finite_float, info
 from envirollm_core.figures import format_figure
 from envirollm_core.errors import UsageError
-from envirollm_core.quality import JudgeConfig, heuristic_score, judge_answer, pairwise, resolve_judge
+from envirollm_core.quality import JudgeConfig, judge_answer, pairwise, resolve_judge
 from envirollm_core.quality.canaries import QUESTION, run_canaries
-from envirollm_core.quality.judge import HEURISTIC_METHOD, JudgeEndpoint
+from envirollm_core.quality.judge_checks import record_judge_check
+from envirollm_core.quality.judge import HEURISTIC_METHOD, JudgeEndpoint, heuristic_verdict, verified_verdict
 from envirollm_core.settings import load_settings
 
 
@@ -61,6 +62,11 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     judge.add_argument("--answer", default=None, help="the answer to grade")
     judge.add_argument("--answer-file", type=Path, default=None, help="read the answer from a file ('-': stdin)")
     judge.add_argument("--reference", default=None, help="a reference answer or check for reference-guided grading")
+    judge.add_argument(
+        "--preset", default=None,
+        help="the task preset or suite task (e.g. code-generation, verified/arith-add) the answer replies to: "
+             "its check, when it has one, is executed and gives the score (method 'verified')",
+    )
     add_judge_options(judge)
     add_json_option(judge)
     judge.set_defaults(handler=run_judge)
@@ -82,7 +88,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
         description="Grade answers whose right grade is known and report whether the judge rates them soundly. "
         "Exit code 1 when a canary fails: that judge's scores are not to be trusted.",
     )
-    check.add_argument("--embedded", action="store_true", help="use the embedded engine (Gemma 3 270M) as the judge")
+    check.add_argument("--embedded", action="store_true", help="use the embedded engine (SmolLM2-135M-Instruct) as the judge")
     check.add_argument("--repeat", type=int, default=1, help="grade each canary N times (default: 1)")
     add_judge_options(check, allow_none=False)
     add_json_option(check)
@@ -93,23 +99,46 @@ def run_judge(args: argparse.Namespace) -> int:
     answer = _text(args.answer, args.answer_file, "answer")
     if answer is None:
         raise UsageError("give the answer with --answer or --answer-file")
+    check = _task_check(args.preset) if args.preset is not None else None
+    if check is not None:
+        verdict = verified_verdict(check, answer)
+        payload = {"quality_score": verdict.score, "quality_method": verdict.method, "quality_detail": verdict.detail}
+        return _report_judged(payload, args)
     endpoint, note = resolve_judge(judge_config(args))
     if endpoint is None:
-        result = heuristic_score(args.prompt, answer)
-        payload = {"quality_score": result.score, "quality_method": HEURISTIC_METHOD,
-                   "quality_detail": {"features": result.features, "note": note}}
+        verdict = heuristic_verdict(args.prompt, answer, note)
+        payload = {"quality_score": verdict.score, "quality_method": verdict.method, "quality_detail": verdict.detail}
     else:
         verdict = judge_answer(args.prompt, answer, endpoint, args.reference)
         payload = {"quality_score": verdict.score, "quality_method": verdict.method, "quality_detail": verdict.detail}
+    return _report_judged(payload, args)
+
+
+def _task_check(name: str) -> dict | None:
+    """The executable check of a preset or suite task named on the command line; None when it has none."""
+    from envirollm_core.bench.presets import get_preset
+    from envirollm_core.bench.suites import suite_task
+    from envirollm_core.quality.checks import is_checkable
+
+    task = suite_task(name.strip()) if "/" in name else None
+    check = task.check if task is not None else get_preset(name).check
+    return check if is_checkable(check) else None
+
+
+def _report_judged(payload: dict, args: argparse.Namespace) -> int:
     if args.json:
         emit_json(payload)
     else:
         # The score is the result (stdout); why it is what it is, a note (stderr).
         score = payload["quality_score"]
-        reason = payload["quality_detail"].get("error") or payload["quality_detail"].get("note") or ""
-        print(f"{'unscored' if score is None else format_figure(score, 'score')} by {payload['quality_method']}")
+        detail = payload["quality_detail"]
+        reason = detail.get("error") or detail.get("reason") or detail.get("note") or ""
+        print(f"{'unscored' if score is None else format_figure(score, 'score')} by {payload['quality_method']}"
+              + (" (a rough heuristic: form, not truth)" if payload["quality_method"] == HEURISTIC_METHOD else ""))
         if reason:
             info(reason)
+        for outcome in detail.get("checks", []):
+            print(f"  {'pass' if outcome['passed'] else 'FAIL'}  {outcome['check']}: {outcome['detail']}")
     return 0 if payload["quality_score"] is not None else 1
 
 
@@ -136,7 +165,7 @@ def run_check(args: argparse.Namespace) -> int:
             info(f"judging with the embedded engine ({engine.model_id}) ...")
             endpoint = JudgeEndpoint(engine.base_url, engine.model_id, None, args.judge_timeout, args.samples)
             return _report_check(args, endpoint)
-    endpoint, note = resolve_judge(judge_config(args))
+    endpoint, note = resolve_judge(judge_config(args), honour_checks=False)  # a failed judge may be checked again
     if endpoint is None:
         raise UsageError(f"no LLM judge to check: {note}; name one with --judge-url and --judge-model, or --embedded")
     return _report_check(args, endpoint)
@@ -144,6 +173,10 @@ def run_check(args: argparse.Namespace) -> int:
 
 def _report_check(args: argparse.Namespace, endpoint: JudgeEndpoint) -> int:
     outcomes = run_canaries(endpoint, repeats=args.repeat)
+    try:
+        record_judge_check(endpoint.label, {o.name: o.passed for o in outcomes})
+    except OSError as exc:
+        info(f"this check's result could not be kept ({exc}): quality will not know of it")
     if args.json:
         emit_json({"judge": endpoint.label, "question": QUESTION, "canaries": [
             {**asdict(o), "mean_score": o.mean_score} for o in outcomes

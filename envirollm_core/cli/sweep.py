@@ -45,7 +45,7 @@ def register(subcommands: argparse._SubParsersAction) -> None:
                         help="requests per level (default: 4 x the level, at least 8)")
     budget.add_argument("--duration-per-level", type=finite_float, default=None, metavar="S",
                         help="seconds per level instead of a request count")
-    add_prompt_options(parser).add_argument("--suite", default=None, help="the prompts of a task suite")
+    add_prompt_options(parser)
     parser.add_argument("--max-tokens", type=int, default=DEFAULT_SWEEP_MAX_TOKENS,
                         help=f"most tokens per request (default: {DEFAULT_SWEEP_MAX_TOKENS})")
     parser.add_argument("--slo-ttft", type=finite_float, default=None, metavar="S",
@@ -75,8 +75,6 @@ def levels(text: str) -> tuple[int, ...]:
 
 def sweep_config(args: argparse.Namespace, model: str) -> SweepConfig:
     """The sweep the arguments ask for; prompts are chosen as the benchmark commands choose them."""
-    if args.suite is not None:
-        raise UsageError(f"unknown suite {args.suite!r}: this EnviroLLM ships no task suites")
     prompts = prompts_of(args)
     return SweepConfig(
         model=model, prompts=tuple(prompts), concurrency=levels(args.concurrency),

@@ -15,16 +15,29 @@ Features, each 0-1 (None where it does not apply, and then left out of the mean)
   brackets balance. Decimals ("3.5") and abbreviations ("e.g.") do not end a
   sentence.
 
-Score = mean of the applicable features x 100, labelled `heuristic`. It
-measures form, not truth: a fluent wrong answer scores well.
+Score = mean of the applicable features x 100, labelled `heuristic`, a rough
+score: it measures form, not truth, and a fluent wrong answer scores well.
+
+Degenerate answers score at most 20, with the reason in `flags`: an answer that
+mostly repeats the prompt (most of its words lie in 5-word runs copied from
+it), a repetition loop (most of its 4-word runs repeat an earlier one), and
+text that is not language (stray tokens such as lone symbols or `<unused12>`,
+vowel-less letter strings, or letters of a script the prompt does not use).
+A base model's continuation of the prompt is the usual case of all three.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
-HEURISTIC_VERSION = "envirollm-heuristic-1"
+HEURISTIC_VERSION = "envirollm-heuristic-2"
+DEGENERATE_CAP = 20.0
+ECHO_NGRAM, ECHO_SHARE = 5, 0.5
+LOOP_NGRAM, LOOP_SHARE = 4, 0.5
+STRAY_SHARE, FOREIGN_SCRIPT_SHARE = 0.3, 0.15
+MIN_WORDS_TO_FLAG = 8
 
 MATTR_WINDOW = 50
 DIVERSITY_FLOOR, DIVERSITY_FULL = 0.45, 0.75  # MATTR-50: padded repetition ~0.4-0.6, ordinary prose 0.75-0.95
@@ -74,10 +87,12 @@ _STOPWORDS = set(
 
 @dataclass(frozen=True)
 class HeuristicScore:
-    """Score 0-100 and the four features behind it (0-1 each, None where not applicable)."""
+    """Score 0-100 and the four features behind it (0-1 each, None where not applicable); `flags` say why a
+    degenerate answer was capped at 20."""
 
     score: float
     features: dict[str, float | None]
+    flags: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -232,6 +247,69 @@ def _structure(parts: _Parts) -> float | None:
     return (prose_score * prose_words + code_score * code_tokens) / (prose_words + code_tokens)
 
 
+def _ngrams(words: list[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+
+
+def _echo_share(prompt: str, answer: str) -> float:
+    """Share of the answer's words that lie inside a run of ECHO_NGRAM words copied from the prompt."""
+    words = _WORD.findall(answer.lower())
+    seen = set(_ngrams(_WORD.findall(prompt.lower()), ECHO_NGRAM))
+    copied = [False] * len(words)
+    for i, gram in enumerate(_ngrams(words, ECHO_NGRAM)):
+        if gram in seen:
+            copied[i : i + ECHO_NGRAM] = [True] * ECHO_NGRAM
+    return sum(copied) / len(words) if words else 0.0
+
+
+def _loop_share(answer: str) -> float:
+    """Share of the answer's LOOP_NGRAM-word runs that repeat an earlier one."""
+    grams = _ngrams(_WORD.findall(answer.lower()), LOOP_NGRAM)
+    return 1 - len(set(grams)) / len(grams) if grams else 0.0
+
+
+def _scripts(text: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for char in text:
+        if char.isalpha():
+            script = unicodedata.name(char, "UNKNOWN").split()[0]
+            counts[script] = counts.get(script, 0) + 1
+    return counts
+
+
+def _not_language(prompt: str, prose: str) -> str | None:
+    tokens = prose.split()
+    if len(tokens) >= MIN_WORDS_TO_FLAG:
+        stray = [t for t in tokens if not any(c.isalnum() for c in t) and t not in ("-", "–", "—", "&")
+                 or re.fullmatch(r"<\|?[\w|]*\|?>|\[/?[A-Z_]+\]", t)
+                 or (len(t) >= 5 and t.isalpha() and t.isascii() and not re.search(r"[aeiouyAEIOUY]", t))]
+        if len(stray) / len(tokens) >= STRAY_SHARE:
+            return f"not language: {len(stray)} of {len(tokens)} tokens are stray ({' '.join(stray[:5])[:60]})"
+    letters = _scripts(prose)
+    total = sum(letters.values())
+    expected = set(_scripts(prompt)) or {"LATIN"}
+    foreign = sum(n for script, n in letters.items() if script not in expected)
+    if total >= 20 and foreign / total >= FOREIGN_SCRIPT_SHARE:
+        return f"not language: {foreign / total:.0%} of its letters are in a script the prompt does not use"
+    return None
+
+
+def degenerate_flags(prompt: str, answer: str, prose: str) -> tuple[str, ...]:
+    """Why an answer is an echo, a loop or not language; empty for an ordinary answer."""
+    flags = []
+    if len(_WORD.findall(answer.lower())) >= MIN_WORDS_TO_FLAG:
+        echo = _echo_share(prompt, answer)
+        if echo >= ECHO_SHARE:
+            flags.append(f"echo: {echo:.0%} of the answer repeats the prompt")
+        loop = _loop_share(answer)
+        if loop >= LOOP_SHARE:
+            flags.append(f"loop: {loop:.0%} of its {LOOP_NGRAM}-word runs repeat")
+    odd = _not_language(prompt, prose)
+    if odd:
+        flags.append(odd)
+    return tuple(flags)
+
+
 def heuristic_score(prompt: str, answer: str) -> HeuristicScore:
     """Score an answer 0-100 from its form alone; deterministic, no model needed."""
     if not answer.strip():
@@ -248,7 +326,11 @@ def heuristic_score(prompt: str, answer: str) -> HeuristicScore:
     }
     applicable = [value for value in features.values() if value is not None]
     score = 100.0 * sum(applicable) / len(applicable)
+    flags = degenerate_flags(prompt, answer, parts.prose)
+    if flags:
+        score = min(score, DEGENERATE_CAP)
     return HeuristicScore(
         score=round(score, 1),
         features={k: (round(v, 3) if v is not None else None) for k, v in features.items()},
+        flags=flags,
     )

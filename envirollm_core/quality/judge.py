@@ -26,6 +26,8 @@ import openai
 
 from envirollm_core.backends.base import redact, secrets_of
 from envirollm_core.errors import EnviroLLMError, UsageError
+from envirollm_core.quality.checks import VERIFIED_METHOD, check_for, run_check
+from envirollm_core.quality.judge_checks import last_judge_check
 from envirollm_core.quality.defaults import default_ollama_judge, ollama_url
 from envirollm_core.quality.heuristic import HEURISTIC_VERSION, heuristic_score
 from envirollm_core.quality.parsing import ParsedVerdict, parse_verdict
@@ -386,25 +388,45 @@ def empty_answer_verdict() -> JudgeVerdict:
     return JudgeVerdict(score=raw_to_score(SCALE_MIN), method=EMPTY_ANSWER_METHOD, detail=detail)
 
 
+def verified_verdict(check: dict[str, Any], answer: str) -> JudgeVerdict:
+    """The task's check executed against the answer: the share of checks passed, each check's outcome kept."""
+    result = run_check(check, answer)
+    return JudgeVerdict(score=result.score, method=VERIFIED_METHOD, detail=result.detail(check))
+
+
 def heuristic_verdict(prompt: str, answer: str, note: str = "") -> JudgeVerdict:
     result = heuristic_score(prompt, answer)
-    detail: dict[str, Any] = {"heuristic_version": HEURISTIC_VERSION, "features": result.features}
+    detail: dict[str, Any] = {"heuristic_version": HEURISTIC_VERSION, "features": result.features,
+                              "rough": "form only, not truth"}
+    if result.flags:
+        detail["flags"] = list(result.flags)
+        detail["reason"] = "; ".join(result.flags)
     if note:
         detail["note"] = note
     return JudgeVerdict(score=result.score, method=HEURISTIC_METHOD, detail=detail)
 
 
-def resolve_judge(config: JudgeConfig, graded_models: Iterable[str] = ()) -> tuple[JudgeEndpoint | None, str]:
-    """The LLM judge a config names, or the default; None means the heuristic, with the reason."""
+def resolve_judge(
+    config: JudgeConfig, graded_models: Iterable[str] = (), honour_checks: bool = True
+) -> tuple[JudgeEndpoint | None, str]:
+    """The LLM judge a config names, or the default; None means the heuristic, with the reason.
+
+    A judge whose last `judge-check` failed is passed over for the heuristic: its scores are known unsound."""
     if config.disabled:
         return None, "LLM judge disabled (--judge none)"
     if config.url:
-        return JudgeEndpoint(config.url, config.model or "", config.api_key, config.timeout_s, config.samples), ""
-    choice = default_ollama_judge(graded_models)
-    if choice is None:
-        return None, f"no judge named and no small instruct model found in Ollama at {ollama_url()}"
-    note = "the judge is also one of the graded models" if choice.self_judged else ""
-    return JudgeEndpoint(choice.base_url, choice.model, None, config.timeout_s, config.samples), note
+        endpoint, note = JudgeEndpoint(config.url, config.model or "", config.api_key, config.timeout_s, config.samples), ""
+    else:
+        choice = default_ollama_judge(graded_models)
+        if choice is None:
+            return None, f"no judge named and no small instruct model found in Ollama at {ollama_url()}"
+        note = "the judge is also one of the graded models" if choice.self_judged else ""
+        endpoint = JudgeEndpoint(choice.base_url, choice.model, None, config.timeout_s, config.samples)
+    check = last_judge_check(endpoint.label) if honour_checks else None
+    if check is not None and not check.passed:
+        return None, (f"{endpoint.label} failed its last judge-check ({check.checked_at}): the rough heuristic "
+                      "is used instead; run `envirollm judge-check` again once the judge is fixed")
+    return endpoint, note
 
 
 def judge_runs(
@@ -419,7 +441,9 @@ def judge_runs(
     carry one are used without it. Failed runs are left alone.
     """
     targets = [run for run in runs if run.status == "ok"]
-    endpoint, note = resolve_judge(config, {run.model for run in targets}) if targets else (None, "")
+    checks = {run.id: check_for(run) for run in targets}
+    judged = [run for run in targets if checks[run.id] is None]  # an executed check outranks any judge
+    endpoint, note = resolve_judge(config, {run.model for run in judged}) if judged else (None, "")
     window = f"quality-judge-{uuid.uuid4().hex[:8]}"
     window_open = _begin(sampler, window) if targets else False
     started = time.perf_counter()
@@ -427,7 +451,8 @@ def judge_runs(
     down: str | None = None
     try:
         for run in targets:
-            verdict = _grade_run(run, endpoint, note, down, references)
+            check = checks[run.id]
+            verdict = verified_verdict(check, run.response) if check else _grade_run(run, endpoint, note, down, references)
             if verdict.judge_down_for_good:
                 down = f"{verdict.judge_down} (not asked again in this batch)"
             run.quality_score, run.quality_method, run.quality_detail = verdict.score, verdict.method, verdict.detail
@@ -438,7 +463,7 @@ def judge_runs(
         duration_s = time.perf_counter() - started
         energy_wh, components, energy_note = _end(sampler, window) if window_open else (None, (), _no_window_note(sampler))
     return JudgeCost(
-        method=endpoint.label if endpoint else (HEURISTIC_METHOD if targets else None),
+        method=endpoint.label if endpoint else (HEURISTIC_METHOD if judged else VERIFIED_METHOD if targets else None),
         calls=calls,
         duration_s=duration_s,
         energy_wh=energy_wh,
@@ -463,6 +488,8 @@ def _grade_run(
     verdict = judge_answer(run.prompt, run.response, endpoint, reference_for(run, references))
     if note:
         verdict.detail["note"] = note
+    check = last_judge_check(endpoint.label)
+    verdict.detail["judge_check"] = f"passed {check.checked_at}" if check else "never run"
     return verdict
 
 

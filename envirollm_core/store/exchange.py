@@ -63,7 +63,7 @@ OUR_COLUMNS: tuple[str, ...] = tuple(spec.name for spec in RUN_FIELDS)
 # Columns added after exports were already made: a file without them still imports, with them null.
 LATER_COLUMNS: tuple[str, ...] = (
     "source", "client", "live_detail", "energy_uncertainty_wh",
-    "sweep_concurrency", "prefill_energy_wh", "decode_energy_wh", "phase_split_uncertainty_wh",
+    "sweep_concurrency", "prefill_energy_wh", "decode_energy_wh", "phase_split_uncertainty_wh", "engine_threads",
 )
 EXPORT_COLUMNS: tuple[str, ...] = ORIGINAL_COLUMNS + OUR_COLUMNS
 RESPONSE_PREVIEW_CHARS = 200
@@ -538,7 +538,7 @@ class _CellError(Exception):
 
 def _cell(name: str, record: _Record, column: str, parse: Callable[[Any], Any]) -> Any:
     try:
-        return parse(record.values[column])
+        return parse(record.values.get(column))  # only a LATER_COLUMNS column can be absent here
     except _CellError as exc:
         raise BadFileError(f"{name}: {record.where}, column {column!r}: {exc}") from None
 

@@ -24,7 +24,7 @@ import duckdb
 from envirollm_core.errors import UsageError
 from envirollm_core.store.connection import one, transaction
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 COMPONENT_TYPE = "STRUCT(component VARCHAR, energy_wh DOUBLE, source VARCHAR, note VARCHAR)[]"
 
@@ -177,12 +177,17 @@ CREATE TABLE sweep_levels (
 """
 
 
+def _add_engine_threads_column(conn: duckdb.DuckDBPyConnection) -> None:
+    """The thread count of an engine EnviroLLM started (null for older runs and other servers: unknown)."""
+    conn.execute("ALTER TABLE runs ADD COLUMN engine_threads INTEGER")
+
+
 # The id of an environment: the first 16 hex characters of SHA-256 of its canonical JSON text.
 ENVIRONMENT_ID_SQL = "left(sha256({json}), 16)"
 
 MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (
     _to_v1, _to_v2, _add_live_use_columns, _add_remote_energy_columns,
-    _add_sweep_columns,
+    _add_sweep_columns, _add_engine_threads_column,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 

@@ -128,7 +128,8 @@ def test_read_only_mode_refuses_to_ask_a_server_for_its_models(serve, monkeypatc
         with pytest.raises(ReadOnlyError, match="asking a server for its models"):
             list_models(choice)
     assert ollama.requests == [] and server.requests == []
-    assert [m.name for m in list_models(BackendChoice("embedded"))] == ["gemma-3-270m-q4_k_m"]  # read from disk
+    assert [m.name for m in list_models(BackendChoice("embedded"))] == [
+        "smollm2-135m-instruct-q4_1", "gemma-3-270m-q4_k_m"]  # read from disk, the chat model first
 
 
 def test_a_dead_server_fails_each_run_with_its_one_line_reason(closed_port, isolated_home):

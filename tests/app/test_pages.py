@@ -239,6 +239,39 @@ def test_benchmark_of_the_embedded_engine_option(isolated_home, shared_engine_st
     assert_clean(app)
     (run,) = Store().runs()
     assert run.backend == "embedded" and run.status == "ok" and run.completion_tokens
+    assert run.model == "smollm2-135m-instruct-q4_1" and run.engine_threads  # the chat model by default
+
+
+def test_the_embedded_choice_labels_gemma_a_base_model(isolated_home):
+    app = page("benchmark.py").run()
+    app.radio[0].set_value("embedded").run()
+    assert_clean(app)
+    models = next(r for r in app.radio if r.label == "Embedded model")
+    assert models.value == "smollm2-135m-instruct-q4_1"
+    labels = models.options  # as the page shows them
+    assert "base model: continues text, follows no instructions" in labels[1] and "base" not in labels[0]
+
+
+def test_the_verified_suite_from_the_page_is_graded_by_its_checks(serve, isolated_home):
+    from tests.app.test_jobs import FAST
+    from tests.fakes.scripted_server import openai_routes, openai_stream
+
+    server = serve(openai_routes(["m"], lambda request: openai_stream("m", FAST)))
+    app = page("benchmark.py").run()
+    app.radio[0].set_value("openai").run()
+    inputs = {t.label: t for t in app.text_input}
+    inputs["Server URL"].set_value(f"{server.url}/v1")
+    inputs["Model name(s), comma-separated"].set_value("m")
+    next(r for r in app.radio if r.label == "Prompt").set_value("Verified suite").run()
+    assert any("short tasks whose answers are checked automatically" in c.value for c in app.caption)
+    set_run_options(app)
+    app.run()
+    start_button(app).click()
+    app = wait_for_job(app, timeout_s=240)
+    assert_clean(app)
+    runs = Store().runs()
+    assert len(runs) >= 40 and {run.quality_method for run in runs} == {"verified"}
+    assert all(run.preset.startswith("verified/") and run.quality_detail["checks"] for run in runs)
 
 
 def test_benchmark_cancel_from_the_page_keeps_the_runs_made(serve, isolated_home):

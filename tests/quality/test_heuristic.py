@@ -130,3 +130,49 @@ def test_any_text_scores_between_0_and_100_and_the_same_every_time(answer, promp
     assert 0.0 <= first.score <= 100.0
     assert first == second
     assert all(v is None or 0.0 <= v <= 1.0 for v in first.features.values())
+
+
+# -- degenerate answers: echoes, loops, non-language score 20 or less, with the reason ---------------
+
+def _explanation():
+    from envirollm_core.bench.presets import get_preset
+
+    return get_preset("explanation")
+
+
+def test_an_echo_of_the_prompt_with_noise_scores_20_or_less():
+    preset = _explanation()
+    echo = f"{preset.prompt} mendatang / model / {preset.prompt}"  # what the base model answered (issue 11)
+    result = heuristic_score(preset.prompt, echo)
+    assert result.score <= 20 and any(flag.startswith("echo:") for flag in result.flags)
+
+
+def test_a_repetition_loop_scores_20_or_less():
+    preset = _explanation()
+    loop = "Quantum computers use qubits. " + "The qubit is a qubit and the qubit is a qubit. " * 12
+    result = heuristic_score(preset.prompt, loop)
+    assert result.score <= 20 and any(flag.startswith("loop:") for flag in result.flags)
+
+
+def test_text_that_is_not_language_scores_20_or_less():
+    preset = _explanation()
+    stray = "Qubits <unused12> / | ### <unused3> ::: // xqzt brrrr wvvvvr / | # ~~ Quantum"
+    mixed = "Квантовые компьютеры используют кубиты. 量子计算机使用量子比特 и так далее, это очень интересно."
+    for answer in (stray, mixed):
+        result = heuristic_score(preset.prompt, answer)
+        assert result.score <= 20 and any(flag.startswith("not language:") for flag in result.flags), answer
+
+
+def test_right_plain_answers_keep_a_high_score_and_no_flag():
+    from envirollm_core.quality.canaries import QUESTION, RIGHT
+
+    preset = _explanation()
+    for prompt, answer in ((QUESTION, RIGHT), (preset.prompt, preset.reference)):
+        result = heuristic_score(prompt, answer)
+        assert result.score >= 70 and not result.flags, (answer, result)
+    assert not heuristic_score("Traduis en français : the cat is black", "Le chat noir dort sur le canapé depuis "
+                               "ce matin, et il ne veut pas bouger.").flags  # accents are the prompt's own script
+    restating = ("Quantum computing works by using qubits. A qubit can be in a superposition of 0 and 1, and "
+                 "entanglement links qubits together, which is why quantum computers could solve some problems "
+                 "faster than classical computers, such as factoring large numbers.")
+    assert not heuristic_score(preset.prompt, restating).flags  # taking up the prompt's terms is not an echo

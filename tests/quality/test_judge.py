@@ -274,13 +274,15 @@ def test_a_reference_goes_to_the_judge_between_markers(scripted_judge):
     assert verdict.detail["reference_used"] is True
 
 
-def test_a_preset_reference_and_check_are_used(scripted_judge):
+def test_a_preset_reference_is_used_and_a_check_is_executed_instead_of_judged(scripted_judge):
     judge = scripted_judge()
-    run = make_run("def bubble_sort(items): return sorted(items)", prompt="Write bubble sort", preset="code-generation")
-    judge_runs([run], config_for(judge))
-    user = user_text(judge.graded_chats()[0])
-    assert "bubble_sort([5, 2, 9, 1, 5, 6]) returns [1, 2, 5, 5, 6, 9]" in user
-    assert run.quality_detail["reference_used"] is True
+    summary = make_run("Machine learning learns from data.", prompt="Summarize", preset="summarization")
+    code = make_run("def bubble_sort(items): return sorted(items)", prompt="Write bubble sort", preset="code-generation")
+    judge_runs([summary, code], config_for(judge))
+    (graded,) = judge.graded_chats()  # the code run was not sent to the judge
+    assert "Reference answer: Machine learning lets computers learn patterns" in user_text(graded)
+    assert summary.quality_detail["reference_used"] is True
+    assert (code.quality_method, code.quality_score, code.quality_detail["passed"]) == ("verified", 100.0, 4)
 
 
 def test_references_by_prompt_hash_win(scripted_judge):

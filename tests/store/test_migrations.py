@@ -45,8 +45,10 @@ def test_a_version_1_file_migrates_and_keeps_every_run(tmp_path, make_run):
     with duckdb.connect(str(path), read_only=True) as conn:
         assert schema.schema_version(conn) == schema.SCHEMA_VERSION
         assert conn.execute("SELECT count(*) FROM environments").fetchall() == [(2,)]
-        assert [row[0] for row in conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()] == list(
-            range(1, schema.SCHEMA_VERSION + 1))
+        assert [row[0] for row in conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()] == \
+            list(range(1, schema.SCHEMA_VERSION + 1))
+        # runs made before the engine's threads were recorded: unknown, not a made-up count
+        assert conn.execute("SELECT count(*) FROM runs WHERE engine_threads IS NOT NULL").fetchall() == [(0,)]
     by_id = {run.id: run for run in store.runs(with_trace=True)}
     for run in runs:
         assert by_id[run.id] == run
