@@ -3,7 +3,7 @@
 Runs are pooled into one mean only when they share every field of
 `CONFIG_KEYS`: the weights (model, quantization), the server (backend), the
 machine (`machines.machine_key` of the stored environment) and the generation
-settings that change the cost of a run (max tokens, temperature). Adding a
+settings that change the cost of a run (max tokens, temperature, the engine's threads). Adding a
 field is one line here; every grouping (Results, Recommendations, `compare`,
 `recommend`) and every label follow it.
 """
@@ -24,6 +24,7 @@ CONFIG_KEYS: tuple[str, ...] = (
     "machine",
     "max_tokens",
     "temperature",
+    "engine_threads",
 )
 CONFIG_COLUMN = "configuration"
 
