@@ -1,9 +1,14 @@
 """Export runs to CSV, Parquet or JSON; read them back, and read the original EnviroLLM's CSV.
 
 An export has the original EnviroLLM's columns first (so tools built for it
-keep working), then one column per `RunResult` field; in CSV and Parquet the
+keep working), then one column per `RunResult` field the original columns do
+not already carry (`SHARED_FIELDS`: each meaning once); in CSV and Parquet the
 nested fields (`components`, `environment`, `quality_detail`, `trace`) are
 JSON text, in JSON they are JSON. API keys are never stored, so never exported.
+
+Older exports import too: those with both names for a meaning (before
+`SHARED_FIELDS`), and those without the run columns later migrations added
+(`schema.RUN_COLUMNS_ADDED_BY`), which get the field's default.
 
 An import reads the whole file and validates every row before anything is
 written: a bad file is one `BadFileError` naming the row and column at fault,
@@ -14,6 +19,7 @@ one: an empty optional text field reads back as null.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import io
 import json
@@ -46,6 +52,7 @@ from envirollm_core.store.codec import (
     canonical_json,
 )
 from envirollm_core.store.errors import BadFileError
+from envirollm_core.store.schema import FIRST_EXPORT_VERSION, run_columns_added_after
 from envirollm_core.store.validation import NON_NEGATIVE_ORIGINAL_COLUMNS, negative_cells, negative_values
 
 if TYPE_CHECKING:
@@ -59,12 +66,17 @@ ORIGINAL_COLUMNS: tuple[str, ...] = (
     "ID", "Model", "Timestamp", "Status", "Source", "Energy (Wh)", "Energy/Token (Wh)", "Duration (s)",
     "Speed (tok/s)", "Quality Score", "CPU %", "Memory %", "Power (W)", "Prompt", "Response Preview",
 )
-OUR_COLUMNS: tuple[str, ...] = tuple(spec.name for spec in RUN_FIELDS)
-# Columns added after exports were already made: a file without them still imports, with them null.
-LATER_COLUMNS: tuple[str, ...] = (
-    "source", "client", "live_detail", "energy_uncertainty_wh",
-    "sweep_concurrency", "prefill_energy_wh", "decode_energy_wh", "phase_split_uncertainty_wh", "engine_threads",
-)
+# Our fields that an original column already holds, exactly, under its original name: exported once, there.
+SHARED_FIELDS: dict[str, str] = {
+    "id": "ID", "model": "Model", "created_at": "Timestamp", "status": "Status", "backend": "Source",
+    "energy_wh": "Energy (Wh)", "energy_per_token_wh": "Energy/Token (Wh)", "e2e_s": "Duration (s)",
+    "decode_tps": "Speed (tok/s)", "quality_score": "Quality Score", "cpu_percent_avg": "CPU %",
+    "avg_power_w": "Power (W)", "prompt": "Prompt",
+}
+FIELD_NAMES: tuple[str, ...] = tuple(spec.name for spec in RUN_FIELDS)
+OUR_COLUMNS: tuple[str, ...] = tuple(name for name in FIELD_NAMES if name not in SHARED_FIELDS)
+# Columns an export from before their migration lacks: an import gives them the field's default.
+LATER_COLUMNS: dict[str, int] = run_columns_added_after(FIRST_EXPORT_VERSION)
 EXPORT_COLUMNS: tuple[str, ...] = ORIGINAL_COLUMNS + OUR_COLUMNS
 RESPONSE_PREVIEW_CHARS = 200
 EXPORT_CHUNK_RUNS = 2000
@@ -82,7 +94,7 @@ _OUR_TYPES: dict[str, pl.DataType] = {
     spec.name: {"float": pl.Float64(), "int": pl.Int64(), "datetime": pl.Datetime("us", "UTC")}.get(
         spec.kind, pl.String()
     )
-    for spec in RUN_FIELDS
+    for spec in RUN_FIELDS if spec.name in OUR_COLUMNS
 }
 EXPORT_SCHEMA: dict[str, pl.DataType] = {**_ORIGINAL_TYPES, **_OUR_TYPES}
 
@@ -138,9 +150,12 @@ def _environment_value(run: RunResult, key: str, default: Any) -> Any:
 
 
 def export_row(run: RunResult, *, nested_as_text: bool) -> dict[str, Any]:
-    """A run as one export row: the original columns, then every field (nested ones as JSON text or as JSON)."""
+    """A run as one export row: the original columns, then every field they do not hold (nested ones as JSON
+    text or as JSON)."""
     row = original_row(run)
     for spec in RUN_FIELDS:
+        if spec.name in SHARED_FIELDS:
+            continue
         value = getattr(run, spec.name)
         if spec.kind == "components":
             value = [{"component": c.component, "energy_wh": c.energy_wh, "source": c.source, "note": c.note}
@@ -232,7 +247,6 @@ def write_json_runs(chunks: Iterable[list[RunResult]], out: BinaryIO) -> int:
         for run in runs:
             out.write(b",\n" if count else b"\n")
             row = export_row(run, nested_as_text=False)
-            row["created_at"] = row["created_at"].isoformat()
             out.write(json.dumps(row, ensure_ascii=False, default=str).encode("utf-8"))
             count += 1
     out.write(b"\n]\n")
@@ -296,9 +310,14 @@ def parse_runs(data: bytes, name: str, limits: ImportLimits | None = None) -> Pa
             container, header, records = "csv", *_csv_records(text, name, limits)
     _check_columns(len(header), limits, name)
     records = _bounded_rows(records, limits, name)
-    # Any of our own columns makes it our export, which must then have them all (never half-read as the original).
-    if set(OUR_COLUMNS) & set(header):
-        _require_columns(header, tuple(c for c in OUR_COLUMNS if c not in LATER_COLUMNS), "an EnviroLLM", name)
+    # Any of our own columns makes it our export, which must then have all that every version had (never
+    # half-read as the original), and nothing this version does not know.
+    if set(FIELD_NAMES) & set(header):
+        _require_columns(header, REQUIRED_COLUMNS, "an EnviroLLM", name)
+        unknown = [column for column in header if column not in KNOWN_COLUMNS]
+        if unknown:
+            raise BadFileError(f"{name}: column {unknown[0]!r} is not one EnviroLLM knows (from a newer EnviroLLM?"
+                               " upgrade EnviroLLM)")
         if container == "csv":
             records = (_Record(r.number, r.where, {k: _restore_formula(v) for k, v in r.values.items()}) for r in records)
         runs = _unique_runs(((_our_run(record, name), record) for record in records), name)
@@ -708,9 +727,36 @@ def _field_parser(spec: FieldSpec) -> Callable[[Any], Any]:
 _PARSERS: dict[str, Callable[[Any], Any]] = {spec.name: _field_parser(spec) for spec in RUN_FIELDS}
 
 
+# Every export since the first has the original columns and the fields neither shared with them nor added later.
+REQUIRED_COLUMNS: tuple[str, ...] = ORIGINAL_COLUMNS + tuple(c for c in OUR_COLUMNS if c not in LATER_COLUMNS)
+KNOWN_COLUMNS: frozenset[str] = frozenset(ORIGINAL_COLUMNS + FIELD_NAMES)
+_DEFAULTS: dict[str, Callable[[], Any]] = {
+    field.name: (field.default_factory if field.default is dataclasses.MISSING else lambda value=field.default: value)
+    for field in dataclasses.fields(RunResult) if field.name in LATER_COLUMNS
+}
+
+
+def _from_original(spec: FieldSpec) -> Callable[[Any], Any]:
+    """A shared field's parser over its original column (which says "completed" for ok)."""
+    if spec.name == "status":
+        return lambda value: _PARSERS["status"]("ok" if value == "completed" else value)
+    return _PARSERS[spec.name]
+
+
+_ORIGINAL_PARSERS = {spec.name: _from_original(spec) for spec in RUN_FIELDS if spec.name in SHARED_FIELDS}
+
+
 def _our_run(record: _Record, name: str) -> RunResult:
-    values = {spec.name: _cell(name, record, spec.name, _PARSERS[spec.name]) for spec in RUN_FIELDS
-              if spec.name in record.values or spec.name not in LATER_COLUMNS}
+    values: dict[str, Any] = {}
+    for spec in RUN_FIELDS:
+        if spec.name in record.values:  # every field of ours; and the shared ones in exports before SHARED_FIELDS
+            values[spec.name] = _cell(name, record, spec.name, _PARSERS[spec.name])
+        elif spec.name in SHARED_FIELDS:
+            values[spec.name] = _cell(name, record, SHARED_FIELDS[spec.name], _ORIGINAL_PARSERS[spec.name])
+        else:
+            values[spec.name] = _DEFAULTS[spec.name]()
+    if "decode_tps" not in record.values and "original_speed_tps" in values["environment"]:
+        values["decode_tps"] = None  # "Speed (tok/s)" held an original run's own speed, not a decode rate
     run = RunResult(**values)
     _refuse_impossible_values(negative_values(run), record, name)
     return run

@@ -191,6 +191,23 @@ MIGRATIONS: tuple[Callable[[duckdb.DuckDBPyConnection], None], ...] = (
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
+# The run columns each migration added after version 2, the schema of the first exports: an export written before
+# a migration lacks its columns, and an import fills them with the field's default (`RunResult`'s: null, {}, "").
+# A migration that adds run columns adds its line here (tests/store/test_migrations.py checks none is missed).
+RUN_COLUMNS_ADDED_BY: dict[Callable[[duckdb.DuckDBPyConnection], None], tuple[str, ...]] = {
+    _add_live_use_columns: ("source", "client", "live_detail"),
+    _add_remote_energy_columns: ("energy_uncertainty_wh",),
+    _add_sweep_columns: ("sweep_concurrency", "prefill_energy_wh", "decode_energy_wh", "phase_split_uncertainty_wh"),
+    _add_engine_threads_column: ("engine_threads",),
+}
+FIRST_EXPORT_VERSION = 2
+
+
+def run_columns_added_after(version: int) -> dict[str, int]:
+    """Each run column added by a migration past `version`, with the schema version it arrived in."""
+    return {column: MIGRATIONS.index(migration) + 1 for migration, columns in RUN_COLUMNS_ADDED_BY.items()
+            for column in columns if MIGRATIONS.index(migration) >= version}
+
 
 def schema_version(conn: duckdb.DuckDBPyConnection) -> int:
     """The file's schema version; 0 for an empty file."""

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 
 from envirollm_core.errors import UsageError
 from envirollm_core.store import Store
-from envirollm_core.store.exchange import MAX_FIELD_CHARS
+from envirollm_core.store.exchange import MAX_FIELD_CHARS, SHARED_FIELDS
 from tests.fakes.scripted_server import TokenScript, openai_routes, openai_stream
 from tests.reliability.conftest import (
     assert_one_line_usage_error,
@@ -204,6 +204,7 @@ NASTY_JSON = [10**30, float("nan"), True, {}]
 
 @pytest.mark.parametrize("column", KINDS)
 def test_known_nasty_values_in_every_kind_of_column(exports, target, column):
+    column = SHARED_FIELDS.get(column, column)  # a field an original column holds is exported there only
     for value in NASTY_TEXT:
         if "\ud800" not in value:  # a CSV file is UTF-8 text: it cannot hold a lone surrogate
             target.import_bytes(_csv_with_cells(exports["csv"], [(0, _csv_columns(exports)[column], value)]), "csv")

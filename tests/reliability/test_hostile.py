@@ -224,7 +224,7 @@ def test_csv_cells_are_neutralized_and_our_import_gives_them_back(tmp_path):
     with open(tmp_path / "out.csv", newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
     for row in rows:
-        for column in ("response", "notes", "model", "Model", "Response Preview"):
+        for column in ("response", "notes", "Model", "Response Preview"):
             assert row[column][:1] not in ("=", "+", "-", "@", "\t", "\r"), (column, row[column])
     assert {row["response"] for row in rows} >= {"'=HYPERLINK(\"http://attacker.test\",\"x\")", "'-2", "''=quoted", "plain"}
     for fmt in ("csv", "json", "parquet"):  # JSON and Parquet exact; CSV made exact again by our import

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 
 from envirollm_core.results import ComponentEnergy, RunResult, TracePoint, prompt_hash
 from envirollm_core.store import EXPORT_COLUMNS, ORIGINAL_COLUMNS, BadFileError, Store, read_runs_file
-from envirollm_core.store.exchange import MAX_FIELD_CHARS, OUR_COLUMNS
+from envirollm_core.store.exchange import LATER_COLUMNS, MAX_FIELD_CHARS, OUR_COLUMNS, SHARED_FIELDS
 
 from .test_store import assert_same_run
 
@@ -199,8 +199,12 @@ def _bad_files(tmp_path, make_run) -> dict[str, tuple[bytes, str]]:
             "missing column(s) 'Energy (Wh)'"),
         "missing columns (ours)": (
             frame.drop("batch_id", "trace").write_csv().encode(), "missing column(s) 'batch_id', 'trace'"),
-        "text in a numeric column": (_replace_cell(good, 2, "energy_wh", "lots").encode(),
-                                     "row 2 (line 7), column 'energy_wh': 'lots' is not a number"),
+        "text in a numeric column": (_replace_cell(good, 2, "Energy (Wh)", "lots").encode(),
+                                     "row 2 (line 6), column 'Energy (Wh)': 'lots' is not a number"),
+        "text in one of our numeric columns": (_replace_cell(good, 2, "ttft_s", "soon").encode(),
+                                               "row 2 (line 6), column 'ttft_s': 'soon' is not a number"),
+        "an unknown column": (frame.with_columns(pl.lit("1").alias("mystery")).write_csv().encode(),
+                              "column 'mystery' is not one EnviroLLM knows"),
         "text in an original numeric column": (_replace_cell(original, 1, "Speed (tok/s)", "fast").encode(),
                                                "row 1 (line 2), column 'Speed (tok/s)': 'fast' is not a number"),
         "ragged rows": (ragged.encode(), "row 2 (line 3) has 13 fields but the header has 15"),
@@ -215,16 +219,16 @@ def _bad_files(tmp_path, make_run) -> dict[str, tuple[bytes, str]]:
         "JSON that is not a list": (b'{"id": 1}', "list of runs"),
         "truncated Parquet": (b"PAR1" + junk[:300], "not a readable Parquet file"),
         "bad status": (_replace_cell(original, 1, "Status", "exploded").encode(), "column 'Status': 'exploded'"),
-        "bad time": (_replace_cell(good, 1, "created_at", "yesterday").encode(),
-                     "column 'created_at': 'yesterday' is not an ISO 8601"),
+        "bad time": (_replace_cell(good, 1, "Timestamp", "yesterday").encode(),
+                     "column 'Timestamp': 'yesterday' is not an ISO 8601"),
         "bad nested JSON": (_replace_cell(good, 1, "components", '[{"component": "cpu"').encode(),
                             "column 'components': is not valid JSON"),
         "unknown energy source": (
             _replace_cell(good, 1, "components", '[{"component": "cpu", "energy_wh": 1, "source": "guess"}]').encode(),
             "has source 'guess'"),
         "a fraction of a token": (_replace_cell(good, 3, "completion_tokens", "12.5").encode(),
-                                  "row 3 (line 12), column 'completion_tokens': '12.5' is not a whole number"),
-        "a repeated id": (_replace_cell(good, 3, "id", next(csv.DictReader(io.StringIO(good)))["id"]).encode(),
+                                  "row 3 (line 10), column 'completion_tokens': '12.5' is not a whole number"),
+        "a repeated id": (_replace_cell(good, 3, "ID", next(csv.DictReader(io.StringIO(good)))["ID"]).encode(),
                           "repeats row 1"),
         "a bad prompt hash": (_replace_cell(good, 1, "prompt_hash", "XYZ").encode(), "16 lowercase hex"),
     }
@@ -249,7 +253,7 @@ def test_every_bad_file_is_one_line_and_changes_nothing(tmp_path, store, make_ru
 def test_a_bad_row_late_in_a_file_stores_nothing_of_it(tmp_path, store, make_run):
     text = _good_csv(tmp_path, tmp_path / "src.duckdb", make_run)
     bad = tmp_path / "late.csv"
-    bad.write_text(_replace_cell(text, 3, "decode_tps", "n/a"), encoding="utf-8")
+    bad.write_text(_replace_cell(text, 3, "Speed (tok/s)", "n/a"), encoding="utf-8")
     with pytest.raises(BadFileError, match="row 3"):
         store.import_file(bad)
     assert store.count() == 0
@@ -331,5 +335,59 @@ def dict_sorted_trace(run: RunResult) -> RunResult:
     return dataclasses.replace(run, trace=sorted(run.trace, key=lambda point: point.t_s))
 
 
-def test_our_columns_are_every_field():
-    assert OUR_COLUMNS == tuple(field.name for field in dataclasses.fields(RunResult))
+def test_each_field_is_exported_once_under_one_name():
+    fields = [field.name for field in dataclasses.fields(RunResult)]
+    assert OUR_COLUMNS == tuple(name for name in fields if name not in SHARED_FIELDS)
+    assert set(SHARED_FIELDS) <= set(fields) and set(SHARED_FIELDS.values()) <= set(ORIGINAL_COLUMNS)
+    assert EXPORT_COLUMNS == ORIGINAL_COLUMNS + OUR_COLUMNS and len(set(EXPORT_COLUMNS)) == len(EXPORT_COLUMNS)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_export_import_export_gives_the_same_file(tmp_path, store, stored, fmt):
+    store.import_file(original_csv(tmp_path / "orig.csv", original_rows()))  # runs whose speed is the original's
+    store.export(tmp_path / f"first.{fmt}", fmt)
+    again = Store(tmp_path / "again.duckdb")
+    again.import_file(tmp_path / f"first.{fmt}")
+    again.export(tmp_path / f"second.{fmt}", fmt)
+    assert (tmp_path / f"second.{fmt}").read_bytes() == (tmp_path / f"first.{fmt}").read_bytes()
+    back = {run.id: run for run in again.runs(with_trace=True)}
+    for run in store.runs(with_trace=True):
+        assert_same_run(back[run.id], run)
+
+
+# -- exports of an older EnviroLLM (tests/store/old_exports/make_old_exports.py ran bb4f35b's code) -------------
+
+OLD_EXPORTS = Path(__file__).parent / "old_exports"
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_an_export_of_an_older_envirollm_imports(tmp_path, store, fmt):
+    path = OLD_EXPORTS / f"v2.{fmt}"
+    assert "energy_uncertainty_wh" not in path.read_bytes().decode("latin-1")  # made before the later columns
+    report = store.import_file(path)
+    assert (report.added, report.format) == (3, fmt)
+    runs = {run.id[-1]: run for run in store.runs(with_trace=True)}
+    measured, failed, original = runs["1"], runs["2"], runs["3"]
+    assert measured.created_at == datetime(2026, 11, 20, 9, 30, 1, 250000, tzinfo=timezone.utc)
+    assert (measured.model, measured.backend, measured.status, measured.decode_tps) == ("gemma-3-270m", "embedded", "ok", 51.25)
+    assert (measured.energy_wh, measured.energy_per_token_wh, measured.avg_power_w) == (0.0375, 0.0003125, 54.0)
+    assert measured.components == [ComponentEnergy("cpu", 0.0375, "counter", "RAPL package")]
+    assert [point.t_s for point in measured.trace] == [0.0, 0.5] and measured.trace[1].cpu_power_w == 58.0
+    assert measured.response == "=SUM(A1) qubits are " + "x" * 300 and measured.seed == 42
+    assert measured.environment == {"cpu": "Test CPU", "ram_gb": 8} and measured.quality_detail == {"judge": "rubric"}
+    assert (failed.status, failed.error, failed.energy_wh) == ("cancelled", "HTTP 500: model 'llama3:8b' not found", None)
+    assert original.decode_tps is None and original.environment["original_speed_tps"] == 121.9
+    for run in runs.values():  # the columns added after it, at their defaults
+        assert (run.source, run.client, run.live_detail, run.energy_uncertainty_wh) == (None, None, {}, None)
+        assert set(LATER_COLUMNS) >= {"source", "client", "live_detail", "energy_uncertainty_wh"}
+
+
+@pytest.mark.parametrize("column", ["Energy (Wh)", "batch_id"])
+def test_an_older_export_missing_a_column_every_version_had_is_refused(tmp_path, store, column):
+    frame = pl.read_csv(OLD_EXPORTS / "v2.csv", infer_schema=False).drop(column)
+    path = tmp_path / "cut.csv"
+    frame.write_csv(path)
+    with pytest.raises(BadFileError) as caught:
+        store.import_file(path)
+    assert str(caught.value) == f"cut.csv is not an EnviroLLM export: missing column(s) {column!r}"
+    assert store.count() == 0

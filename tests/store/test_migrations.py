@@ -92,3 +92,24 @@ def test_a_migration_step_is_all_or_nothing(tmp_path, monkeypatch, make_run):
         assert schema.schema_version(conn) == 1
         tables = {row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     assert "half_done" not in tables and "environments" not in tables
+
+
+def _run_columns(conn) -> set[str]:
+    return {row[0] for row in conn.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = 'runs'").fetchall()}
+
+
+def test_every_run_column_a_migration_adds_is_registered_for_import(tmp_path):
+    """An export from before a migration lacks its columns; the import can fill only those it knows of
+    (schema.RUN_COLUMNS_ADDED_BY), so each migration past the first export's version must list what it adds."""
+    with duckdb.connect(str(tmp_path / "steps.duckdb")) as conn:
+        schema.migrate(conn, target=schema.FIRST_EXPORT_VERSION)
+        before = _run_columns(conn)
+        for version in range(schema.FIRST_EXPORT_VERSION, schema.SCHEMA_VERSION):
+            schema.migrate(conn, target=version + 1)
+            after = _run_columns(conn)
+            migration = schema.MIGRATIONS[version]
+            assert after - before == set(schema.RUN_COLUMNS_ADDED_BY.get(migration, ())), migration.__name__
+            before = after
+    assert schema.run_columns_added_after(schema.FIRST_EXPORT_VERSION) == {
+        column: schema.MIGRATIONS.index(migration) + 1
+        for migration, columns in schema.RUN_COLUMNS_ADDED_BY.items() for column in columns}
