@@ -57,7 +57,7 @@ def _decimals(value: float) -> int:
 def round_figure(value: float, unit: str = "") -> float:
     """`value` rounded as `figure_expr` rounds it: the number as written (its shortest text) rounded half to
     even, like Polars' `round`."""
-    if value == 0 or not math.isfinite(value):
+    if value == 0 or not math.isfinite(value) or abs(value) >= 1e15:  # past 1e15 a float holds no fraction
         return value
     places = 0 if unit in WHOLE_UNITS else _decimals(value)
     return float(Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN))

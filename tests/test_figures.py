@@ -27,6 +27,7 @@ from envirollm_core.figures import MISSING, figure_expr, format_figure, format_s
     (12345.0, "tokens", "12345"),
     (7, "count", "7"),
     (0.0, "Wh", "0"),
+    (1.5e16, "J", "15000000000000000"),  # too large for a fraction: shown whole
     (None, "Wh", MISSING),
 ])
 def test_each_unit_is_shown_by_the_rule(value, unit, shown):
