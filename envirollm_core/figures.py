@@ -40,9 +40,9 @@ RUN_UNITS: dict[str, str] = {
 def figure_expr(column: pl.Expr, unit: str = "") -> pl.Expr:
     """`column` rounded to three significant digits (never below its whole part), or whole for `WHOLE_UNITS`;
     nulls, zeros and non-finite values stay as they are. Numeric, so a table rounded with it still sorts."""
-    column = column.cast(pl.Float64)
     if unit in WHOLE_UNITS:
-        return column.round(0)
+        return column.round(0)  # an integer column (a count) stays an integer
+    column = column.cast(pl.Float64)
     decimals = (SIGNIFICANT_DIGITS - 1 - column.abs().log10().floor()).clip(0, MAX_DECIMALS)
     rounded = pl.when(decimals == 0).then(column.round(0))
     for places in range(1, MAX_DECIMALS + 1):
