@@ -4,11 +4,12 @@ import streamlit as st
 
 from envirollm_core import charts
 from envirollm_core.errors import EnviroLLMError
+from envirollm_core.figures import format_figure
 from envirollm_core.settings import load_settings
 from envirollm_core.telemetry.prometheus import PrometheusMeter, parse_target
 from envirollm_core.telemetry.processes import detect_llm_servers
 from envirollm_core.telemetry.sampler import get_sampler
-from envirollm_core.views import PANELS, monitor_frame, plain, power_now, remote_power_frame, servers_frame
+from envirollm_core.views import PANELS, monitor_frame, plain, plain_formats, power_now, remote_power_frame, servers_frame
 
 st.title("Monitor")
 st.caption("Live readings from EnviroLLM's sampler (the same one that measures benchmarks); nothing is stored here.")
@@ -28,7 +29,7 @@ def live_readings(window_s: int) -> None:
     if sampler.last_error:
         st.warning(plain(f"The sampler's last reading failed: {sampler.last_error}"))
     for column, reading in zip(st.columns(max(len(components), 1)), power_now(samples, components)):
-        watts = f"{reading.watts:.1f} W" if reading.watts is not None else "not measured"
+        watts = f"{format_figure(reading.watts, 'W')} W" if reading.watts is not None else "not measured"
         column.metric(f"{reading.component} power", watts, help=reading.note)
         column.caption(f"source: {reading.source}")
     frame = monitor_frame(samples, components)
@@ -83,14 +84,9 @@ def llm_servers() -> None:
     if not servers:
         st.info("No LLM server is running (Ollama, LM Studio, llama.cpp, vLLM, KoboldCPP, text-generation-webui...).")
         return
-    st.dataframe(
-        servers_frame(servers), hide_index=True, placeholder="",
-        column_config={
-            "CPU (% of one core)": st.column_config.NumberColumn(format="%.0f"),
-            "RSS (MB)": st.column_config.NumberColumn(format="%.0f"),
-            "GPU memory (MB)": st.column_config.NumberColumn(format="%.0f"),
-        },
-    )
+    table = servers_frame(servers)
+    st.dataframe(table, hide_index=True, placeholder="",
+                 column_config={name: st.column_config.NumberColumn(format=fmt) for name, fmt in plain_formats(table).items()})
 
 
 llm_servers()

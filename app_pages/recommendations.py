@@ -27,6 +27,7 @@ from envirollm_core.views import (
     monthly_table,
     picks_frame,
     plain,
+    plain_formats,
 )
 
 
@@ -72,9 +73,9 @@ only_fitting = st.toggle("Only what fits", value=True)
 # Usable first, fastest first; then what fits but crawls; then what does not fit.
 ranked = sorted(fits, key=lambda e: (not usable(e, min_tps), e.placement == "does not fit", -(e.decode_tps or 0.0)))
 shown = [estimate for estimate in ranked if estimate.placement != "does not fit" or not only_fitting]
-st.dataframe(fits_frame(shown, min_tps), hide_index=True, placeholder="",
-             column_config={name: st.column_config.NumberColumn(format="%.2f")
-                            for name in ("weights (GB)", "KV cache (GB)", "overhead (GB)", "total (GB)")})
+fits_table = fits_frame(shown, min_tps)
+st.dataframe(fits_table, hide_index=True, placeholder="",
+             column_config={name: st.column_config.NumberColumn(format=fmt) for name, fmt in plain_formats(fits_table).items()})
 st.caption("Weights at the quantization's bits per weight, plus the KV cache at this context (f16) and the runtime's "
            "overhead; an estimate from data/model_catalog.csv, not a measurement. Decode speed ≈ usable memory "
            f"bandwidth ÷ bytes read per token: this machine's {format_figure(probe.gbps, 'GB/s')} GB/s (measured "
@@ -151,6 +152,6 @@ if chosen is not None:
         requests_per_day=float(amount) if usage == "requests" else None,
     )
     st.dataframe(table, hide_index=True, placeholder="",
-                 column_config={name: st.column_config.NumberColumn(format="%.3f") for name in table.columns[2:]})
+                 column_config={name: st.column_config.NumberColumn(format=fmt) for name, fmt in plain_formats(table).items()})
     st.caption(f"{energy_caption(energy_sources(str(store.path)))} of each configuration on this prompt or task, "
                "times your usage, times 30 days.")

@@ -5,6 +5,7 @@ import streamlit as st
 from envirollm_core import charts
 from envirollm_core.bench.sweep import find_knee, levels_of
 from envirollm_core.errors import EnviroLLMError
+from envirollm_core.figures import format_figure
 from envirollm_core.store import Store
 from envirollm_core.views import (
     TABLE_FORMATS,
@@ -120,12 +121,12 @@ st.subheader(plain(f"{run.model} · {run.status} · {run.created_at:%Y-%m-%d %H:
 st.text(f"run {run.id} · batch {run.batch_id} · {run.backend} at {run.base_url} · "
         f"quantization {run.quantization or 'unknown'}")
 ttft, speed, energy, quality = st.columns(4)
-ttft.metric("TTFT", f"{run.ttft_s:.3f} s" if run.ttft_s is not None else "n/a")
-speed.metric("Decode", f"{run.decode_tps:.1f} tokens/s" if run.decode_tps is not None else "n/a")
-energy.metric("Energy", f"{run.energy_wh:.4f} Wh" if run.energy_wh is not None else "unmeasured",
-              help=(f"± {run.energy_uncertainty_wh:.4f} Wh at most, from the scrape interval at the window's edges"
+ttft.metric("TTFT", f"{format_figure(run.ttft_s, 's')} s" if run.ttft_s is not None else "n/a")
+speed.metric("Decode", f"{format_figure(run.decode_tps, 'tokens/s')} tokens/s" if run.decode_tps is not None else "n/a")
+energy.metric("Energy", f"{format_figure(run.energy_wh, 'Wh')} Wh" if run.energy_wh is not None else "unmeasured",
+              help=(f"± {format_figure(run.energy_uncertainty_wh, 'Wh')} Wh at most, from the scrape interval at the window's edges"
                     if run.energy_uncertainty_wh is not None else None))
-quality.metric("Quality", f"{run.quality_score:.0f}" if run.quality_score is not None else "n/a",
+quality.metric("Quality", format_figure(run.quality_score, "score") if run.quality_score is not None else "n/a",
                help=f"by {run.quality_method}" if run.quality_method else None)
 # Prompts, answers and errors come from users and servers: shown as text, never as markdown or HTML.
 if run.error:
@@ -147,7 +148,7 @@ elif run.sweep_concurrency is not None:
 energy_tab, trace_tab = st.tabs(["Energy by component", "Samples during the run"], key="run-tab", on_change="rerun")
 if energy_tab.open:
     energy_tab.dataframe(components_frame(run), hide_index=True, placeholder="",
-                         column_config={"energy (Wh)": st.column_config.NumberColumn(format="%.5f")})
+                         column_config={"energy (Wh)": st.column_config.NumberColumn(format="plain")})
 if trace_tab.open:  # the samples are read and drawn only for a visitor who asks for them
     samples = trace_long(store.trace_frame(run.id))
     if samples.is_empty():

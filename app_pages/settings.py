@@ -29,7 +29,7 @@ database = default_db_path()
 st.code(str(database), language=None)
 try:
     stored = Store(database, read_only=True).count() if database.exists() else 0
-    size = f"{database.stat().st_size / 1e6:.1f} MB" if database.exists() else "not created yet"
+    size = f"{format_figure(database.stat().st_size / 1e6, 'MB')} MB" if database.exists() else "not created yet"
     st.caption(f"{stored} runs stored · {size}. Set ENVIROLLM_HOME before starting the app (or pass --db to the CLI) "
                "to use another database.")
 except EnviroLLMError as exc:

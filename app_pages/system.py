@@ -5,6 +5,7 @@ import streamlit as st
 from envirollm_core.backends.embedded import shared_engine, start_shared_engine
 from envirollm_core.backends.openai_compat import stream_text
 from envirollm_core.errors import EnviroLLMError
+from envirollm_core.figures import format_figure, round_figure
 from envirollm_core.settings import read_only_mode
 from envirollm_core.telemetry.system_info import system_info
 from envirollm_core.views import plain
@@ -14,13 +15,13 @@ st.title("System")
 info = system_info()
 cpu, ram, gpus, os_col = st.columns(4)
 cpu.metric("CPU", f"{info.cpu_logical_cores} threads", help=info.cpu_model)
-ram.metric("RAM", f"{info.ram_total_gb:.1f} GB")
+ram.metric("RAM", f"{format_figure(info.ram_total_gb, 'GB')} GB")
 gpus.metric("NVIDIA GPUs", len(info.gpus))
 os_col.metric("OS", info.os_name)
 st.caption(f"CPU model: {info.cpu_model}")
 if info.gpus:
     st.dataframe(
-        [{"GPU": g.index, "name": g.name, "memory (MB)": None if g.memory_total_mb is None else round(g.memory_total_mb), "driver": g.driver_version} for g in info.gpus],
+        [{"GPU": g.index, "name": g.name, "memory (MB)": None if g.memory_total_mb is None else round_figure(g.memory_total_mb, "MB"), "driver": g.driver_version} for g in info.gpus],
         hide_index=True, placeholder="",
     )
 else:

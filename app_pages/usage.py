@@ -4,11 +4,12 @@ import streamlit as st
 
 from envirollm_core.analysis import make_tariff
 from envirollm_core.errors import EnviroLLMError
+from envirollm_core.figures import format_figure
 from envirollm_core.proxy.server import ProxyConfig, app_proxy, start_app_proxy, stop_app_proxy
 from envirollm_core.proxy.usage import live_runs, parse_since, requests_frame, usage, usage_frame
 from envirollm_core.settings import load_settings, read_only_mode
 from envirollm_core.store import Store
-from envirollm_core.views import plain
+from envirollm_core.views import plain, plain_formats
 
 SINCE = {"last day": "1d", "last 7 days": "7d", "last 30 days": "30d", "last 90 days": "90d"}
 
@@ -39,13 +40,16 @@ else:
     recommended = sum(row.recommended_energy_wh or 0 for row in rows)
     requests_col, energy_col, co2_col, recommended_col = st.columns(4)
     requests_col.metric("Requests", sum(row.requests for row in rows), help=f"{sum(row.failed for row in rows)} failed")
-    energy_col.metric("Energy", f"{energy:.4g} Wh")
-    co2_col.metric("CO2e", f"{sum(row.co2e_g or 0 for row in rows):.4g} g",
-                   help=f"at {tariff.grid.g_co2_per_kwh:g} g CO2e/kWh ({tariff.grid.country})")
-    recommended_col.metric("If recommended", f"{recommended:.4g} Wh",
-                           delta=f"{recommended - energy:+.3g} Wh", delta_color="inverse",
+    energy_col.metric("Energy", f"{format_figure(energy, 'Wh')} Wh")
+    co2_col.metric("CO2e", f"{format_figure(sum(row.co2e_g or 0 for row in rows), 'g')} g",
+                   help=f"at {format_figure(tariff.grid.g_co2_per_kwh, 'g/kWh')} g CO2e/kWh ({tariff.grid.country})")
+    change = recommended - energy
+    recommended_col.metric("If recommended", f"{format_figure(recommended, 'Wh')} Wh",
+                           delta=f"{'+' if change > 0 else ''}{format_figure(change, 'Wh')} Wh", delta_color="inverse",
                            help="The same requests priced at the recommended configuration of their task")
-    st.dataframe(usage_frame(rows, by, tariff.currency), hide_index=True)
+    table = usage_frame(rows, by, tariff.currency)
+    st.dataframe(table, hide_index=True,
+                 column_config={name: st.column_config.NumberColumn(format=fmt) for name, fmt in plain_formats(table).items()})
     st.caption("'Recommended' prices each request whose task (the routed task, else the prompt group) has a "
                "recommended configuration in your benchmarks at that configuration's energy per token; the others "
                "at their own energy ('comparable' counts the former).")

@@ -3,33 +3,93 @@
 A measured figure carries about three significant digits of meaning (energy
 counters, timers under load, a grid's yearly mean), so it is shown with
 three, never cut below its whole part: 480.617 g/kWh is `481` everywhere,
-0.000583 Wh is `0.000583`, 12,345 tokens stay `12345`. Scores (0-100) and
-percentages are shown whole; counts are whole numbers.
+0.000583 Wh is `0.000583`, 12,345 tokens stay `12345`. Scores (0-100),
+percentages and counts are shown whole. Trailing zeros are dropped (`1.5`,
+not `1.50`) because the app's tables show a number's shortest text: the CLI
+prints the same digits as the app for the same value.
+
+Tables (the app's, and the CLI's `list` and `compare`) are rounded by one Polars
+expression (`figure_expr`, kept numeric so they still sort); a single value
+(`round_figure`) is rounded the same way in Python, half to even on the number
+as written.
 """
 
 from __future__ import annotations
 
 import math
+from decimal import ROUND_HALF_EVEN, Decimal
+
+import polars as pl
 
 MISSING = "-"  # a reading that is not there (unmeasured, not 0)
 SIGNIFICANT_DIGITS = 3
-WHOLE_UNITS = frozenset({"score", "%", "tokens", "runs"})
+MAX_DECIMALS = 15  # past a float's precision: smaller magnitudes are shown as they are
+# Units shown whole: scores 0-100, percentages, and counts (tokens, runs, requests, threads, samples).
+WHOLE_UNITS = frozenset({"score", "%", "tokens", "runs", "count"})
+
+
+# Units of the stored runs' columns as shown (energy per token in mWh, `energy_per_token_mwh`): CLI and app tables
+# round a runs frame with these before showing it.
+RUN_UNITS: dict[str, str] = {
+    "ttft_s": "s", "decode_tps": "tokens/s", "e2e_tps": "tokens/s", "completion_tokens": "tokens",
+    "energy_wh": "Wh", "energy_net_wh": "Wh", "energy_uncertainty_wh": "Wh", "energy_per_token_mwh": "mWh",
+    "avg_power_w": "W", "quality_score": "score",
+}
+
+
+def figure_expr(column: pl.Expr, unit: str = "") -> pl.Expr:
+    """`column` rounded to three significant digits (never below its whole part), or whole for `WHOLE_UNITS`;
+    nulls, zeros and non-finite values stay as they are. Numeric, so a table rounded with it still sorts."""
+    if unit in WHOLE_UNITS:
+        return column.round(0)  # an integer column (a count) stays an integer
+    column = column.cast(pl.Float64)
+    decimals = (SIGNIFICANT_DIGITS - 1 - column.abs().log10().floor()).clip(0, MAX_DECIMALS)
+    rounded = pl.when(decimals == 0).then(column.round(0))
+    for places in range(1, MAX_DECIMALS + 1):
+        rounded = rounded.when(decimals == places).then(column.round(places))
+    return rounded.otherwise(column)
+
+
+def _decimals(value: float) -> int:
+    return min(MAX_DECIMALS, max(0, SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(abs(value)))))
 
 
 def round_figure(value: float, unit: str = "") -> float:
-    """`value` rounded as `format_figure` shows it."""
-    if unit in WHOLE_UNITS or value == 0 or not math.isfinite(value):
-        return float(round(value)) if math.isfinite(value) else value
-    decimals = max(0, SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(abs(value))))
-    return round(value, decimals)
+    """`value` rounded as `figure_expr` rounds it: the number as written (its shortest text) rounded half to
+    even, like Polars' `round`."""
+    if value == 0 or not math.isfinite(value) or abs(value) >= 1e15:  # past 1e15 a float holds no fraction
+        return value
+    places = 0 if unit in WHOLE_UNITS else _decimals(value)
+    return float(Decimal(repr(float(value))).quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_EVEN))
+
+
+def round_frame(frame: pl.DataFrame, units: dict[str, str]) -> pl.DataFrame:
+    """`frame` with each column named in `units` rounded by the rule for its unit (still numeric, so sortable)."""
+    return frame.with_columns(figure_expr(pl.col(name), unit) for name, unit in units.items() if name in frame.columns)
 
 
 def format_figure(value: float | None, unit: str = "") -> str:
-    """`value` with three significant digits (never fewer than its whole part), whole for scores,
-    percentages and counts; `-` when there is none."""
+    """`value` rounded by the rule, as its shortest text (`481`, `0.000583`, `38.3`, `85`); `-` when there is none."""
     if value is None:
         return MISSING
-    if unit in WHOLE_UNITS or value == 0 or not math.isfinite(value):
-        return f"{value:.0f}"
-    decimals = max(0, SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(abs(value))))
-    return f"{value:.{decimals}f}"
+    rounded = round_figure(float(value), unit)
+    if rounded == 0 or not math.isfinite(rounded):
+        return f"{rounded:.0f}" if math.isfinite(rounded) else str(rounded)
+    if unit in WHOLE_UNITS:
+        return f"{rounded:.0f}"
+    text = f"{rounded:.{min(MAX_DECIMALS + 2, _decimals(rounded) + 2)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def format_spread(mean: float | None, low: float | None, high: float | None, unit: str = "") -> str:
+    """`mean ± half the interval`, each by the rule; the mean alone when there is no interval."""
+    if mean is None:
+        return MISSING
+    if low is None or high is None:
+        return format_figure(mean, unit)
+    return f"{format_figure(mean, unit)} ± {format_figure((high - low) / 2, unit)}"
+
+
+def milli(value: float | None) -> float | None:
+    """Wh as mWh (energy per token reads better in thousandths); None stays None."""
+    return None if value is None else value * 1000

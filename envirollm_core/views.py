@@ -31,7 +31,7 @@ from envirollm_core.analysis.stats import CONFIG_KEYS
 from envirollm_core.analysis.stats import METRICS as STATS_METRICS
 from envirollm_core.charts import METRICS as CHART_METRICS
 from envirollm_core.charts import config_label
-from envirollm_core.figures import round_figure
+from envirollm_core.figures import RUN_UNITS, round_figure, round_frame
 from envirollm_core.quality.judge_checks import JudgeCheckRecord
 from envirollm_core.results import RunResult
 from envirollm_core.store import Store
@@ -65,6 +65,12 @@ def plain(text: str) -> str:
     For messages that quote a server or a file (`st.error`, `st.info`): a model name or an error from
     a server is not ours to render as links, emphasis or HTML."""
     return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+
+
+def plain_formats(frame: pl.DataFrame) -> dict[str, str]:
+    """Column formats showing each number of `frame` as it is ("plain"), for a frame already rounded by the one
+    rule (`figures.round_frame`): Streamlit's default would cut 0.000583 to 0.0006 and add thousands separators."""
+    return {name: "plain" for name, dtype in frame.schema.items() if dtype.is_numeric()}
 
 
 def power_series_label(info: ComponentInfo) -> str:
@@ -115,7 +121,7 @@ def power_now(samples: Sequence[Sample], components: Sequence[ComponentInfo]) ->
 
 def servers_frame(servers: Sequence[LlmServer]) -> pl.DataFrame:
     """The detected LLM servers, one row each, their children folded in."""
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         [
             {
                 "server": server.name,
@@ -136,24 +142,19 @@ def servers_frame(servers: Sequence[LlmServer]) -> pl.DataFrame:
             "child processes": pl.Int64, "command": pl.String,
         },
     )
+    return round_frame(frame, {"CPU (% of one core)": "%", "RSS (MB)": "MB", "GPU memory (MB)": "MB"})
 
 
 # Gross minus the idle baseline times the duration: below zero when a run drew less than idle.
 NET_ENERGY = "net energy (Wh, vs idle; may be negative)"
 
-# printf-style number formats for the columns of `runs_table` (pages turn them into column_config).
+# Number formats for the columns of `runs_table` (pages turn them into column_config): `runs_table` has already
+# rounded each figure by the one rule (figures.py), so a column shows its value as it is ("plain": no thousands
+# separators, no fixed decimals), the same digits the CLI prints, and still sorts as a number.
 TABLE_FORMATS: dict[str, str] = {
-    "TTFT (s)": "%.3f",
-    "decode (tokens/s)": "%.1f",
-    "end-to-end (tokens/s)": "%.1f",
-    "tokens": "%d",
-    "energy (Wh)": "%.4f",
-    NET_ENERGY: "%.4f",
-    "± energy (Wh)": "%.4f",
-    "energy per token (mWh)": "%.4f",
-    "avg power (W)": "%.1f",
-    "quality (0-100)": "%.0f",
-    "#": "%d",
+    name: "plain"
+    for name in ("TTFT (s)", "decode (tokens/s)", "end-to-end (tokens/s)", "tokens", "energy (Wh)", NET_ENERGY,
+                 "± energy (Wh)", "energy per token (mWh)", "avg power (W)", "quality (0-100)", "#")
 }
 DERIVED_TOKENS = "derived"  # `token_count_source` of a count worked out as energy / energy per token
 
@@ -181,13 +182,15 @@ def runs_table(frame: pl.DataFrame) -> pl.DataFrame:
     """A runs frame (`Store.runs_frame` or `runs_to_frame`) as pages show it: units in the headers, the
     columns a person compares first (model, speed, energy per token, quality) before the details, and each run
     named by its shortest unique id (`Store.with_short_ids`; else unique within the frame)."""
-    frame = with_derived_figures(frame)
+    frame = with_derived_figures(frame).with_columns(
+        (pl.col("energy_per_token_wh") * 1000).alias("energy_per_token_mwh"))
+    frame = round_frame(frame, RUN_UNITS)
     if "short_id" not in frame.columns:
         frame = with_short_ids(frame)
     shown: dict[str, pl.Expr] = {
         "model": pl.col("model"),
         "decode (tokens/s)": pl.col("decode_tps"),
-        "energy per token (mWh)": pl.col("energy_per_token_wh") * 1000,
+        "energy per token (mWh)": pl.col("energy_per_token_mwh"),
         "quality (0-100)": pl.col("quality_score"),
         "time (UTC)": pl.col("created_at"),
         "backend": pl.col("backend"),
@@ -213,11 +216,12 @@ def runs_table(frame: pl.DataFrame) -> pl.DataFrame:
 
 def components_frame(run: RunResult) -> pl.DataFrame:
     """A run's energy by component, each with its source (`counter`, `estimate`...) and note."""
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         [{"component": c.component, "energy (Wh)": c.energy_wh, "source": c.source, "note": c.note}
          for c in run.components],
         schema={"component": pl.String, "energy (Wh)": pl.Float64, "source": pl.String, "note": pl.String},
     )
+    return round_frame(frame, {"energy (Wh)": "Wh"})
 
 
 TRACE_PANELS: dict[str, str] = {"Power": "W", "Load": "%"}
@@ -297,7 +301,8 @@ def monthly_table(
         if tariff.price_per_kwh is not None:  # no price given: no cost column rather than a column of blanks
             shown[f"cost per month ({tariff.currency})"] = month.cost if month else None
         rows.append(shown)
-    return pl.DataFrame(rows) if rows else pl.DataFrame()
+    units = {"energy per month (kWh)": "kWh", "CO2e per month (kg)": "kg", f"cost per month ({tariff.currency})": "money"}
+    return round_frame(pl.DataFrame(rows), units) if rows else pl.DataFrame()
 
 
 def picks_frame(group: GroupRecommendation) -> pl.DataFrame:
@@ -311,7 +316,7 @@ def picks_frame(group: GroupRecommendation) -> pl.DataFrame:
 
 def fits_frame(estimates: Sequence[FitEstimate], min_tps: float = DEFAULT_MIN_TPS) -> pl.DataFrame:
     """Hardware-fit estimates as a table, in the order given, with each one's estimated speed and verdict."""
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         [{"model": e.model, "Ollama tag": e.ollama_tag, "quantization": e.quantization,
           "verdict": fit_verdict(e, min_tps),
           "decode (tokens/s, estimated)": None if e.decode_tps is None else round_figure(e.decode_tps, "tokens/s"),
@@ -319,6 +324,7 @@ def fits_frame(estimates: Sequence[FitEstimate], min_tps: float = DEFAULT_MIN_TP
           "overhead (GB)": e.overhead_gb, "total (GB)": e.total_gb, "runs on": e.placement}
          for e in estimates]
     )
+    return round_frame(frame, {name: "GB" for name in ("weights (GB)", "KV cache (GB)", "overhead (GB)", "total (GB)")})
 
 
 @dataclass(frozen=True)

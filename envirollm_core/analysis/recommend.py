@@ -23,6 +23,7 @@ from envirollm_core.analysis.configuration import config_label
 from envirollm_core.machines import machine_label
 from envirollm_core.analysis.stats import CONFIG_KEYS, group_stats, require_columns, single_stream_runs
 from envirollm_core.errors import UsageError
+from envirollm_core.figures import format_figure, milli
 
 GroupBy = Literal["prompt_hash", "preset"]
 PickKind = Literal["best_overall", "most_efficient", "fastest", "highest_quality"]
@@ -132,7 +133,7 @@ def _picks(rows: list[dict], quality_floor: float) -> tuple[list[Pick], list[str
     best = _best(rated, "value", highest=True)
     if best:
         picks.append(Pick("best_overall", _summary(best),
-                          f"quality {best[_QUALITY]:.0f} at {best[_ENERGY] * 1000:.3g} mWh/token"))
+                          f"quality {format_figure(best[_QUALITY], 'score')} at {format_figure(milli(best[_ENERGY]), 'mWh')} mWh/token"))
     else:
         notes.append("no configuration has both a quality score and energy per token: no best overall")
     measured = [row for row in rows if row[_ENERGY] is not None]
@@ -145,18 +146,18 @@ def _picks(rows: list[dict], quality_floor: float) -> tuple[list[Pick], list[str
     efficient = _best(eligible, _ENERGY, highest=False)
     if efficient:
         picks.append(Pick("most_efficient", _summary(efficient),
-                          f"{efficient[_ENERGY] * 1000:.3g} mWh/token ({floor_text})"))
+                          f"{format_figure(milli(efficient[_ENERGY]), 'mWh')} mWh/token ({floor_text})"))
     elif measured:
         notes.append(f"no configuration with energy per token reaches quality {quality_floor:g}")
     fastest = _best(rows, _SPEED, highest=True)
     if fastest:
-        picks.append(Pick("fastest", _summary(fastest), f"{fastest[_SPEED]:.1f} tokens/s decode"))
+        picks.append(Pick("fastest", _summary(fastest), f"{format_figure(fastest[_SPEED], 'tokens/s')} tokens/s decode"))
     else:
         notes.append("no fastest pick: no configuration here has a measured decode speed (runs imported from the "
                      "original EnviroLLM's CSV record tokens over the whole request, TTFT included, not a decode rate)")
     top = _best(rows, _QUALITY, highest=True)
     if top:
-        picks.append(Pick("highest_quality", _summary(top), f"quality {top[_QUALITY]:.1f}"))
+        picks.append(Pick("highest_quality", _summary(top), f"quality {format_figure(top[_QUALITY], 'score')}"))
     return picks, notes
 
 

@@ -20,11 +20,12 @@ from envirollm_core.bench.presets import Prompt, load_presets, select_prompts
 from envirollm_core.bench.runner import BatchResult, BenchmarkConfig, run_benchmark
 from envirollm_core.bench.suites import suite_names
 from envirollm_core.cli.common import (
-    add_db_option, add_engine_options, add_json_option, db_path, emit_json, engine_models, finite_float, format_number,
+    add_db_option, add_engine_options, add_json_option, db_path, emit_json, engine_models, finite_float,
     format_table, info, printable,
 )
 from envirollm_core.cli.quality import add_judge_options, judge_config
 from envirollm_core.errors import UsageError
+from envirollm_core.figures import format_figure, milli
 from envirollm_core.results import RunResult
 
 DEFAULT_MAX_TOKENS = 512
@@ -249,8 +250,8 @@ def _report(batches: list[BatchResult], args: argparse.Namespace) -> int:
     for batch in batches:
         cost = batch.judge_cost
         if cost is not None and cost.calls:
-            energy = f", {cost.energy_wh * 1000:.2f} mWh" if cost.energy_wh is not None else ""
-            info(f"grading cost ({cost.method}): {cost.calls} call(s), {cost.duration_s:.1f} s{energy}, "
+            energy = f", {format_figure(milli(cost.energy_wh), 'mWh')} mWh" if cost.energy_wh is not None else ""
+            info(f"grading cost ({cost.method}): {cost.calls} call(s), {format_figure(cost.duration_s, 's')} s{energy}, "
                  "outside the runs' energy")
         if batch.recovery_file is not None:
             info(f"the database {db_path(args)} could not store every run of batch {batch.batch_id}: those runs are"
@@ -290,7 +291,7 @@ class ProgressBar:
     def run_done(self, run: RunResult) -> None:
         self.done += 1
         what = f"{run.model} {run.preset or run.prompt_hash} #{run.repeat_index + 1}"
-        outcome = f"ok {format_number(run.decode_tps, '.1f')} tok/s" if run.status == "ok" else f"FAILED: {run.error}"
+        outcome = f"ok {format_figure(run.decode_tps, 'tokens/s')} tok/s" if run.status == "ok" else f"FAILED: {run.error}"
         self._write(f"{what}: {outcome}")
 
     def _write(self, text: str) -> None:
@@ -331,15 +332,11 @@ def _row(run: RunResult) -> tuple[str, ...]:
     sources = sorted({f"{c.component}:{c.source}" for c in run.components})
     return (
         run.model, run.preset or f"prompt {run.prompt_hash[:8]}", str(run.repeat_index + 1), run.status,
-        format_number(run.ttft_s, ".3f"), format_number(run.decode_tps, ".1f"),
+        format_figure(run.ttft_s, "s"), format_figure(run.decode_tps, "tokens/s"),
         f"{run.completion_tokens}{'' if run.token_count_source == 'usage' else '*'}" if run.completion_tokens else "-",
-        format_number(_milli(run.energy_wh), ".2f") + (
-            f"±{run.energy_uncertainty_wh * 1000:.2f}" if run.energy_uncertainty_wh is not None else ""),
-        format_number(_milli(run.energy_net_wh), ".2f"),
-        format_number(_milli(run.energy_per_token_wh), ".4f"),
-        " ".join(sources) or "-", format_number(run.quality_score, ".0f"),
+        format_figure(milli(run.energy_wh), "mWh") + (
+            f"±{format_figure(milli(run.energy_uncertainty_wh), 'mWh')}" if run.energy_uncertainty_wh is not None else ""),
+        format_figure(milli(run.energy_net_wh), "mWh"),
+        format_figure(milli(run.energy_per_token_wh), "mWh"),
+        " ".join(sources) or "-", format_figure(run.quality_score, "score"),
     )
-
-
-def _milli(value_wh: float | None) -> float | None:
-    return value_wh * 1000 if value_wh is not None else None

@@ -83,14 +83,6 @@ def info(message: str) -> None:
     print(printable(message, keep_newlines=True), file=sys.stderr, flush=True)
 
 
-MISSING = "-"  # how every table and summary shows a reading that is not there (unmeasured, not 0)
-
-
-def format_number(value: float | None, spec: str) -> str:
-    """`value` formatted by the format `spec` (".2f", ".0f", "d"...), or "-" when there is none."""
-    return MISSING if value is None else format(value, spec)
-
-
 _NUMBER = re.compile(r"-|[-+]?\d[\d.,]*(e[-+]?\d+)?%?( ± \d[\d.]*)?")
 
 

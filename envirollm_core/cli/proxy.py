@@ -7,9 +7,10 @@ import dataclasses
 import signal
 import time
 
-from envirollm_core.cli.common import add_json_option, db_path, emit_json, finite_float, format_number, format_table, info
+from envirollm_core.cli.common import add_json_option, db_path, emit_json, finite_float, format_table, info
 from envirollm_core.cli.results import _add_tariff, _tariff
 from envirollm_core.errors import EnviroLLMError
+from envirollm_core.figures import format_figure
 from envirollm_core.proxy import DEFAULT_LISTEN
 
 
@@ -114,12 +115,13 @@ def run_usage(args: argparse.Namespace) -> int:
     columns = [args.by, "requests", "failed", "tokens", "Wh", "g CO2e", f"cost{money}", "recommended Wh",
                f"recommended cost{money}", "comparable", "routed"]
     table = [
-        [row.key, str(row.requests), str(row.failed), str(row.completion_tokens), format_number(row.energy_wh, ".4f"),
-         format_number(row.co2e_g, ".3f"), format_number(row.cost, ".5f"), format_number(row.recommended_energy_wh, ".4f"),
-         format_number(row.recommended_cost, ".5f"), str(row.comparable_requests), str(row.routed_requests)]
+        [row.key, str(row.requests), str(row.failed), format_figure(row.completion_tokens, "tokens"),
+         format_figure(row.energy_wh, "Wh"), format_figure(row.co2e_g, "g"), format_figure(row.cost, "money"),
+         format_figure(row.recommended_energy_wh, "Wh"), format_figure(row.recommended_cost, "money"),
+         str(row.comparable_requests), str(row.routed_requests)]
         for row in rows
     ]
     print(format_table(columns, table))
-    info(f"grid {tariff.grid.g_co2_per_kwh:g} g CO2e/kWh ({tariff.grid.country}); 'recommended' prices each comparable "
+    info(f"grid {format_figure(tariff.grid.g_co2_per_kwh, 'g/kWh')} g CO2e/kWh ({tariff.grid.country}); 'recommended' prices each comparable "
          "request at the recommended configuration of its task, the others at their own energy")
     return 0

@@ -185,6 +185,6 @@ def _report_check(args: argparse.Namespace, endpoint: JudgeEndpoint) -> int:
         info(f"judge {endpoint.label}, question {QUESTION!r}")
         for o in outcomes:
             verdict = {True: "pass", False: "FAIL", None: "unscored"}[o.passed]
-            scores = ", ".join("-" if s is None else f"{s:.1f}" for s in o.scores)
+            scores = ", ".join(format_figure(s, "score") for s in o.scores)
             info(f"  {o.name:<10} {verdict:<9} scores {scores:<24} expected {o.expect}")
     return 0 if all(o.passed for o in outcomes) else 1

@@ -16,9 +16,10 @@ from typing import Any
 import polars as pl
 
 from envirollm_core.cli.common import (
-    add_db_option, add_json_option, db_path, emit_json, finite_float, format_number, format_table, info, printable,
+    add_db_option, add_json_option, db_path, emit_json, finite_float, format_table, info, printable,
 )
 from envirollm_core.errors import UsageError
+from envirollm_core.figures import MISSING, RUN_UNITS, format_figure, format_spread, milli, round_frame
 
 
 
@@ -169,18 +170,6 @@ def _reading_store(args: argparse.Namespace) -> Any:
 # -- tables -----------------------------------------------------------------------------------
 
 
-def _mwh(value_wh: float | None) -> str:
-    return "-" if value_wh is None else f"{value_wh * 1000:.3g}"
-
-
-def _with_ci(mean: float | None, low: float | None, high: float | None, digits: int, scale: float = 1.0) -> str:
-    if mean is None:
-        return "-"
-    if low is None or high is None:
-        return f"{mean * scale:.{digits}f}"
-    return f"{mean * scale:.{digits}f} ± {(high - low) / 2 * scale:.{digits}f}"
-
-
 def _config_label(row: dict[str, Any]) -> list[str]:
     from envirollm_core.analysis.configuration import config_label
 
@@ -213,10 +202,11 @@ def run_list(args: argparse.Namespace) -> int:
     rows = [
         [row["short_id"], row["created_at"].strftime("%Y-%m-%d %H:%M"), row["model"], row["backend"],
          row["quantization"] or "-", row["preset"] or (row["prompt_preview"] or "")[:24], row["status"],
-         "-" if row["completion_tokens"] is None else str(row["completion_tokens"]), format_number(row["ttft_s"], ".3f"),
-         format_number(row["decode_tps"], ".1f"), format_number(row["energy_wh"], ".4f"), _mwh(row["energy_per_token_wh"]),
-         format_number(row["quality_score"], ".0f"), row["notes"][:30]]
-        for row in frame.iter_rows(named=True)
+         format_figure(row["completion_tokens"], "tokens"), format_figure(row["ttft_s"], "s"),
+         format_figure(row["decode_tps"], "tokens/s"), format_figure(row["energy_wh"], "Wh"),
+         format_figure(row["energy_per_token_mwh"], "mWh"), format_figure(row["quality_score"], "score"), row["notes"][:30]]
+        for row in round_frame(frame.with_columns((pl.col("energy_per_token_wh") * 1000).alias("energy_per_token_mwh")),
+                               RUN_UNITS).iter_rows(named=True)
     ]
     print(format_table(columns, rows))
     info(f"{frame.height} run(s) shown from {db_path(args)}")
@@ -263,13 +253,13 @@ def _print_compare(stats: pl.DataFrame, changes: list[Any], across_machines: boo
         where = (f"across {len(machines)} machines" if len(machines) > 1 else machine_label(machines[0]))
         sys.stdout.write("\n" + printable(f"prompt {prompt}{f' ({label})' if label else ''} on {where}: {preview}") + "\n")
         rows = [
-            [*_config_label(row), str(row["n_runs"]), str(row["n_failed"]), format_number(row["energy_wh_mean"], ".4f"),
-             format_number(row["completion_tokens_mean"], ".0f"),
-             _with_ci(row["decode_tps_mean"], row["decode_tps_ci_low"], row["decode_tps_ci_high"], 1),
-             format_number(row["ttft_s_mean"], ".3f"),
-             _with_ci(row["energy_per_token_wh_mean"], row["energy_per_token_wh_ci_low"],
-                      row["energy_per_token_wh_ci_high"], 4, scale=1000),
-             format_number(row["quality_score_mean"], ".0f")]
+            [*_config_label(row), str(row["n_runs"]), str(row["n_failed"]), format_figure(row["energy_wh_mean"], "Wh"),
+             format_figure(row["completion_tokens_mean"], "tokens"),
+             format_spread(row["decode_tps_mean"], row["decode_tps_ci_low"], row["decode_tps_ci_high"], "tokens/s"),
+             format_figure(row["ttft_s_mean"], "s"),
+             format_spread(milli(row["energy_per_token_wh_mean"]), milli(row["energy_per_token_wh_ci_low"]),
+                           milli(row["energy_per_token_wh_ci_high"]), "mWh"),
+             format_figure(row["quality_score_mean"], "score")]
             for row in group.sort("energy_per_token_wh_mean", nulls_last=True).iter_rows(named=True)
         ]
         print(format_table(columns, rows))
@@ -284,8 +274,9 @@ def _print_compare(stats: pl.DataFrame, changes: list[Any], across_machines: boo
     if judged:
         columns = ["verdict", "configuration", "prompt", "metric", "baseline", "latest", "change", "p (Holm)"]
         rows = [
-            [c.verdict, c.label, c.prompt_hash[:8], c.metric, f"{c.baseline_mean:.4g}", f"{c.latest_mean:.4g}",
-             f"{c.change_fraction:+.1%}", "-" if c.p_adjusted is None else f"{c.p_adjusted:.2g}"]
+            [c.verdict, c.label, c.prompt_hash[:8], c.metric, format_figure(c.baseline_mean), format_figure(c.latest_mean),
+             f"{'+' if c.change_fraction > 0 else ''}{format_figure(c.change_fraction * 100, '%')} %",
+             MISSING if c.p_adjusted is None else "< 0.001" if c.p_adjusted < 0.001 else format_figure(c.p_adjusted)]
             for c in judged
         ]
         print(format_table(columns, rows))
@@ -306,11 +297,11 @@ def _print_sweeps(sweeps: list[Any]) -> None:
     columns = ["sweep", "model", "backend", "levels", "peak tok/s", "knee", "SLO TTFT/ITL s", "best level",
                "mWh/tok", "tok/s", "e2e p95 s"]
     rows = [
-        [s.sweep_id[:8], s.model, s.backend, ",".join(map(str, s.levels)), format_number(s.peak_output_tps, ".1f"),
+        [s.sweep_id[:8], s.model, s.backend, ",".join(map(str, s.levels)), format_figure(s.peak_output_tps, "tokens/s"),
          str(s.knee) if s.knee is not None else "-",
-         f"{format_number(s.slo_ttft_s, 'g')}/{format_number(s.slo_itl_s, 'g')}",
-         str(s.best_level) if s.best_level is not None else "-", _mwh(s.best_energy_per_token_wh),
-         format_number(s.best_output_tps, ".1f"), format_number(s.best_e2e_p95_s, ".3f")]
+         f"{format_figure(s.slo_ttft_s, 's')}/{format_figure(s.slo_itl_s, 's')}",
+         str(s.best_level) if s.best_level is not None else "-", format_figure(milli(s.best_energy_per_token_wh), "mWh"),
+         format_figure(s.best_output_tps, "tokens/s"), format_figure(s.best_e2e_p95_s, "s")]
         for s in sweeps
     ]
     print(format_table(columns, rows))
@@ -336,8 +327,6 @@ def run_recommend(args: argparse.Namespace) -> int:
     from envirollm_core.analysis.carbon import monthly, per_thousand_tokens
     from envirollm_core.analysis.recommend import PICK_TITLES, recommend
     from envirollm_core.analysis.stats import ANALYSIS_COLUMNS
-    from envirollm_core.figures import format_figure
-
     if not 0 <= args.quality_floor <= 100:
         raise UsageError(f"--quality-floor is a score from 0 to 100, not {args.quality_floor:g}")
     tariff = _tariff(args)
@@ -387,22 +376,24 @@ def run_recommend(args: argparse.Namespace) -> int:
         for pick in group.picks:
             config, cost = pick.config, costs(pick.config)
             row = [PICK_TITLES[pick.kind], config.label, str(config.n_runs),
-                   _mwh(config.energy_per_token_wh), format_number(config.decode_tps, ".1f"),
-                   format_number(config.quality_score, ".0f")]
+                   format_figure(milli(config.energy_per_token_wh), "mWh"), format_figure(config.decode_tps, "tokens/s"),
+                   format_figure(config.quality_score, "score")]
             thousand, month = cost["per_1k_tokens"], cost["per_month"]
-            row.append("-" if thousand is None else f"{thousand['co2_g']:.3g}")
+            row.append(MISSING if thousand is None else format_figure(thousand["co2_g"], "g"))
             if tariff.price_per_kwh is not None:
-                row.append("-" if thousand is None else f"{thousand['cost']:.3g}")
+                row.append(MISSING if thousand is None else format_figure(thousand["cost"], "money"))
             if projected:
-                row += ["-", "-"] if month is None else [f"{month['energy_wh'] / 1000:.3g}", f"{month['co2_g'] / 1000:.3g}"]
+                row += ([MISSING, MISSING] if month is None
+                        else [format_figure(month["energy_wh"] / 1000, "kWh"), format_figure(month["co2_g"] / 1000, "kg")])
                 if tariff.price_per_kwh is not None:
-                    row.append("-" if month is None else f"{month['cost']:.3g}")
+                    row.append(MISSING if month is None else format_figure(month["cost"], "money"))
             rows.append(row)
         if rows:
             print(format_table(columns, rows))
         if group.pareto:
             sys.stdout.write(printable("Pareto frontier (quality vs energy/token, cheapest first): "
-                             + " -> ".join(f"{c.label} [q {c.quality_score:.0f}, {_mwh(c.energy_per_token_wh)} mWh/tok]"
+                             + " -> ".join(f"{c.label} [q {format_figure(c.quality_score, 'score')}, "
+                                           f"{format_figure(milli(c.energy_per_token_wh), 'mWh')} mWh/tok]"
                                            for c in group.pareto)) + "\n")
         for note in group.notes:
             sys.stdout.write(printable(f"note: {note}") + "\n")
@@ -422,7 +413,6 @@ def run_fit(args: argparse.Namespace) -> int:
         this_gpu_bandwidth_gbps,
         with_speeds,
     )
-    from envirollm_core.figures import format_figure
 
     if args.min_tps < 0:
         raise UsageError(f"--min-tps must be 0 or more, not {args.min_tps:g}")

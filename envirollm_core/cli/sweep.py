@@ -16,7 +16,8 @@ from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
 from envirollm_core.bench.sweep import DEFAULT_LEVELS, LevelResult, SweepConfig, SweepProgress, SweepResult, level_rows, run_sweep
 from envirollm_core.cli.bench import add_energy_options, add_prompt_options, energy_from_args, prompts_of
-from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, finite_float, format_number, format_table, info
+from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, finite_float, format_table, info
+from envirollm_core.figures import format_figure, milli
 from envirollm_core.errors import UsageError
 
 DEFAULT_SWEEP_MAX_TOKENS = 128
@@ -125,8 +126,8 @@ class _Progress(SweepProgress):
 
     def level_done(self, level: LevelResult) -> None:
         failed = f", {level.failed} failed" if level.failed else ""
-        info(f"concurrency {level.concurrency}: {format_number(level.output_tps, '.1f')} tok/s, "
-             f"p95 latency {format_number(level.e2e_p95_s, '.2f')} s{failed}")
+        info(f"concurrency {level.concurrency}: {format_figure(level.output_tps, 'tokens/s')} tok/s, "
+             f"p95 latency {format_figure(level.e2e_p95_s, 's')} s{failed}")
 
 
 def _run(backend: Backend, config: SweepConfig, store: Any, args: argparse.Namespace) -> int:
@@ -180,13 +181,12 @@ def print_levels(result: SweepResult, stream: TextIO) -> None:
 
 def _row(level: LevelResult, knee: int | None) -> tuple[str, ...]:
     sources = sorted({f"{c.component}:{c.source}" for c in level.components})
-    milli = lambda wh: wh * 1000 if wh is not None else None  # noqa: E731
     return (
         f"{level.concurrency}{' *knee' if level.concurrency == knee else ''}", str(level.requests), str(level.failed),
-        format_number(level.output_tps, ".1f"), format_number(level.requests_per_s, ".2f"),
-        *(format_number(value, ".3f") for value in (level.ttft_p50_s, level.ttft_p95_s, level.itl_p50_s,
+        format_figure(level.output_tps, "tokens/s"), format_figure(level.requests_per_s, "requests/s"),
+        *(format_figure(value, "s") for value in (level.ttft_p50_s, level.ttft_p95_s, level.itl_p50_s,
                                                      level.itl_p95_s, level.e2e_p50_s, level.e2e_p95_s, level.e2e_p99_s)),
-        f"{level.goodput_fraction:.0%}" if level.goodput_fraction is not None else "-",
-        format_number(milli(level.energy_wh), ".2f"), format_number(milli(level.energy_per_token_wh), ".4f"),
-        format_number(milli(level.energy_per_request_wh), ".3f"), " ".join(sources) or "-",
+        format_figure(level.goodput_fraction * 100, "%") + " %" if level.goodput_fraction is not None else "-",
+        format_figure(milli(level.energy_wh), "mWh"), format_figure(milli(level.energy_per_token_wh), "mWh"),
+        format_figure(milli(level.energy_per_request_wh), "mWh"), " ".join(sources) or "-",
     )

@@ -10,8 +10,9 @@ import time
 
 import psutil
 
-from envirollm_core.cli.common import add_json_option, emit_json, finite_float, format_number, format_table, info
+from envirollm_core.cli.common import add_json_option, emit_json, finite_float, format_table, info
 from envirollm_core.errors import UsageError
+from envirollm_core.figures import format_figure
 from envirollm_core.telemetry.processes import LlmServer, detect_llm_servers
 from envirollm_core.telemetry.sampler import (
     DEFAULT_INTERVAL_S,
@@ -80,10 +81,10 @@ def run_detect(args: argparse.Namespace) -> int:
             "servers": [dataclasses.asdict(s) for s in servers],
         })
         return 0
-    info(f"{machine.cpu_model}, {machine.cpu_logical_cores} logical CPUs, {machine.ram_total_gb:.1f} GB RAM, "
+    info(f"{machine.cpu_model}, {machine.cpu_logical_cores} logical CPUs, {format_figure(machine.ram_total_gb, 'GB')} GB RAM, "
          f"{machine.os_name}{' (virtual machine)' if virtual else ''}")
     for gpu in machine.gpus:
-        info(f"GPU {gpu.index}: {gpu.name}, {format_number(gpu.memory_total_mb, '.0f')} MB, driver {gpu.driver_version}")
+        info(f"GPU {gpu.index}: {gpu.name}, {format_figure(gpu.memory_total_mb, 'MB')} MB, driver {gpu.driver_version}")
     info("")
     info(format_table(["component", "kind", "source", "how"], [[c.name, c.kind, c.source, c.note] for c in components]))
     for note in notes:
@@ -99,8 +100,8 @@ def run_detect(args: argparse.Namespace) -> int:
 
 def _server_row(server: LlmServer) -> list[str]:
     command = " ".join(server.cmdline)
-    return [server.name, str(server.pid), format_number(server.cpu_percent, ".0f"), format_number(server.rss_mb, ".0f"),
-            str(server.threads), format_number(server.gpu_mem_mb, ".0f"), str(len(server.children)),
+    return [server.name, str(server.pid), format_figure(server.cpu_percent, "%"), format_figure(server.rss_mb, "MB"),
+            str(server.threads), format_figure(server.gpu_mem_mb, "MB"), str(len(server.children)),
             command if len(command) <= 60 else command[:57] + "..."]
 
 
@@ -206,15 +207,15 @@ def _live_lines(sampler: Sampler) -> list[str]:
     so_far = sampler.read_window(WINDOW)
     recent = sampler.recent(LIVE_REFRESH_S)
     now = dict(recent[-1].power_w) if recent else {}
-    rows = [[c.component, c.source, format_number(now.get(c.component), ".1f"), format_number(_j(c.energy_wh), ".1f")]
+    rows = [[c.component, c.source, format_figure(now.get(c.component), "W"), format_figure(_j(c.energy_wh), "J")]
             for c in so_far.components]
-    rows.append(["total", "", format_number(recent[-1].total_power_w if recent else None, ".1f"),
-                 format_number(so_far.energy_j, ".1f")])
+    rows.append(["total", "", format_figure(recent[-1].total_power_w if recent else None, "W"),
+                 format_figure(so_far.energy_j, "J")])
     last = recent[-1] if recent else None
-    header = (f"{so_far.duration_s:6.1f} s   CPU {format_number(last.cpu_percent if last else None, '.0f')} %   "
-              f"RAM {format_number(last.ram_used_mb / 1024 if last else None, '.1f')} GB")
+    header = (f"{so_far.duration_s:6.1f} s   CPU {format_figure(last.cpu_percent if last else None, '%')} %   "
+              f"RAM {format_figure(last.ram_used_mb / 1024 if last else None, 'GB')} GB")
     for process in last.processes if last else ():
-        header += f"   pid {process.pid}: CPU {format_number(process.cpu_percent, '.0f')} %, RSS {process.rss_mb:.0f} MB"
+        header += f"   pid {process.pid}: CPU {format_figure(process.cpu_percent, '%')} %, RSS {format_figure(process.rss_mb, 'MB')} MB"
     return [header, format_table(["component", "source", "power W", "energy J"], rows)]
 
 
@@ -249,24 +250,24 @@ def track_payload(m: Measurement, components: list[ComponentInfo], targets: dict
 
 def _summary(m: Measurement, components: list[ComponentInfo], targets: dict[int, str]) -> str:
     kinds = {c.name: c.kind for c in components}
-    rows = [[c.component, kinds.get(c.component, ""), c.source, format_number(_j(c.energy_wh), ".2f"),
-             format_number(c.energy_wh, ".5f"),
-             format_number(_j(c.energy_wh) / m.duration_s if c.energy_wh is not None and m.duration_s > 0 else None, ".2f")]
+    rows = [[c.component, kinds.get(c.component, ""), c.source, format_figure(_j(c.energy_wh), "J"),
+             format_figure(c.energy_wh, "Wh"),
+             format_figure(_j(c.energy_wh) / m.duration_s if c.energy_wh is not None and m.duration_s > 0 else None, "W")]
             for c in m.components]
-    rows.append(["total", "", "", format_number(m.energy_j, ".2f"), format_number(m.energy_wh, ".5f"),
-                 format_number(m.avg_power_w, ".2f")])
-    lines = [f"tracked {_describe(targets)} for {m.duration_s:.1f} s ({m.sample_count} samples)",
+    rows.append(["total", "", "", format_figure(m.energy_j, "J"), format_figure(m.energy_wh, "Wh"),
+                 format_figure(m.avg_power_w, "W")])
+    lines = [f"tracked {_describe(targets)} for {format_figure(m.duration_s, 's')} s ({m.sample_count} samples)",
              format_table(["component", "kind", "source", "energy J", "energy Wh", "avg W"], rows),
-             (f"peak power {format_number(m.peak_power_w, '.1f')} W; CPU {format_number(m.cpu_percent_avg, '.0f')} % avg, "
-              f"{format_number(m.cpu_percent_peak, '.0f')} % peak; RAM used peak {format_number(m.ram_used_mb_peak, '.0f')} MB")]
+             (f"peak power {format_figure(m.peak_power_w, 'W')} W; CPU {format_figure(m.cpu_percent_avg, '%')} % avg, "
+              f"{format_figure(m.cpu_percent_peak, '%')} % peak; RAM used peak {format_figure(m.ram_used_mb_peak, 'MB')} MB")]
     if m.gpu_util_percent_avg is not None:
-        lines.append(f"GPU {m.gpu_util_percent_avg:.0f} % avg util, memory peak {format_number(m.gpu_mem_used_mb_peak, '.0f')} MB, "
-                     f"temperature peak {format_number(m.gpu_temp_c_peak, '.0f')} C")
+        lines.append(f"GPU {format_figure(m.gpu_util_percent_avg, '%')} % avg util, memory peak {format_figure(m.gpu_mem_used_mb_peak, 'MB')} MB, "
+                     f"temperature peak {format_figure(m.gpu_temp_c_peak, 'C')} C")
     for p in m.processes:
-        lines.append(f"pid {p.pid} {targets.get(p.pid, p.process_name)}: peak RSS {format_number(p.rss_mb_peak, '.0f')} MB, "
-                     f"CPU {format_number(p.cpu_percent_avg, '.0f')} % of a core avg, "
-                     f"{format_number(p.threads_peak, 'd')} threads, "
-                     f"GPU memory peak {format_number(p.gpu_mem_mb_peak, '.0f')} MB{' (exited)' if p.exited else ''}")
+        lines.append(f"pid {p.pid} {targets.get(p.pid, p.process_name)}: peak RSS {format_figure(p.rss_mb_peak, 'MB')} MB, "
+                     f"CPU {format_figure(p.cpu_percent_avg, '%')} % of a core avg, "
+                     f"{format_figure(p.threads_peak, 'count')} threads, "
+                     f"GPU memory peak {format_figure(p.gpu_mem_mb_peak, 'MB')} MB{' (exited)' if p.exited else ''}")
     estimated = [c.component for c in m.components if c.source == "estimate"]
     if estimated:
         lines.append(f"{', '.join(estimated)}: estimated, not measured (see `envirollm detect` and docs/ENERGY.md)")

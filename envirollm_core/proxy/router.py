@@ -16,6 +16,7 @@ import polars as pl
 
 from envirollm_core.analysis.recommend import recommend
 from envirollm_core.errors import EnviroLLMError
+from envirollm_core.figures import format_figure, milli
 
 AUTO_MODEL = "envirollm/auto"
 
@@ -58,7 +59,8 @@ def choose(
     return RouteDecision(
         requested, pick.config.model,
         f"least energy per token on {what} with quality >= {quality_floor:g}: {pick.config.model} at "
-        f"{pick.config.energy_per_token_wh * 1000:.3g} mWh/token, quality {pick.config.quality_score:.0f}"
+        f"{format_figure(milli(pick.config.energy_per_token_wh), 'mWh')} mWh/token, "
+        f"quality {format_figure(pick.config.quality_score, 'score')}"
         f" ({', '.join(method)}, {pick.config.n_runs} runs)",
         task,
     )

@@ -35,6 +35,7 @@ import polars as pl
 from envirollm_core import __version__
 from envirollm_core.backends.base import check_url, is_local_url, public_url
 from envirollm_core.errors import EnviroLLMError, UsageError
+from envirollm_core.figures import format_figure, milli
 from envirollm_core.proxy import DEFAULT_LISTEN
 from envirollm_core.proxy.energy import EnergyMeter, RequestEnergy, _Request
 from envirollm_core.proxy.usage import LIVE_USE
@@ -234,7 +235,7 @@ def _log_line(exchange: Exchange, run: RunResult) -> str:
     if run.ttft_s is not None:
         parts.append(f"ttft={run.ttft_s * 1000:.0f}ms")
     if run.energy_wh is not None:
-        parts.append(f"energy={run.energy_wh * 1000:.3g}mWh")
+        parts.append(f"energy={format_figure(milli(run.energy_wh), 'mWh')}mWh")
     if exchange.decision:
         parts.append(f"routed {exchange.decision.requested}->{exchange.decision.model}")
     if run.error:

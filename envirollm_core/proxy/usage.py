@@ -20,6 +20,7 @@ import polars as pl
 from envirollm_core.analysis.carbon import Tariff, footprint
 from envirollm_core.analysis.recommend import QUALITY_FLOOR, recommend
 from envirollm_core.errors import UsageError
+from envirollm_core.figures import figure_expr, round_frame
 
 UsageBy = Literal["model", "client", "day"]
 USAGE_BY: tuple[str, ...] = ("model", "client", "day")
@@ -130,7 +131,7 @@ def usage(store, tariff: Tariff, *, since: timedelta | None = None, by: UsageBy 
 def usage_frame(rows: list[UsageRow], by: UsageBy, currency: str) -> pl.DataFrame:
     """The usage rows as a page shows them, units in the column names."""
     money = f" ({currency})" if currency else ""
-    return pl.DataFrame(
+    frame = pl.DataFrame(
         {
             by: [row.key for row in rows],
             "requests": [row.requests for row in rows],
@@ -147,12 +148,14 @@ def usage_frame(rows: list[UsageRow], by: UsageBy, currency: str) -> pl.DataFram
         schema_overrides={"energy (Wh)": pl.Float64, "CO2e (g)": pl.Float64, f"cost{money}": pl.Float64,
                           "recommended (Wh)": pl.Float64, f"recommended cost{money}": pl.Float64},
     )
+    return round_frame(frame, {"energy (Wh)": "Wh", "CO2e (g)": "g", f"cost{money}": "money", "recommended (Wh)": "Wh",
+                               f"recommended cost{money}": "money"})
 
 
 def requests_frame(runs: pl.DataFrame, limit: int = 200) -> pl.DataFrame:
     """The latest requests with the router's decision and its reason."""
     return runs.head(limit).select(
         pl.col("created_at").alias("when (UTC)"), "model", "client", "status",
-        pl.col("completion_tokens").alias("tokens"), (pl.col("energy_wh") * 1000).alias("energy (mWh)"),
+        pl.col("completion_tokens").alias("tokens"), figure_expr(pl.col("energy_wh") * 1000, "mWh").alias("energy (mWh)"),
         pl.col("routed_to").alias("routed to"), pl.col("route_reason").alias("why"),
     )

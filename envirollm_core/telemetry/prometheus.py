@@ -39,6 +39,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from envirollm_core.errors import EnviroLLMError, UsageError
+from envirollm_core.figures import format_figure
 from envirollm_core.results import ComponentEnergy, EnergySource
 from envirollm_core.telemetry.sampler import ComponentInfo, IdleBaseline, Measurement, component_kind
 
@@ -471,7 +472,7 @@ class PrometheusMeter:
             uncertainty_j += sum(r.uncertainty_j for r in results)  # type: ignore[misc]
             resets = sum(r.resets for r in results)
             note = (f"{family.what} ({family.metric}), scraped every {self._interval_s:g} s: "
-                    f"± {sum(r.uncertainty_j for r in results):.3g} J at the window's edges")  # type: ignore[misc]
+                    f"± {format_figure(sum(r.uncertainty_j for r in results), 'J')} J at the window's edges")  # type: ignore[misc]
             if resets:
                 note += f"; {resets} counter reset(s) in the window, handled"
             components.append(ComponentEnergy(component, max(energy_j, 0.0) / 3600, family.source, note))

@@ -10,6 +10,7 @@ import pytest
 
 from envirollm_core import charts
 from envirollm_core.analysis import make_tariff
+from envirollm_core.figures import round_figure
 from envirollm_core.store import Store, parse_runs, runs_to_frame
 from envirollm_core.telemetry.nvml import GpuReading
 from envirollm_core.telemetry.sampler import ComponentInfo, Sample
@@ -83,7 +84,7 @@ def test_runs_table_puts_units_in_headers_and_converts_them():
     table = runs_table(runs_to_frame(runs))
     row = table.row(0, named=True)
     (run,) = [run for run in runs if run.id.startswith(row["run id"])]  # the id's shortest unique prefix
-    assert row["energy per token (mWh)"] == pytest.approx(run.energy_per_token_wh * 1000)
+    assert row["energy per token (mWh)"] == round_figure(run.energy_per_token_wh * 1000, "mWh")  # the one rule
     assert row["#"] == run.repeat_index + 1
     assert {"TTFT (s)", "decode (tokens/s)", "energy (Wh)", "avg power (W)", "quality (0-100)"} <= set(table.columns)
 
@@ -106,12 +107,13 @@ def test_monthly_table_projects_the_stated_use_and_shows_cost_only_with_a_price(
     with_price = monthly_table(stats, make_tariff("FRA", price_per_kwh=0.2, currency="EUR"), tokens_per_day=10_000)
     row = with_price.row(0, named=True)
     expected_kwh = 10_000 * stats["energy_per_token_wh_mean"][0] * 30 / 1000
-    assert row["energy per month (kWh)"] == pytest.approx(expected_kwh)
-    assert row["cost per month (EUR)"] == pytest.approx(expected_kwh * 0.2)
-    assert row["CO2e per month (kg)"] == pytest.approx(expected_kwh * make_tariff("FRA").grid.g_co2_per_kwh / 1000)
+    SHOWN = 5e-3  # the table is rounded to three significant digits (figures.py)
+    assert row["energy per month (kWh)"] == pytest.approx(expected_kwh, rel=SHOWN)
+    assert row["cost per month (EUR)"] == pytest.approx(expected_kwh * 0.2, rel=SHOWN)
+    assert row["CO2e per month (kg)"] == pytest.approx(expected_kwh * make_tariff("FRA").grid.g_co2_per_kwh / 1000, rel=SHOWN)
     no_price = monthly_table(stats, make_tariff("FRA"), requests_per_day=100)
     assert not any(column.startswith("cost") for column in no_price.columns)
-    assert no_price["energy per month (kWh)"][0] == pytest.approx(100 * stats["energy_wh_mean"][0] * 30 / 1000)
+    assert no_price["energy per month (kWh)"][0] == pytest.approx(100 * stats["energy_wh_mean"][0] * 30 / 1000, rel=SHOWN)
 
 
 def test_trace_long_keeps_power_and_load_apart():

@@ -1,6 +1,7 @@
 """The results commands: list, compare, recommend, fit, export, import, delete, note, clean."""
 
 import json
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -134,3 +135,37 @@ def test_a_bad_import_is_one_line_exit_2_without_traceback(tmp_path, db):
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "semicolons" in result.stderr and Store(db).count() == 20
+
+
+def _as_the_app_shows(value: float | int) -> str:
+    """A number in an st.dataframe column formatted "plain": its shortest text, as JavaScript writes it."""
+    text = repr(float(value))
+    return text[:-2] if text.endswith(".0") else text
+
+
+def test_list_compare_and_the_apps_runs_table_show_the_same_digits(capsys, tmp_path, make_run):
+    from envirollm_core.views import runs_table
+
+    path = tmp_path / "figures.duckdb"
+    runs = [make_run(prompt="Explain.", model="gemma3:1b", batch_id="one", repeat_index=repeat, notes="", ttft_s=0.1234567,
+                     decode_tps=38.27, completion_tokens=784, energy_wh=0.4567891, energy_per_token_wh=0.000583456,
+                     quality_score=85.4)
+            for repeat in range(3)]
+    Store(path).add_runs(runs)
+    table = runs_table(Store(path).runs_frame())
+    app = table.row(0, named=True)
+    shown = [_as_the_app_shows(app[name]) for name in
+             ("tokens", "TTFT (s)", "decode (tokens/s)", "energy (Wh)", "energy per token (mWh)", "quality (0-100)")]
+    assert shown == ["784", "0.123", "38.3", "0.457", "0.583", "85"]
+
+    code, out, _ = cli(capsys, "list", "--db", str(path))
+    (line,) = [line for line in out.splitlines() if line.startswith(app["run id"])]
+    assert code == 0 and line.split()[-6:] == shown  # tokens, TTFT s, tok/s, Wh, mWh/tok, quality
+
+    code, out, _ = cli(capsys, "compare", "--db", str(path))
+    (line,) = [line for line in out.splitlines() if "gemma3:1b" in line]
+    # configuration ... n, fail, Wh, tokens, tok/s, TTFT s, mWh/tok, quality: equal runs, so the means are the runs'
+    means = re.sub(r" ± \S+", "", line).split()[-6:]  # the 95 % intervals' half-widths dropped
+    assert code == 0 and means == [shown[3], shown[0], shown[2], shown[1], shown[4], shown[5]]
+    code, out, _ = cli(capsys, "list", "--db", str(path), "--json")
+    assert json.loads(out)[0]["energy_wh"] == 0.4567891  # --json stays exact

@@ -165,11 +165,11 @@ def test_track_auto_follows_the_embedded_engine(sysfs_root, embedded_engine):
 
 
 def test_a_reading_that_is_not_there_is_a_dash_in_every_command(sysfs_root, monkeypatch, capsys):
-    from envirollm_core.cli.common import format_number
+    from envirollm_core.figures import format_figure
     from tests.telemetry import fake_pynvml
     from tests.telemetry.fake_pynvml import FakeGpu
 
-    assert (format_number(None, ".1f"), format_number(2.345, ".2f"), format_number(3, "d")) == ("-", "2.35", "3")
+    assert (format_figure(None, "W"), format_figure(2.346, "W"), format_figure(3, "count")) == ("-", "2.35", "3")
     fake_pynvml.install(monkeypatch, [FakeGpu(name="NVIDIA T4", memory_info=False)])
     assert main(["detect"]) == 0
     assert "GPU 0: NVIDIA T4, - MB" in capsys.readouterr().err  # the same "-" as benchmark and list, not "n/a"
