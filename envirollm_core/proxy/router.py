@@ -15,8 +15,12 @@ from dataclasses import dataclass
 import polars as pl
 
 from envirollm_core.analysis.recommend import recommend
+from envirollm_core.analysis.stats import ANALYSIS_COLUMNS
 from envirollm_core.errors import EnviroLLMError
 from envirollm_core.figures import format_figure, milli
+
+# What routing and usage read of the stored runs: the analysis columns and how each quality was made.
+ROUTING_COLUMNS: tuple[str, ...] = (*ANALYSIS_COLUMNS, "quality_method")
 
 AUTO_MODEL = "envirollm/auto"
 
@@ -47,7 +51,8 @@ def choose(
     if rows.is_empty():
         return RouteDecision(requested, default_model, f"no stored results for {what} on this upstream's models{fallback}", task)
     try:
-        (group_pick,) = recommend(rows, by=by, quality_floor=quality_floor, group=group)
+        # The upstream's models wherever they were measured: routing picks among configurations, machine included.
+        (group_pick,) = recommend(rows, by=by, quality_floor=quality_floor, group=group, across_machines=True)
     except (ValueError, EnviroLLMError):
         return RouteDecision(requested, default_model, f"no complete results for {what}{fallback}", task)
     pick = next((p for p in group_pick.picks if p.kind == "most_efficient"), None)

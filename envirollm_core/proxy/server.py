@@ -39,7 +39,7 @@ from envirollm_core.figures import format_figure, milli
 from envirollm_core.proxy import DEFAULT_LISTEN
 from envirollm_core.proxy.energy import EnergyMeter, RequestEnergy, _Request
 from envirollm_core.proxy.usage import LIVE_USE
-from envirollm_core.proxy.router import AUTO_MODEL, RouteDecision, choose
+from envirollm_core.proxy.router import AUTO_MODEL, ROUTING_COLUMNS, RouteDecision, choose
 from envirollm_core.proxy.wire import METERED_PATHS, RequestText, read_answer, read_request
 from envirollm_core.results import RunResult, prompt_hash
 
@@ -277,10 +277,7 @@ class Router:
     def _stored(self) -> pl.DataFrame:
         now = time.monotonic()
         if self._results is None or now - self._results[0] > _RESULTS_TTL_S:
-            columns = ("model", "backend", "quantization", "preset", "prompt_hash", "status", "quality_score",
-                       "quality_method", "energy_per_token_wh", "energy_wh", "decode_tps", "ttft_s",
-                       "completion_tokens", "created_at", "prompt_preview")
-            self._results = (now, self.store.runs_frame(columns=columns))
+            self._results = (now, self.store.runs_frame(columns=ROUTING_COLUMNS))
         return self._results[1]
 
     async def _available(self, client: httpx.AsyncClient, auth: str | None) -> list[str]:

@@ -21,6 +21,7 @@ from envirollm_core.analysis.carbon import Tariff, footprint
 from envirollm_core.analysis.recommend import QUALITY_FLOOR, recommend
 from envirollm_core.errors import UsageError
 from envirollm_core.figures import figure_expr, round_frame
+from envirollm_core.proxy.router import ROUTING_COLUMNS
 
 UsageBy = Literal["model", "client", "day"]
 USAGE_BY: tuple[str, ...] = ("model", "client", "day")
@@ -70,14 +71,11 @@ def live_runs(store, since: timedelta | None = None) -> pl.DataFrame:
 
 def recommended_energy_per_token(store, quality_floor: float = QUALITY_FLOOR) -> tuple[dict[str, float], dict[str, float]]:
     """(by task, by prompt group): the recommended configuration's energy per token, from benchmark runs."""
-    columns = ("model", "backend", "quantization", "preset", "prompt_hash", "status", "quality_score",
-               "quality_method", "energy_per_token_wh", "energy_wh", "decode_tps", "ttft_s",
-               "completion_tokens", "created_at", "prompt_preview")
-    bench = store.runs_frame(columns=columns).filter(pl.col("backend") != "proxy")
+    bench = store.runs_frame(columns=ROUTING_COLUMNS).filter(pl.col("backend") != "proxy")
     found: list[dict[str, float]] = []
     for by in ("preset", "prompt_hash"):
         best: dict[str, float] = {}
-        for group in recommend(bench, by=by, quality_floor=quality_floor) if bench.height else []:
+        for group in recommend(bench, by=by, quality_floor=quality_floor, across_machines=True) if bench.height else []:
             pick = next((p for p in group.picks if p.kind == "most_efficient"), None)
             if pick and pick.config.energy_per_token_wh is not None and pick.config.quality_score is not None:
                 best[group.group] = pick.config.energy_per_token_wh

@@ -577,6 +577,8 @@ def test_load_sweep_from_the_benchmark_page_then_the_results_load_tab(serve, iso
     assert list(levels["streams"]) == [1, 2] and set(levels["failed"]) == {0}
 
     results = page("results.py").run()
+    results.session_state["chart-tab"] = "Load"  # the page draws only the open tab
+    results.run()
     assert_clean(results)
     titles = chart_titles(results)
     assert {"Output tokens/s against concurrency", "Energy per token against concurrency",
@@ -587,5 +589,7 @@ def test_load_sweep_from_the_benchmark_page_then_the_results_load_tab(serve, iso
 
 def test_results_load_tab_says_how_to_get_a_sweep(populated_store):
     app = page("results.py").run()
+    app.session_state["chart-tab"] = "Load"
+    app.run()
     assert_clean(app)
     assert any("No load sweep stored yet" in info.value for info in app.info)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from envirollm_core.backends.embedded import model_path
+from envirollm_core.backends.embedded import GEMMA3, SMOLLM2, model_path
 from envirollm_core.backends.gguf import GGUFError, read_gguf_metadata
 from envirollm_core.backends.quantization import (
     normalize_quantization,
@@ -63,9 +63,10 @@ def test_gguf_header_is_read(tmp_path):
     assert quantization_from_gguf(tmp_path / "m.gguf") == "q8_0"
 
 
-def test_the_embedded_models_gguf_says_q4_k_m():
-    assert quantization_from_gguf(model_path()) == "q4_k_m"
-    assert read_gguf_metadata(model_path())["general.architecture"] == "gemma3"
+def test_the_embedded_models_ggufs_say_their_quantization():
+    assert quantization_from_gguf(model_path(GEMMA3.model_id)) == "q4_k_m"
+    assert read_gguf_metadata(model_path(GEMMA3.model_id))["general.architecture"] == "gemma3"
+    assert quantization_from_gguf(model_path(SMOLLM2.model_id)) == "q4_1"
 
 
 def test_not_a_gguf_file(tmp_path):

@@ -182,7 +182,7 @@ def test_cli_sweep_table(tmp_path):
     (["--concurrency", "1,x"], "whole numbers"),
     (["--concurrency", "0"], "between 1 and"),
     (["--concurrency", "1,8", "--requests-per-level", "4"], "at least twice"),
-    (["--suite", "verified"], "unknown suite 'verified'"),
+    (["--suite", "nope"], "unknown suite 'nope'"),
     (["--slo-ttft", "0"], "--slo-ttft must be"),
     (["--preset", "nope"], "unknown preset"),
 ])
