@@ -124,6 +124,8 @@ def synthetic_chunk(first: int, count: int, samples_per_run: int, environments: 
         "quality_detail": ['{"raw_scores":[4,4,3,4]}'] * count,
         "notes": [""] * count,
     }
+    for name in RUN_TABLE_SCHEMA:  # columns later migrations added: what a plain benchmark run leaves empty
+        columns.setdefault(name, ["{}"] * count if name == "live_detail" else [None] * count)
     runs = pl.DataFrame(columns, schema=RUN_TABLE_SCHEMA).with_columns(pl.col("quality_score").fill_nan(None))
     samples = count * samples_per_run
     trace = pl.DataFrame(
