@@ -5,7 +5,7 @@ import streamlit as st
 
 from envirollm_core.backends.ollama import ollama_url
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
-from envirollm_core.bench.jobs import (
+from envirollm_core.benchmark.jobs import (
     BACKEND_TITLES,
     BackendChoice,
     JobRegistry,
@@ -13,11 +13,11 @@ from envirollm_core.bench.jobs import (
     first_answering_backend,
     list_models,
 )
-from envirollm_core.bench.presets import Prompt, load_presets
-from envirollm_core.bench.runner import BenchmarkConfig
-from envirollm_core.bench.sweep import SweepConfig, find_knee, levels_of
+from envirollm_core.benchmark.presets import Prompt, load_presets
+from envirollm_core.benchmark.runner import BenchmarkConfig
+from envirollm_core.benchmark.sweep import SweepConfig, find_knee, levels_of
 from envirollm_core.cli.sweep import levels as sweep_levels
-from envirollm_core.bench.suites import suite_prompts
+from envirollm_core.benchmark.suites import suite_prompts
 from envirollm_core.errors import EnviroLLMError
 from envirollm_core.paths import default_db_path
 from envirollm_core.quality import JudgeConfig

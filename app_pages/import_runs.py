@@ -4,7 +4,7 @@ import streamlit as st
 
 from envirollm_core import charts
 from envirollm_core.errors import EnviroLLMError
-from envirollm_core.results import RunResult
+from envirollm_core.records import RunResult
 from envirollm_core.settings import read_only_mode
 from envirollm_core.store import ParsedFile, Store, parse_runs, runs_to_frame
 from envirollm_core.store.exchange import UPLOAD_LIMITS

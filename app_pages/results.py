@@ -3,7 +3,7 @@
 import streamlit as st
 
 from envirollm_core import charts
-from envirollm_core.bench.sweep import find_knee, levels_of
+from envirollm_core.benchmark.sweep import find_knee, levels_of
 from envirollm_core.errors import EnviroLLMError
 from envirollm_core.figures import format_figure
 from envirollm_core.store import Store

@@ -37,7 +37,7 @@ import openai
 
 from envirollm_core.backends.base import ChatRequest
 from envirollm_core.backends.openai_compat import OpenAIBackend
-from envirollm_core.bench.metrics import decode_rate, measure_stream
+from envirollm_core.benchmark.metrics import decode_rate, measure_stream
 from tests.fakes.scripted_server import Request, ScriptedServer, TokenScript, openai_routes, openai_stream
 
 RATES = (500, 1_000, 2_000, 5_000, 10_000, 20_000, 40_000)

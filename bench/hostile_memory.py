@@ -41,8 +41,8 @@ sys.path.insert(0, str(REPO / "bench"))
 from results_page_render import CHROMIUM, CHROMIUM_ARGS, TIMEOUT_MS, VIEWPORT, render_s, serve
 
 from envirollm_core.store import Store
-from tests.app.runs_factory import realistic_runs
-from tests.reliability.hostile_files import big_csv, deep_json, dictionary_parquet
+from tests.fakes.runs import realistic_runs
+from tests.fakes.hostile_files import big_csv, deep_json, dictionary_parquet
 
 MB = 2**20
 

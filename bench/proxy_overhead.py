@@ -33,7 +33,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 from envirollm_core.backends.base import ChatRequest
 from envirollm_core.backends.openai_compat import OpenAIBackend
-from envirollm_core.bench.metrics import measure_stream
+from envirollm_core.benchmark.metrics import measure_stream
 from tests.fakes.scripted_server import Request, ScriptedServer, TokenScript, openai_routes, openai_stream
 
 TTFT_S = 0.05

@@ -4,8 +4,8 @@ Run: `PYTHONPATH=. python3 bench/runner_gpu_check.py` (about 15 s). Without a GP
 """
 import json
 from envirollm_core.backends.openai_compat import OpenAIBackend
-from envirollm_core.bench.presets import Prompt
-from envirollm_core.bench.runner import BenchmarkConfig, run_benchmark
+from envirollm_core.benchmark.presets import Prompt
+from envirollm_core.benchmark.runner import BenchmarkConfig, run_benchmark
 from tests.fakes.scripted_server import ScriptedServer, TokenScript, openai_routes, openai_stream
 
 script = TokenScript([f"w{i} " for i in range(100)], ttft_s=0.2, tokens_per_s=50.0)

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from envirollm_core.analysis.recommend import pareto_frontier, recommend  # noqa: E402
 from envirollm_core.analysis.stats import ANALYSIS_COLUMNS, CONFIG_KEYS, group_stats  # noqa: E402
 from envirollm_core.analysis.trends import batch_trends, compare_batches  # noqa: E402
-from envirollm_core.results import prompt_hash  # noqa: E402
+from envirollm_core.records import prompt_hash  # noqa: E402
 from envirollm_core.store import Store  # noqa: E402
 from envirollm_core.store.codec import (  # noqa: E402
     ENVIRONMENT_TABLE_SCHEMA,

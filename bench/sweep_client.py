@@ -24,8 +24,8 @@ import time
 
 from envirollm_core.backends.base import ChatRequest
 from envirollm_core.backends.openai_compat import OpenAIBackend
-from envirollm_core.bench.presets import Prompt
-from envirollm_core.bench.sweep import send_request
+from envirollm_core.benchmark.presets import Prompt
+from envirollm_core.benchmark.sweep import send_request
 
 STREAMS = (1, 16, 64, 128)
 TOKENS = 100

@@ -18,8 +18,8 @@ import argparse
 import sys
 
 from envirollm_core.backends.openai_compat import OpenAIBackend
-from envirollm_core.bench.presets import Prompt
-from envirollm_core.bench.sweep import SweepConfig, run_sweep
+from envirollm_core.benchmark.presets import Prompt
+from envirollm_core.benchmark.sweep import SweepConfig, run_sweep
 from envirollm_core.cli.sweep import print_levels
 from envirollm_core.telemetry.sampler import get_sampler
 from tests.fakes import scripted_server

@@ -33,7 +33,7 @@ from envirollm_core.charts import METRICS as CHART_METRICS
 from envirollm_core.charts import config_label
 from envirollm_core.figures import RUN_UNITS, round_figure, round_frame
 from envirollm_core.quality.judge_checks import JudgeCheckRecord
-from envirollm_core.results import RunResult
+from envirollm_core.records import RunResult
 from envirollm_core.store import Store
 from envirollm_core.store.store import with_short_ids
 from envirollm_core.store.exchange import ExportFormat

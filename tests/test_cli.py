@@ -112,7 +112,7 @@ def test_a_number_that_is_not_finite_is_bad_input():
 
 def test_a_closed_pipe_ends_quietly(tmp_path):
     from envirollm_core.store import Store
-    from tests.app.runs_factory import realistic_runs
+    from tests.fakes.runs import realistic_runs
 
     db = tmp_path / "runs.duckdb"
     Store(db).add_runs(realistic_runs(batches=4))  # an export far larger than a pipe's buffer

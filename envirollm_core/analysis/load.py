@@ -14,7 +14,7 @@ from datetime import datetime
 
 import polars as pl
 
-from envirollm_core.bench.sweep import find_knee, levels_of
+from envirollm_core.benchmark.sweep import find_knee, levels_of
 
 GOODPUT_TARGET = 0.95
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from envirollm_core.quality.checks import VERIFIED_METHOD
-from envirollm_core.results import RunResult
+from envirollm_core.records import RunResult
 
 Z_95 = 1.959964
 ALL_FAMILIES = "all"
@@ -44,7 +44,7 @@ def wilson_interval(passed: int, total: int, z: float = Z_95) -> tuple[float, fl
 
 
 def task_family(run: RunResult) -> str:
-    from envirollm_core.bench.suites import suite_task
+    from envirollm_core.benchmark.suites import suite_task
 
     task = suite_task(run.preset) if run.preset else None
     if task is not None:

@@ -12,11 +12,11 @@ import os
 import sys
 
 from envirollm_core import __version__
-from envirollm_core.cli import bench, doctor, proxy, quality, results, serve, sweep, telemetry
+from envirollm_core.cli import bench, doctor, proxy, quality, runs, serve, sweep, telemetry
 from envirollm_core.cli.common import add_db_option, printable
 from envirollm_core.errors import EnviroLLMError, UsageError
 
-COMMAND_MODULES = (serve, bench, sweep, telemetry, results, quality, doctor, proxy)
+COMMAND_MODULES = (serve, bench, sweep, telemetry, runs, quality, doctor, proxy)
 
 
 def build_parser() -> argparse.ArgumentParser:

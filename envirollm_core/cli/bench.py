@@ -16,9 +16,9 @@ from envirollm_core.backends.base import (
     CUT_AT_MAX_TOKENS, CUT_AT_RUN_TIMEOUT, DEFAULT_READ_TIMEOUT_S, DEFAULT_RUN_TIMEOUT_S, Backend,
 )
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
-from envirollm_core.bench.presets import Prompt, load_presets, select_prompts
-from envirollm_core.bench.runner import BatchResult, BenchmarkConfig, run_benchmark
-from envirollm_core.bench.suites import suite_names
+from envirollm_core.benchmark.presets import Prompt, load_presets, select_prompts
+from envirollm_core.benchmark.runner import BatchResult, BenchmarkConfig, run_benchmark
+from envirollm_core.benchmark.suites import suite_names
 from envirollm_core.cli.common import (
     add_db_option, add_engine_options, add_json_option, db_path, emit_json, engine_models, finite_float,
     format_table, info, printable,
@@ -26,7 +26,7 @@ from envirollm_core.cli.common import (
 from envirollm_core.cli.quality import add_judge_options, judge_config
 from envirollm_core.errors import UsageError
 from envirollm_core.figures import format_figure, milli
-from envirollm_core.results import RunResult
+from envirollm_core.records import RunResult
 
 DEFAULT_MAX_TOKENS = 512
 DEMO_MAX_TOKENS = 128

@@ -8,7 +8,7 @@ import signal
 import time
 
 from envirollm_core.cli.common import add_json_option, db_path, emit_json, finite_float, format_table, info
-from envirollm_core.cli.results import _add_tariff, _tariff
+from envirollm_core.cli.runs import _add_tariff, _tariff
 from envirollm_core.errors import EnviroLLMError
 from envirollm_core.figures import format_figure
 from envirollm_core.proxy import DEFAULT_LISTEN

@@ -116,8 +116,8 @@ def run_judge(args: argparse.Namespace) -> int:
 
 def _task_check(name: str) -> dict | None:
     """The executable check of a preset or suite task named on the command line; None when it has none."""
-    from envirollm_core.bench.presets import get_preset
-    from envirollm_core.bench.suites import suite_task
+    from envirollm_core.benchmark.presets import get_preset
+    from envirollm_core.benchmark.suites import suite_task
     from envirollm_core.quality.checks import is_checkable
 
     task = suite_task(name.strip()) if "/" in name else None

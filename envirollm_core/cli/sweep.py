@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
-from envirollm_core.bench.sweep import DEFAULT_LEVELS, LevelResult, SweepConfig, SweepProgress, SweepResult, level_rows, run_sweep
+from envirollm_core.benchmark.sweep import DEFAULT_LEVELS, LevelResult, SweepConfig, SweepProgress, SweepResult, level_rows, run_sweep
 from envirollm_core.cli.bench import add_energy_options, add_prompt_options, energy_from_args, prompts_of
 from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, finite_float, format_table, info
 from envirollm_core.figures import format_figure, milli

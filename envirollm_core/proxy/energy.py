@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from envirollm_core.results import ComponentEnergy
+from envirollm_core.records import ComponentEnergy
 
 
 @dataclass

@@ -41,7 +41,7 @@ from envirollm_core.proxy.energy import EnergyMeter, RequestEnergy, _Request
 from envirollm_core.proxy.usage import LIVE_USE
 from envirollm_core.proxy.router import AUTO_MODEL, ROUTING_COLUMNS, RouteDecision, choose
 from envirollm_core.proxy.wire import METERED_PATHS, RequestText, read_answer, read_request
-from envirollm_core.results import RunResult, prompt_hash
+from envirollm_core.records import RunResult, prompt_hash
 
 ProxyKind = Literal["openai", "ollama"]
 CLIENT_HEADER = "x-envirollm-client"

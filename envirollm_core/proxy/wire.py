@@ -17,7 +17,7 @@ from typing import Any
 from envirollm_core.backends.base import BackendError, Delta, RequestSent, StreamEnd, StreamPiece, server_text
 from envirollm_core.backends.ollama import _parse_line, _timings
 from envirollm_core.backends.openai_compat import _llamacpp_timings, _parse_chunk, _usage
-from envirollm_core.bench.metrics import StreamMetrics, measure_stream
+from envirollm_core.benchmark.metrics import StreamMetrics, measure_stream
 
 # The generating endpoints; every other path is passed through without being recorded.
 OPENAI_PATHS = ("/v1/chat/completions", "/v1/completions")

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from envirollm_core.quality.sandbox import SandboxLimits, run_python_function
-from envirollm_core.results import RunResult
+from envirollm_core.records import RunResult
 
 VERIFIED_METHOD = "verified"
 CHECKS_VERSION = "envirollm-checks-1"
@@ -87,8 +87,8 @@ def check_for(run: RunResult) -> dict[str, Any] | None:
     """The executable check of the task a run answered (a preset's or a suite task's), if it has one."""
     if not run.preset:
         return None
-    from envirollm_core.bench.presets import load_presets
-    from envirollm_core.bench.suites import suite_task
+    from envirollm_core.benchmark.presets import load_presets
+    from envirollm_core.benchmark.suites import suite_task
 
     preset = load_presets().get(run.preset)
     check = preset.check if preset is not None else None

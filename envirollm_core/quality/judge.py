@@ -46,7 +46,7 @@ from envirollm_core.quality.rubric import (
     single_messages,
     steering_phrases,
 )
-from envirollm_core.results import ComponentEnergy, RunResult
+from envirollm_core.records import ComponentEnergy, RunResult
 
 HEURISTIC_METHOD = "heuristic"
 EMPTY_ANSWER_METHOD = "rule:empty-answer"

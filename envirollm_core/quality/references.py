@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from envirollm_core.paths import DATA_DIR
-from envirollm_core.results import RunResult
+from envirollm_core.records import RunResult
 
 PRESETS_PATH = DATA_DIR / "presets.json"
 

@@ -26,7 +26,7 @@ from typing import Any, Literal
 import polars as pl
 
 from envirollm_core.errors import UsageError
-from envirollm_core.results import ComponentEnergy, RunResult, TracePoint
+from envirollm_core.records import ComponentEnergy, RunResult, TracePoint
 
 FieldKind = Literal["str", "float", "int", "datetime", "json_object", "components", "trace"]
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from envirollm_core.errors import UsageError
-from envirollm_core.results import RunResult
+from envirollm_core.records import RunResult
 from envirollm_core.store.connection import clear_damage_mark, connect, damage_note
 from envirollm_core.store.errors import DatabaseFileError
 from envirollm_core.store.store import Store, check_database

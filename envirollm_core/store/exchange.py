@@ -40,7 +40,7 @@ import pyarrow.parquet as pq
 
 from envirollm_core.errors import UsageError
 from envirollm_core.machines import SOURCE_FILE_KEY
-from envirollm_core.results import ComponentEnergy, RunResult, TracePoint, prompt_hash
+from envirollm_core.records import ComponentEnergy, RunResult, TracePoint, prompt_hash
 from envirollm_core.store.codec import (
     COMPONENT_SOURCES,
     INT64_MAX,

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from envirollm_core.errors import UsageError
-from envirollm_core.results import RunResult
+from envirollm_core.records import RunResult
 
 
 def recovery_path(db_path: Path, batch_id: str, folder: Path | None = None) -> Path:

@@ -22,7 +22,7 @@ import polars as pl
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.machines import UNKNOWN_MACHINE, machine_key
 from envirollm_core.paths import default_db_path
-from envirollm_core.results import RunResult, TracePoint
+from envirollm_core.records import RunResult, TracePoint
 from envirollm_core.settings import ensure_writable, read_only_mode
 from envirollm_core.store import schema
 from envirollm_core.store.codec import (
@@ -298,7 +298,7 @@ class Store:
 
     def add_sweep_level(self, sweep: Any, level: Any) -> None:
         """Store one finished level of a load sweep (`bench.sweep.SweepResult`, `LevelResult`)."""
-        from envirollm_core.bench.sweep import level_rows
+        from envirollm_core.benchmark.sweep import level_rows
 
         (row,) = [r for r in level_rows(sweep) if r["concurrency"] == level.concurrency]
         row["created_at"] = to_utc_naive(row["created_at"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from envirollm_core.results import RunResult
+from envirollm_core.records import RunResult
 
 NON_NEGATIVE_FIELDS: tuple[str, ...] = (
     "ttft_s", "e2e_s", "decode_tps", "server_decode_tps", "server_prompt_tps", "itl_p50_s", "itl_p95_s",

@@ -40,7 +40,7 @@ import httpx
 
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.figures import format_figure
-from envirollm_core.results import ComponentEnergy, EnergySource
+from envirollm_core.records import ComponentEnergy, EnergySource
 from envirollm_core.telemetry.sampler import ComponentInfo, IdleBaseline, Measurement, component_kind
 
 SCHEMES = {"prometheus": "http", "prometheus+http": "http", "prometheus+https": "https"}

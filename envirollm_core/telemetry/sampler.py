@@ -32,7 +32,7 @@ from typing import Self
 import psutil
 
 from envirollm_core.errors import EnviroLLMError, UsageError
-from envirollm_core.results import ComponentEnergy, EnergySource, TracePoint
+from envirollm_core.records import ComponentEnergy, EnergySource, TracePoint
 from envirollm_core.telemetry.estimate import (
     CpuPowerModel,
     cpu_power_model,

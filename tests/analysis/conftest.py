@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import polars as pl
 import pytest
 
-from envirollm_core.results import RunResult, prompt_hash
+from envirollm_core.records import RunResult, prompt_hash
 from envirollm_core.store import runs_to_frame
 
 _ids = itertools.count()

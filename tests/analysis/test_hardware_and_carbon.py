@@ -24,8 +24,8 @@ from envirollm_core.analysis.hardware import (
 )
 from envirollm_core.cli import build_parser
 from envirollm_core.errors import UsageError
-from tests.telemetry import fake_pynvml
-from tests.telemetry.fake_pynvml import FakeGpu
+from tests.fakes import fake_pynvml
+from tests.fakes.fake_pynvml import FakeGpu
 
 # NVML's memory figures are MiB; every size in the fit is 1e9-byte GB
 SMALL_GPU_MIB, BIG_GPU_MIB = 8192.0, 24576.0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.app.served import streamlit_app
+from tests.fakes.served_app import streamlit_app
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -56,7 +56,7 @@ from tests.fakes.fixtures import closed_port, http_clients, serve  # noqa: F401 
 def populated_store(isolated_home):
     """The default database (in this test's ENVIROLLM_HOME) filled with realistic runs through the core Store."""
     from envirollm_core.store import Store
-    from tests.app.runs_factory import realistic_runs
+    from tests.fakes.runs import realistic_runs
 
     store = Store()
     store.add_runs(realistic_runs())

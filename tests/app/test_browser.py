@@ -18,7 +18,7 @@ import pytest
 
 from envirollm_core.store import Store
 from envirollm_core.views import export_bytes
-from tests.app.runs_factory import original_envirollm_csv, realistic_runs
+from tests.fakes.runs import original_envirollm_csv, realistic_runs
 
 pytestmark = pytest.mark.browser
 

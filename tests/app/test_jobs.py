@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from envirollm_core.bench.jobs import BackendChoice, JobRegistry, list_models
-from envirollm_core.bench.presets import Prompt
-from envirollm_core.bench.runner import BenchmarkConfig
+from envirollm_core.benchmark.jobs import BackendChoice, JobRegistry, list_models
+from envirollm_core.benchmark.presets import Prompt
+from envirollm_core.benchmark.runner import BenchmarkConfig
 from envirollm_core.errors import UsageError
 from envirollm_core.settings import ReadOnlyError
 from envirollm_core.store import Store

@@ -16,9 +16,9 @@ from envirollm_core.settings import ReadOnlyError, Settings, save_settings
 from envirollm_core.store import ORIGINAL_COLUMNS, Store
 from envirollm_core.telemetry.sampler import get_sampler
 from envirollm_core.views import export_bytes
-from tests.app.runs_factory import UNSAFE_RESPONSE, realistic_runs
-from tests.telemetry import fake_pynvml
-from tests.telemetry.fake_pynvml import FakeGpu
+from tests.fakes.runs import UNSAFE_RESPONSE, realistic_runs
+from tests.fakes import fake_pynvml
+from tests.fakes.fake_pynvml import FakeGpu
 
 REPO = Path(__file__).resolve().parents[2]
 PAGES = ("monitor.py", "benchmark.py", "results.py", "recommendations.py", "import_runs.py", "settings.py", "system.py")

@@ -26,7 +26,7 @@ from envirollm_core.views import (
     runs_table,
     trace_long,
 )
-from tests.app.runs_factory import realistic_runs
+from tests.fakes.runs import realistic_runs
 
 COMPONENTS = [ComponentInfo("cpu", "cpu", "estimate", "TDP model"), ComponentInfo("gpu:0", "gpu", "counter", "NVML")]
 

@@ -6,7 +6,7 @@ import pytest
 
 from envirollm_core.backends.base import ChatRequest, UnknownModelError
 from envirollm_core.backends.ollama import OllamaBackend, ollama_url
-from envirollm_core.bench.metrics import measure_stream
+from envirollm_core.benchmark.metrics import measure_stream
 from tests.fakes.scripted_server import (
     TokenScript,
     json_reply,

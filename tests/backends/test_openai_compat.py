@@ -8,7 +8,7 @@ import pytest
 
 from envirollm_core.backends.base import BackendError, ChatRequest, UnknownModelError
 from envirollm_core.backends.openai_compat import OpenAIBackend, stream_text
-from envirollm_core.bench.metrics import measure_stream
+from envirollm_core.benchmark.metrics import measure_stream
 from tests.fakes.scripted_server import (
     Reply,
     TokenScript,

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from envirollm_core.quality import JudgeConfig, judge_runs
-from tests.app.runs_factory import realistic_runs
+from tests.fakes.runs import realistic_runs
 from tests.fakes.scripted_server import Reply, Request, openai_error, openai_models
 
 KEY = "sk-ECHOED-0123456789abcdef"

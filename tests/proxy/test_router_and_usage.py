@@ -11,7 +11,7 @@ import pytest
 from envirollm_core.cli import main
 from envirollm_core.proxy.energy import EnergyMeter, _Request
 from envirollm_core.proxy.usage import parse_since
-from envirollm_core.results import ComponentEnergy
+from envirollm_core.records import ComponentEnergy
 from envirollm_core.errors import UsageError
 from tests.fakes.scripted_server import TokenScript, openai_routes, openai_stream
 from tests.proxy.test_proxy import wait_recorded

@@ -14,7 +14,7 @@ import pytest
 from envirollm_core.quality import JudgeConfig, judge_runs
 from envirollm_core.quality.canaries import CANARIES, QUESTION
 from envirollm_core.telemetry.sampler import get_sampler
-from tests.quality.test_judge import make_run
+from tests.fakes.judge import make_run
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ import sys
 
 import pytest
 
-from envirollm_core.bench.presets import get_preset, select_prompts
-from envirollm_core.bench.suites import load_suite, suite_prompts, suite_task
+from envirollm_core.benchmark.presets import get_preset, select_prompts
+from envirollm_core.benchmark.suites import load_suite, suite_prompts, suite_task
 from envirollm_core.errors import UsageError
 from envirollm_core.quality import JudgeConfig, judge_runs
 from envirollm_core.quality.checks import extract_code, final_number, is_checkable, run_check
 from envirollm_core.analysis.pass_rates import pass_rates, wilson_interval
-from tests.quality.test_judge import make_run
+from tests.fakes.judge import make_run
 
 CLI = [sys.executable, "-m", "envirollm_core"]
 

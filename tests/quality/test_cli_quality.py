@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from envirollm_core.cli import main
-from tests.quality.conftest import user_text
+from tests.fakes.judge import user_text
 
 
 def _answer(request) -> str:
@@ -107,7 +107,7 @@ def test_a_judge_that_failed_its_check_is_passed_over_until_it_passes(scripted_j
     assert main(["judge-check", *flags]) == 0  # a failed judge can be checked again
     capsys.readouterr()
     from envirollm_core.quality import JudgeConfig, judge_runs
-    from tests.quality.test_judge import make_run
+    from tests.fakes.judge import make_run
 
     run = make_run("The capital of Australia is Canberra.", prompt="What is the capital of Australia?")
     judge_runs([run], JudgeConfig(url=judge.base_url, model=judge.model))

@@ -135,7 +135,7 @@ def test_any_text_scores_between_0_and_100_and_the_same_every_time(answer, promp
 # -- degenerate answers: echoes, loops, non-language score 20 or less, with the reason ---------------
 
 def _explanation():
-    from envirollm_core.bench.presets import get_preset
+    from envirollm_core.benchmark.presets import get_preset
 
     return get_preset("explanation")
 

@@ -10,21 +10,8 @@ import pytest
 from envirollm_core.errors import UsageError
 from envirollm_core.quality import JudgeConfig, JudgeEndpoint, judge_answer, judge_runs
 from envirollm_core.quality.rubric import RUBRIC_VERSION
-from envirollm_core.results import RunResult, prompt_hash
-from tests.quality.conftest import json_verdict, system_text, user_text
-
-PROMPT = "What is the capital of Australia?"
-ANSWER = "The capital of Australia is Canberra."
-
-
-def make_run(response: str = ANSWER, *, prompt: str = PROMPT, status: str = "ok", model: str = "m1", preset=None):
-    return RunResult(
-        id=f"run-{time.perf_counter_ns()}", batch_id="b", created_at=datetime.now(timezone.utc), model=model,
-        backend="openai", base_url="http://127.0.0.1:1/v1", prompt=prompt, prompt_hash=prompt_hash(prompt),
-        status=status, preset=preset, response=response, e2e_s=1.25, energy_wh=0.5,
-        error=None if status == "ok" else "connection refused",
-    )
-
+from envirollm_core.records import RunResult, prompt_hash
+from tests.fakes.judge import ANSWER, PROMPT, json_verdict, make_run, system_text, user_text
 
 def config_for(judge, **kw) -> JudgeConfig:
     return JudgeConfig(url=judge.base_url, model=judge.model, **kw)

@@ -8,8 +8,8 @@ from envirollm_core.quality import JudgeConfig, judge_runs, pairwise
 from envirollm_core.backends.ollama import OllamaBackend
 from envirollm_core.quality.defaults import default_ollama_judge, pick_judge_model
 from envirollm_core.quality.rubric import fold_system, single_messages
-from tests.quality.conftest import ScriptedJudge, user_text
-from tests.quality.test_judge import make_run
+from tests.fakes.judge import ScriptedJudge, user_text
+from tests.fakes.judge import make_run
 
 PROMPT = "What is the capital of Australia?"
 RIGHT, WRONG = "The capital of Australia is Canberra.", "The capital of Australia is Sydney."

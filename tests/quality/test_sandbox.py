@@ -15,7 +15,7 @@ from envirollm_core.paths import default_db_path
 from envirollm_core.quality.checks import run_check
 from envirollm_core.quality.sandbox import CHILD_SCRIPT, SandboxLimits, run_python_function
 from envirollm_core.store import Store
-from tests.quality.test_judge import make_run
+from tests.fakes.judge import make_run
 
 LIMITS = SandboxLimits(wall_s=8.0, cpu_s=3, memory_mb=256)
 SLACK_S = 15.0  # killing and reaping under a loaded CI machine; what matters is that it ends

@@ -24,7 +24,7 @@ import pytest
 
 from envirollm_core.errors import EnviroLLMError
 from tests.app.conftest import browser, page  # noqa: F401  (pytest fixtures: headless Chromium)
-from tests.app.served import streamlit_app
+from tests.fakes.served_app import streamlit_app
 from tests.fakes.fixtures import closed_port, serve  # noqa: F401  (pytest fixtures)
 from tests.fakes.scripted_server import Route, ScriptedServer
 

@@ -97,8 +97,8 @@ def test_a_killed_demo_leaves_no_engine_and_keeps_its_finished_runs(isolated_hom
 def test_scores_of_the_judge_reach_the_runs_stored_one_by_one(serve, isolated_home):
     """Runs are stored as they finish and graded after the last: the grades must reach the stored runs."""
     from envirollm_core.backends.openai_compat import OpenAIBackend
-    from envirollm_core.bench.presets import get_preset
-    from envirollm_core.bench.runner import BenchmarkConfig, run_benchmark
+    from envirollm_core.benchmark.presets import get_preset
+    from envirollm_core.benchmark.runner import BenchmarkConfig, run_benchmark
     from envirollm_core.quality import JudgeConfig
 
     script = TokenScript(tokens=[f"t{i} " for i in range(10)], ttft_s=0.02, tokens_per_s=500.0)

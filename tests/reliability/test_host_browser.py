@@ -11,7 +11,7 @@ import pytest
 from envirollm_core.host_check import ALLOWED_HOSTS_ENV, host_refusal
 from envirollm_core.store import Store
 from tests.app.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.app.served import streamlit_app
+from tests.fakes.served_app import streamlit_app
 from tests.store.conftest import full_run
 
 pytestmark = pytest.mark.browser

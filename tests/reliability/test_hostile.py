@@ -88,7 +88,7 @@ def test_a_huge_answer_is_cut_when_stored_so_every_export_restores_whole(tmp_pat
 
 
 def _database(path: Path, runs: int = 12, samples: int = 2000) -> Path:
-    from envirollm_core.results import TracePoint
+    from envirollm_core.records import TracePoint
 
     trace = [TracePoint(t_s=0.1 * k, cpu_percent=float(k % 100)) for k in range(samples)]
     Store(path).add_runs([full_run(trace=trace) for _ in range(runs)])
@@ -257,7 +257,7 @@ def test_files_that_decode_to_gigabytes_are_refused_before_decoding(tmp_path):
 
     from envirollm_core.store.exchange import UPLOAD_LIMITS, parse_runs
     from envirollm_core.store.errors import BadFileError
-    from tests.reliability.hostile_files import big_csv, deep_json, dictionary_parquet, wide_value_parquet
+    from tests.fakes.hostile_files import big_csv, deep_json, dictionary_parquet, wide_value_parquet
 
     rows = dictionary_parquet(tmp_path / "rows.parquet")
     assert rows.stat().st_size < 2 * 2**20

@@ -19,9 +19,9 @@ from streamlit.testing.v1 import AppTest
 
 from envirollm_core.backends.embedded import shared_engine, start_shared_engine
 from envirollm_core.backends.openai_compat import OpenAIBackend
-from envirollm_core.bench.jobs import BackendChoice, BenchmarkJob, JobRegistry
-from envirollm_core.bench.presets import Prompt
-from envirollm_core.bench.runner import BenchmarkConfig, run_benchmark
+from envirollm_core.benchmark.jobs import BackendChoice, BenchmarkJob, JobRegistry
+from envirollm_core.benchmark.presets import Prompt
+from envirollm_core.benchmark.runner import BenchmarkConfig, run_benchmark
 from envirollm_core.settings import (
     ReadOnlyError,
     Settings,

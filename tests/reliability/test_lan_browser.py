@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from envirollm_core.results import prompt_hash
+from envirollm_core.records import prompt_hash
 from envirollm_core.store import Store
 from envirollm_core.views import export_bytes
 from tests.fakes.scripted_server import (

@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 
 from envirollm_core.backends.ollama import OllamaBackend
 from envirollm_core.backends.openai_compat import OpenAIBackend
-from envirollm_core.bench.presets import Prompt
-from envirollm_core.bench.runner import BenchmarkConfig, run_benchmark
+from envirollm_core.benchmark.presets import Prompt
+from envirollm_core.benchmark.runner import BenchmarkConfig, run_benchmark
 from envirollm_core.store import Store
 from envirollm_core.telemetry.sampler import get_sampler
-from tests.bench.test_runner import scripted_sequence
+from tests.benchmark.test_runner import scripted_sequence
 from tests.fakes.scripted_server import (
     Reply,
     ScriptedServer,

@@ -20,7 +20,7 @@ from pathlib import Path
 from streamlit.testing.v1 import AppTest
 
 from envirollm_core.store import Store, read_runs_file
-from tests.app.runs_factory import realistic_runs
+from tests.fakes.runs import realistic_runs
 from tests.fakes.scripted_server import TokenScript, openai_routes, openai_stream
 from tests.reliability.conftest import CLI
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from envirollm_core.results import ComponentEnergy, RunResult, TracePoint, prompt_hash
+from envirollm_core.records import ComponentEnergy, RunResult, TracePoint, prompt_hash
 from envirollm_core.store import Store
 
 _counter = itertools.count()

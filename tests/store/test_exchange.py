@@ -15,7 +15,7 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from envirollm_core.results import ComponentEnergy, RunResult, TracePoint, prompt_hash
+from envirollm_core.records import ComponentEnergy, RunResult, TracePoint, prompt_hash
 from envirollm_core.store import EXPORT_COLUMNS, ORIGINAL_COLUMNS, BadFileError, Store, read_runs_file
 from envirollm_core.store.exchange import LATER_COLUMNS, MAX_FIELD_CHARS, OUR_COLUMNS, SHARED_FIELDS
 

@@ -7,7 +7,7 @@ import polars as pl
 import pytest
 
 from envirollm_core.errors import UsageError
-from envirollm_core.results import RunResult
+from envirollm_core.records import RunResult
 from envirollm_core.store import ReadOnlyError, Store, UnknownRunError, runs_to_frame
 from envirollm_core.store.codec import RUN_TABLE_SCHEMA
 from envirollm_core.store.schema import SCHEMA_VERSION

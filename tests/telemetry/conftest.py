@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from envirollm_core.telemetry.sampler import Sampler
-from tests.telemetry import fake_pynvml
-from tests.telemetry.fake_sysfs import FakeRaplTree
+from tests.fakes import fake_pynvml
+from tests.fakes.fake_sysfs import FakeRaplTree
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from envirollm_core.cli import main
-from tests.telemetry.process_helpers import kill_tree
+from tests.fakes.processes import kill_tree
 
 CLI = [sys.executable, "-m", "envirollm_core"]
 
@@ -166,8 +166,8 @@ def test_track_auto_follows_the_embedded_engine(sysfs_root, embedded_engine):
 
 def test_a_reading_that_is_not_there_is_a_dash_in_every_command(sysfs_root, monkeypatch, capsys):
     from envirollm_core.figures import format_figure
-    from tests.telemetry import fake_pynvml
-    from tests.telemetry.fake_pynvml import FakeGpu
+    from tests.fakes import fake_pynvml
+    from tests.fakes.fake_pynvml import FakeGpu
 
     assert (format_figure(None, "W"), format_figure(2.346, "W"), format_figure(3, "count")) == ("-", "2.35", "3")
     fake_pynvml.install(monkeypatch, [FakeGpu(name="NVIDIA T4", memory_info=False)])

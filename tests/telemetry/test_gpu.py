@@ -6,8 +6,8 @@ import pytest
 from envirollm_core.telemetry.nvml import NvmlSession
 from envirollm_core.telemetry.processes import process_tree_stats
 from envirollm_core.telemetry.system_info import nvidia_gpus
-from tests.telemetry import fake_pynvml
-from tests.telemetry.fake_pynvml import BurstProfile, FakeGpu
+from tests.fakes import fake_pynvml
+from tests.fakes.fake_pynvml import BurstProfile, FakeGpu
 
 # bursts of 0.35 s at 400 W and pauses of 0.25 s at 80 W, like a bursty inference load
 BURSTS = [(0.35, 400.0), (0.25, 80.0)]

@@ -12,7 +12,7 @@ from envirollm_core.telemetry.processes import (
     detect_llm_servers,
     process_tree_stats,
 )
-from tests.telemetry.process_helpers import kill_tree, tree_cpu_s
+from tests.fakes.processes import kill_tree, tree_cpu_s
 
 SERVERS = [
     (["/usr/local/bin/ollama", "serve"], "ollama", None, "ollama"),

@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-from envirollm_core.bench.presets import Prompt
-from envirollm_core.bench.runner import BenchmarkConfig, run_benchmark
+from envirollm_core.benchmark.presets import Prompt
+from envirollm_core.benchmark.runner import BenchmarkConfig, run_benchmark
 from envirollm_core.errors import UsageError
 from envirollm_core.settings import Settings, save_settings
 from envirollm_core.store import Store

@@ -10,7 +10,7 @@ import pytest
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.telemetry import sampler as sampler_module
 from envirollm_core.telemetry.sampler import IdleBaseline, Measurement, get_sampler
-from tests.telemetry.process_helpers import kill_tree, tree_cpu_s
+from tests.fakes.processes import kill_tree, tree_cpu_s
 
 
 def _window(sampler, seconds: float, name: str = "w", pids=()) -> Measurement:

@@ -14,7 +14,7 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from envirollm_core.results import ComponentEnergy, RunResult, TracePoint, prompt_hash
+from envirollm_core.records import ComponentEnergy, RunResult, TracePoint, prompt_hash
 from envirollm_core.store import Store
 
 out = Path(sys.argv[1])

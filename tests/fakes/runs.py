@@ -14,8 +14,8 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from envirollm_core.bench.presets import get_preset
-from envirollm_core.results import ComponentEnergy, RunResult, TracePoint, prompt_hash
+from envirollm_core.benchmark.presets import get_preset
+from envirollm_core.records import ComponentEnergy, RunResult, TracePoint, prompt_hash
 from envirollm_core.store.exchange import ORIGINAL_COLUMNS
 
 # model, backend, quantization, decode tokens/s, GPU watts, quality

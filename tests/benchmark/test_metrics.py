@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from envirollm_core.backends.base import BackendError, Delta, RequestSent, ServerTimings, StreamEnd, TokenUsage
-from envirollm_core.bench.metrics import decode_rate, measure_stream, percentile
+from envirollm_core.benchmark.metrics import decode_rate, measure_stream, percentile
 
 
 def stream(times, usage=None, server=None, fail=None):

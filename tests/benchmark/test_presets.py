@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from envirollm_core.bench.presets import get_preset, load_presets, read_prompt_file, select_prompts
+from envirollm_core.benchmark.presets import get_preset, load_presets, read_prompt_file, select_prompts
 from envirollm_core.errors import UsageError
 from envirollm_core.quality.references import preset_references
 

@@ -29,9 +29,9 @@ from urllib.parse import urlsplit
 from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
 from envirollm_core.backends.quantization import resolve_quantization
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
-from envirollm_core.bench.runner import BenchmarkConfig, run_benchmark
+from envirollm_core.benchmark.runner import BenchmarkConfig, run_benchmark
 from envirollm_core.errors import EnviroLLMError, UsageError
-from envirollm_core.results import RunResult
+from envirollm_core.records import RunResult
 from envirollm_core.settings import ensure_writable
 
 BackendKind = Literal["ollama", "lmstudio", "openai", "embedded"]
@@ -338,7 +338,7 @@ class SweepJob(BenchmarkJob):
             self._batch_id = level.sweep_id
 
     def _run(self, backend: Backend) -> bool:
-        from envirollm_core.bench.sweep import run_sweep
+        from envirollm_core.benchmark.sweep import run_sweep
 
         with self._lock:
             self._state = "running"

@@ -15,8 +15,8 @@ import polars as pl
 import pytest
 
 from envirollm_core.backends.openai_compat import OpenAIBackend
-from envirollm_core.bench.presets import Prompt
-from envirollm_core.bench.sweep import SweepConfig, SweepProgress, find_knee, levels_of, run_sweep
+from envirollm_core.benchmark.presets import Prompt
+from envirollm_core.benchmark.sweep import SweepConfig, SweepProgress, find_knee, levels_of, run_sweep
 from envirollm_core.store import Store
 from envirollm_core.telemetry.sampler import get_sampler
 from tests.fakes import scripted_server

@@ -96,7 +96,7 @@ def select_prompts(
     suite: str | None = None,
 ) -> list[Prompt]:
     """The prompts a command asked for: text, presets (or `all`), a file, a suite; the `explanation` preset when none."""
-    from envirollm_core.bench.suites import suite_prompts  # suites build on this module
+    from envirollm_core.benchmark.suites import suite_prompts  # suites build on this module
 
     selected: list[Prompt] = []
     if prompt is not None:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from envirollm_core.bench.presets import Prompt
+from envirollm_core.benchmark.presets import Prompt
 from envirollm_core.errors import UsageError
 from envirollm_core.paths import DATA_DIR
 

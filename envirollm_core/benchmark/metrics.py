@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from envirollm_core.backends.base import BackendError, Delta, RequestSent, StreamEnd, StreamPiece
-from envirollm_core.results import TokenCountSource
+from envirollm_core.records import TokenCountSource
 
 
 @dataclass(frozen=True)

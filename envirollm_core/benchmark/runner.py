@@ -25,11 +25,11 @@ from typing import Any, Protocol
 from envirollm_core import __version__
 from envirollm_core.backends.base import Backend, BackendError, ChatRequest, ModelInfo, UnknownModelError, model_listed
 from envirollm_core.backends.quantization import resolve_quantization
-from envirollm_core.bench.metrics import StreamMetrics, measure_stream
-from envirollm_core.bench.phases import split_at_first_token
-from envirollm_core.bench.presets import MAX_PROMPT_CHARS, Prompt
+from envirollm_core.benchmark.metrics import StreamMetrics, measure_stream
+from envirollm_core.benchmark.phases import split_at_first_token
+from envirollm_core.benchmark.presets import MAX_PROMPT_CHARS, Prompt
 from envirollm_core.errors import EnviroLLMError, UsageError
-from envirollm_core.results import RunResult, prompt_hash
+from envirollm_core.records import RunResult, prompt_hash
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ import polars as pl
 import pytest
 
 from envirollm_core.backends.openai_compat import OpenAIBackend
-from envirollm_core.bench.phases import split_at_first_token
-from envirollm_core.bench.presets import Prompt
-from envirollm_core.bench.runner import BenchmarkConfig, run_benchmark
-from envirollm_core.results import TracePoint
+from envirollm_core.benchmark.phases import split_at_first_token
+from envirollm_core.benchmark.presets import Prompt
+from envirollm_core.benchmark.runner import BenchmarkConfig, run_benchmark
+from envirollm_core.records import TracePoint
 from envirollm_core.store import Store
 from tests.fakes.scripted_server import TokenScript, openai_routes, openai_stream
 

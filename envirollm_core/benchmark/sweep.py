@@ -48,10 +48,10 @@ from envirollm_core.backends.base import (
     one_line,
     redact,
 )
-from envirollm_core.bench.metrics import StreamMetrics, measure_stream, percentile
-from envirollm_core.bench.presets import Prompt
-from envirollm_core.bench.stream_client import stream_request
-from envirollm_core.bench.runner import (
+from envirollm_core.benchmark.metrics import StreamMetrics, measure_stream, percentile
+from envirollm_core.benchmark.presets import Prompt
+from envirollm_core.benchmark.stream_client import stream_request
+from envirollm_core.benchmark.runner import (
     BenchmarkConfig,
     Sampler,
     _begin_window,
@@ -62,7 +62,7 @@ from envirollm_core.bench.runner import (
     _new_run,
 )
 from envirollm_core.errors import EnviroLLMError, UsageError
-from envirollm_core.results import ComponentEnergy, RunResult
+from envirollm_core.records import ComponentEnergy, RunResult
 
 MAX_CONCURRENCY = 256
 KNEE_GAIN = 0.10  # past the knee, doubling the load adds less than this to throughput while latency grows

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from envirollm_core.results import TracePoint
+from envirollm_core.records import TracePoint
 
 
 @dataclass(frozen=True)

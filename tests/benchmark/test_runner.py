@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from envirollm_core.backends.openai_compat import OpenAIBackend
-from envirollm_core.bench.presets import Prompt, get_preset
-from envirollm_core.bench.runner import BenchmarkConfig, run_benchmark
+from envirollm_core.benchmark.presets import Prompt, get_preset
+from envirollm_core.benchmark.runner import BenchmarkConfig, run_benchmark
 from envirollm_core.errors import UsageError
 from envirollm_core.quality import JudgeConfig
 from envirollm_core.store import Store

@@ -1,0 +1,1 @@
+"""The benchmark engine: presets, phases, the runner, jobs, the load sweep and its client."""
