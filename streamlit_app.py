@@ -7,11 +7,11 @@ run that page alone, without this file's navigation and page config."""
 import streamlit as st
 
 from envirollm_core.host_check import host_refusal
-from envirollm_core.paths import DATA_DIR
+from envirollm_core.paths import data_file
 from envirollm_core.settings import lan_exposure_warning
 
 # An icon file shipped with the app: a `:material/...:` page icon makes the browser fetch a font from the internet.
-st.set_page_config(page_title="EnviroLLM", page_icon=str(DATA_DIR / "page_icon.png"), layout="wide")
+st.set_page_config(page_title="EnviroLLM", page_icon=str(data_file("page_icon.png")), layout="wide")
 
 refusal = host_refusal(st.context.headers.get("Host"), st.get_option("server.address"))
 if refusal:  # a name the app was not started for: DNS rebinding, never a page

@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 
 from envirollm_core.errors import UsageError
-from envirollm_core.paths import DATA_DIR
+from envirollm_core.paths import data_file
 
 WORLD = "WLD"
 DAYS_PER_MONTH = 30.0
@@ -46,7 +46,7 @@ class Footprint:
 
 
 @cache
-def load_grid_intensities(path: Path = DATA_DIR / "carbon_intensity.csv") -> dict[str, GridIntensity]:
+def load_grid_intensities(path: Path = data_file("carbon_intensity.csv")) -> dict[str, GridIntensity]:
     with open(path, encoding="utf-8", newline="") as handle:
         return {
             row["iso_code"]: GridIntensity(

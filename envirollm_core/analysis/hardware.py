@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Literal
 
 from envirollm_core.errors import UsageError
-from envirollm_core.paths import DATA_DIR
+from envirollm_core.paths import data_file
 
 GB = 1e9
 MIB = 2**20  # NVML's "MB" figures are mebibytes
@@ -67,7 +67,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 @cache
-def load_catalog(path: Path = DATA_DIR / "model_catalog.csv") -> tuple[CatalogModel, ...]:
+def load_catalog(path: Path = data_file("model_catalog.csv")) -> tuple[CatalogModel, ...]:
     return tuple(
         CatalogModel(
             name=row["name"], ollama_tag=row["ollama_tag"], params_b=float(row["params_b"]),
@@ -79,7 +79,7 @@ def load_catalog(path: Path = DATA_DIR / "model_catalog.csv") -> tuple[CatalogMo
 
 
 @cache
-def load_quantization_bits(path: Path = DATA_DIR / "quantization_bits.csv") -> dict[str, float]:
+def load_quantization_bits(path: Path = data_file("quantization_bits.csv")) -> dict[str, float]:
     return {row["quantization"].upper(): float(row["bits_per_weight"]) for row in _rows(path)}
 
 

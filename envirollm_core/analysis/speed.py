@@ -30,7 +30,7 @@ from envirollm_core.analysis.hardware import GB, CatalogModel, FitEstimate, load
 from envirollm_core.errors import UsageError
 from envirollm_core.figures import format_figure
 from envirollm_core.machines import this_machine_key
-from envirollm_core.paths import DATA_DIR, envirollm_home
+from envirollm_core.paths import data_file, envirollm_home
 
 DEFAULT_MIN_TPS = 5.0  # below this a chat reply crawls: a 300-token answer takes a minute
 GPU_USABLE_FRACTION = 0.75
@@ -94,7 +94,7 @@ def memory_bandwidth(*, refresh: bool = False, home: Path | None = None) -> Band
 
 
 @cache
-def _gpu_table(path: Path = DATA_DIR / "gpu_bandwidth.csv") -> tuple[tuple[str, float], ...]:
+def _gpu_table(path: Path = data_file("gpu_bandwidth.csv")) -> tuple[tuple[str, float], ...]:
     with open(path, encoding="utf-8", newline="") as handle:
         rows = [(row["name"].lower(), float(row["memory_bandwidth_gbps"])) for row in csv.DictReader(handle)]
     return tuple(sorted(rows, key=lambda row: -len(row[0])))

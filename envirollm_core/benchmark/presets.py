@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from envirollm_core.errors import UsageError
-from envirollm_core.paths import DATA_DIR
+from envirollm_core.paths import data_file
 from envirollm_core.store.exchange import MAX_FIELD_CHARS
 
-PRESETS_FILE = DATA_DIR / "presets.json"
+PRESETS_FILE = data_file("presets.json")
 PROMPT_SEPARATOR = "\n---\n"  # a prompt file may hold several prompts, separated by a line holding only ---
 # A run stores its prompt whole, and an export must import again: no prompt may be longer than an import takes.
 MAX_PROMPT_CHARS = MAX_FIELD_CHARS

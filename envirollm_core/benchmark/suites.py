@@ -14,9 +14,9 @@ from typing import Any
 
 from envirollm_core.benchmark.presets import Prompt
 from envirollm_core.errors import UsageError
-from envirollm_core.paths import DATA_DIR
+from envirollm_core.paths import data_file
 
-SUITES_DIR = DATA_DIR / "suites"
+SUITES_DIR = data_file("suites")
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from envirollm_core.paths import DATA_DIR
+from envirollm_core.paths import data_file
 from envirollm_core.records import RunResult
 
-PRESETS_PATH = DATA_DIR / "presets.json"
+PRESETS_PATH = data_file("presets.json")
 
 
 def _as_text(value: Any) -> str | None:

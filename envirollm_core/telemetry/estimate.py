@@ -11,9 +11,9 @@ import functools
 import re
 from dataclasses import dataclass
 
-from envirollm_core.paths import DATA_DIR
+from envirollm_core.paths import data_file
 
-CPU_TDP_TABLE = DATA_DIR / "cpu_tdp.csv"
+CPU_TDP_TABLE = data_file("cpu_tdp.csv")
 IDLE_FRACTION = 0.1  # an idle chip draws about a tenth of its TDP (CodeCarbon uses the same floor)
 DEFAULT_WATTS_PER_THREAD = 4.0  # CodeCarbon's default for a CPU it does not know
 RAM_WATTS_PER_GB = 0.375  # 3 W per 8 GB module
