@@ -1,4 +1,6 @@
-"""Export runs to CSV, Parquet or JSON; read them back, and read the original EnviroLLM's CSV.
+"""Runs to and from files: CSV, Parquet or JSON out; those, and the original EnviroLLM's CSV, back in.
+
+Records and bytes only: nothing here opens the database. `Store.export` and `Store.import_file` are the glue.
 
 An export has the original EnviroLLM's columns first (so tools built for it
 keep working), then one column per `RunResult` field the original columns do
@@ -31,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal
 
 import polars as pl
 import pyarrow as pa
@@ -54,9 +56,6 @@ from envirollm_core.store.codec import (
 from envirollm_core.store.errors import BadFileError
 from envirollm_core.store.schema import FIRST_EXPORT_VERSION, run_columns_added_after
 from envirollm_core.store.validation import NON_NEGATIVE_ORIGINAL_COLUMNS, negative_cells, negative_values
-
-if TYPE_CHECKING:
-    from envirollm_core.store.store import Store
 
 ExportFormat = Literal["csv", "parquet", "json"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "parquet", "json")
@@ -170,15 +169,12 @@ def export_row(run: RunResult, *, nested_as_text: bool) -> dict[str, Any]:
     return row
 
 
-def export_runs(
-    store: Store, path: Path, fmt: ExportFormat, *, prompt_hash: str | None = None, model: str | None = None
-) -> int:
-    """Write every matching run to `path` (`-` is stdout for csv and json); returns how many.
+def write_runs_file(chunks: Iterable[list[RunResult]], path: Path, fmt: ExportFormat) -> int:
+    """Write the runs, given in chunks, to `path` (`-` is stdout for csv and json); returns how many.
 
     The file appears whole or not at all: it is written beside its place and moved there at the end."""
     if fmt not in EXPORT_FORMATS:
         raise UsageError(f"unknown export format {fmt!r}; choose csv, parquet or json")
-    chunks = store.iter_runs(EXPORT_CHUNK_RUNS, prompt_hash=prompt_hash, model=model)
     if str(path) == "-":
         if fmt == "parquet":
             raise UsageError("Parquet is binary: give --output FILE")
@@ -262,14 +258,6 @@ _WRITERS: dict[str, Callable[[Iterable[list[RunResult]], BinaryIO], int]] = {
 
 
 # -- import ----------------------------------------------------------------------------------
-
-
-def import_runs(store: Store, path: Path) -> ImportReport:
-    """Validate the whole file, then add its runs in one transaction; runs already stored are skipped."""
-    store.require_writable("importing runs")
-    parsed = read_runs_file(path)
-    added, skipped = store.add_runs(parsed.runs, skip_existing=True)
-    return ImportReport(path=str(path), format=parsed.format, added=added, skipped_existing=skipped)
 
 
 @dataclass(frozen=True)

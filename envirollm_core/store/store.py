@@ -38,7 +38,7 @@ from envirollm_core.store.codec import (
 )
 from envirollm_core.store.connection import connect, damage_note, one, transaction
 from envirollm_core.store.errors import DamagedDatabaseError, ReadOnlyError, UnknownRunError
-from envirollm_core.store.exchange import ExportFormat, ImportReport, export_runs, import_runs
+from envirollm_core.store.exchange import EXPORT_CHUNK_RUNS, ExportFormat, ImportReport, read_runs_file, write_runs_file
 
 # What `runs_frame` returns by default: every scalar field but the long texts, plus a short prompt.
 PREVIEW_CHARS = 80
@@ -603,8 +603,12 @@ class Store:
         self, path: Path, fmt: ExportFormat = "csv", *, prompt_hash: str | None = None, model: str | None = None
     ) -> int:
         """Write the runs (the original EnviroLLM columns first, then ours) to `path`; returns how many."""
-        return export_runs(self, Path(path), fmt, prompt_hash=prompt_hash, model=model)
+        chunks = self.iter_runs(EXPORT_CHUNK_RUNS, prompt_hash=prompt_hash, model=model)
+        return write_runs_file(chunks, Path(path), fmt)
 
     def import_file(self, path: Path) -> ImportReport:
         """Validate a whole export file, then add its runs in one transaction; ids already stored are skipped."""
-        return import_runs(self, Path(path))
+        self.require_writable("importing runs")
+        parsed = read_runs_file(Path(path))
+        added, skipped = self.add_runs(parsed.runs, skip_existing=True)
+        return ImportReport(path=str(path), format=parsed.format, added=added, skipped_existing=skipped)
