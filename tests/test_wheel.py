@@ -72,7 +72,8 @@ def installed(tmp_path_factory) -> Installed:
 
 
 def _data_files() -> list[str]:
-    return sorted(str(p.relative_to(REPO / "data")) for p in (REPO / "data").rglob("*") if p.is_file())
+    return sorted(str(p.relative_to(REPO / "data")) for p in (REPO / "data").rglob("*")
+                  if p.is_file() and "__pycache__" not in p.parts)
 
 
 def test_the_wheel_holds_every_module_and_every_data_file(installed):

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from envirollm_core.analysis.recommend import pareto_frontier, recommend
 from envirollm_core.errors import UsageError
 
-from .conftest import frame, run
+from tests.fakes.frames import frame, run
 
 
 def configs(prompt="Explain X.", preset=None):

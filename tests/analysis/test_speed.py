@@ -21,7 +21,7 @@ from envirollm_core.figures import format_figure
 from envirollm_core.machines import this_machine_key
 from envirollm_core.store import Store
 
-from .conftest import frame, run
+from tests.fakes.frames import frame, run
 
 
 def test_decode_speed_is_bandwidth_over_bytes_read_per_token():

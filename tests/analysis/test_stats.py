@@ -7,7 +7,7 @@ import pytest
 from envirollm_core.analysis.stats import group_stats, t_critical
 from envirollm_core.errors import UsageError
 
-from .conftest import frame, run
+from tests.fakes.frames import frame, run
 
 # Student's t, two-sided 95 %, from printed tables.
 T_TABLE = {2: 12.706, 3: 4.303, 5: 2.776, 11: 2.228, 31: 2.042}

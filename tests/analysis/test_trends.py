@@ -7,7 +7,7 @@ from scipy import stats as scipy_stats
 from envirollm_core.analysis.trends import batch_trends, compare_batches, holm_adjust, regressions, welch_p_value
 from envirollm_core.errors import UsageError
 
-from .conftest import frame, run
+from tests.fakes.frames import frame, run
 
 
 def batch(name, minutes, *, energy, speed=100.0, n=8, seed=0, model="m", prompt="Explain X.", noise=0.03):

@@ -13,7 +13,6 @@ from envirollm_core.errors import UsageError
 from envirollm_core.settings import ReadOnlyError
 from envirollm_core.store import Store
 from tests.fakes.scripted_server import (
-    TokenScript,
     ollama_chat_stream,
     ollama_model_entry,
     ollama_show,
@@ -21,10 +20,9 @@ from tests.fakes.scripted_server import (
     openai_routes,
     openai_stream,
 )
+from tests.fakes.token_scripts import FAST, SLOW
 
 MODELS = ("small-q4_k_m", "large-q8_0")
-FAST = TokenScript(tokens=[f"w{i} " for i in range(12)], ttft_s=0.02, tokens_per_s=400.0)
-SLOW = TokenScript(tokens=[f"w{i} " for i in range(10)], ttft_s=0.05, tokens_per_s=25.0)  # ~0.4 s a run
 
 
 def config(models=MODELS, repeat=2, prompt="Explain entropy in one line.") -> BenchmarkConfig:

@@ -148,7 +148,7 @@ def start_button(app: AppTest):
 
 
 def test_benchmark_lists_ollama_models_runs_a_batch_and_stores_it(serve, populated_store, monkeypatch):
-    from tests.app.test_jobs import FAST
+    from tests.fakes.token_scripts import FAST
     from tests.fakes.scripted_server import (
         ollama_chat_stream,
         ollama_model_entry,
@@ -253,7 +253,7 @@ def test_the_embedded_choice_labels_gemma_a_base_model(isolated_home):
 
 
 def test_the_verified_suite_from_the_page_is_graded_by_its_checks(serve, isolated_home):
-    from tests.app.test_jobs import FAST
+    from tests.fakes.token_scripts import FAST
     from tests.fakes.scripted_server import openai_routes, openai_stream
 
     server = serve(openai_routes(["m"], lambda request: openai_stream("m", FAST)))
@@ -275,7 +275,7 @@ def test_the_verified_suite_from_the_page_is_graded_by_its_checks(serve, isolate
 
 
 def test_benchmark_cancel_from_the_page_keeps_the_runs_made(serve, isolated_home):
-    from tests.app.test_jobs import SLOW
+    from tests.fakes.token_scripts import SLOW
     from tests.fakes.scripted_server import openai_routes, openai_stream
 
     server = serve(openai_routes(["slow-model"], lambda request: openai_stream("slow-model", SLOW)))
@@ -299,7 +299,7 @@ def test_benchmark_cancel_from_the_page_keeps_the_runs_made(serve, isolated_home
 
 
 def test_benchmark_api_key_reaches_the_server_and_nothing_else(serve, isolated_home):
-    from tests.app.test_jobs import FAST
+    from tests.fakes.token_scripts import FAST
     from tests.fakes.scripted_server import openai_routes, openai_stream
 
     secret = "sk-page-test-9d8c7b6a"

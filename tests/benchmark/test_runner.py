@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import threading
 
 import pytest
@@ -13,18 +12,11 @@ from envirollm_core.benchmark.runner import BenchmarkConfig, run_benchmark
 from envirollm_core.errors import UsageError
 from envirollm_core.quality import JudgeConfig
 from envirollm_core.store import Store
-from tests.fakes.scripted_server import TokenScript, openai_error, openai_routes, openai_stream
+from tests.fakes.scripted_server import TokenScript, openai_error, openai_routes, openai_stream, scripted_sequence
 from tests.fakes.timing import assert_timing_matches
 
 MODEL = "phi-3-mini-4k-instruct-q4"
 SCRIPT = TokenScript(tokens=[f"w{i} " for i in range(30)], ttft_s=0.1, tokens_per_s=100.0)
-
-
-def scripted_sequence(*replies):
-    """A chat route answering the n-th request with the n-th reply (the last one repeats)."""
-    counter = itertools.count()
-    replies = list(replies)
-    return lambda request: replies[min(next(counter), len(replies) - 1)]
 
 
 def config(**overrides) -> BenchmarkConfig:

@@ -9,9 +9,11 @@ gives the same runs.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import itertools
 import random
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 from envirollm_core.benchmark.presets import get_preset
@@ -123,3 +125,108 @@ def original_envirollm_csv(path: Path, runs: int = 15, seed: int = 11) -> Path:
                 })
             writer.writerow(["" if row.get(column) is None else row[column] for column in ORIGINAL_COLUMNS])
     return path
+
+
+# -- one run with every field filled, and field-by-field comparison (the store's tests and others) --
+
+_counter = itertools.count()
+
+
+def full_run(**overrides) -> RunResult:
+    """A run in which every field differs from its default, so a lost field shows."""
+    n = next(_counter)
+    prompt = overrides.pop("prompt", f"Explain quantum computing in simple terms, take {n % 3}.\nUse \"quotes\", commas, é.")
+    values = dict(
+        id=f"run-{n:06d}-{'x' * 8}",
+        batch_id=f"batch-{n // 4}",
+        created_at=datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc) + timedelta(seconds=n, microseconds=123457),
+        model=f"gemma3:{('1b', '4b')[n % 2]}",
+        backend="ollama",
+        base_url="http://127.0.0.1:11434",
+        prompt=prompt,
+        prompt_hash=prompt_hash(prompt),
+        status="ok",
+        preset="explanation",
+        repeat_index=n % 3,
+        error=None,
+        ttft_s=0.1 + 0.2,  # 0.30000000000000004: the exact float must survive
+        e2e_s=6.43,
+        decode_tps=121.9 + n,
+        server_decode_tps=123.4,
+        server_prompt_tps=456.7,
+        itl_p50_s=0.0081,
+        itl_p95_s=0.0123,
+        prompt_tokens=14,
+        completion_tokens=784 + n,
+        reasoning_tokens=0,
+        token_count_source="usage",
+        finish_reason="stop",
+        energy_wh=0.457,
+        energy_net_wh=-0.012,
+        energy_per_token_wh=0.457 / 784,
+        components=[
+            ComponentEnergy("cpu", 0.2, "counter"),
+            ComponentEnergy("dram", None, "unmeasured", "no DRAM zone"),
+            ComponentEnergy("gpu:0", 0.257, "power-integral", "instant power at 10 Hz"),
+        ],
+        avg_power_w=255.9,
+        peak_power_w=301.2,
+        cpu_percent_avg=37.5,
+        ram_used_mb_peak=10240.5,
+        server_peak_rss_mb=1500.25,
+        server_gpu_mem_mb=2048.0,
+        quantization="Q4_K_M",
+        quantization_source="server",
+        temperature=0.7,
+        max_tokens=1024,
+        seed=-1,
+        response="Quantum computers use qubits,\nwhich \"superpose\" — 量子.",
+        environment={"cpu_model": "Test CPU", "ram_total_gb": 32.0, "gpus": [{"name": "GPU", "memory_total_mb": 8192.0}]},
+        quality_score=75.0,
+        quality_method="llm-judge",
+        quality_detail={"raw_scores": [4, 4, 4, 4], "judge_model": "gemma3:1b", "rubric_version": 1},
+        notes="first try",
+        source="live use",
+        client="editor-plugin/1.2",
+        live_detail={"prompt_chars": 68, "route": {"requested": "envirollm/auto", "chosen": "gemma3:1b"}},
+        trace=[TracePoint(t_s=0.1 * k, cpu_percent=40.0 + k, ram_used_mb=10000.0, cpu_power_w=55.5,
+                          gpu_power_w=None if k == 0 else 200.0 + k, gpu_util_percent=90.0, gpu_mem_used_mb=2000.0,
+                          gpu_temp_c=61.0) for k in range(6)],
+    )
+    values.update(overrides)
+    return RunResult(**values)
+
+
+def assert_same_run(got: RunResult, want: RunResult) -> None:
+    """Field by field, so a failure names the field."""
+    for field in dataclasses.fields(RunResult):
+        assert getattr(got, field.name) == getattr(want, field.name), field.name
+
+
+# -- the original EnviroLLM's CSV, written row by row --
+
+
+def original_csv(path: Path, rows: list[dict]) -> Path:
+    """Written the way the original's `export_csv` writes: csv.writer, None as empty, 6-decimal Wh/token."""
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(ORIGINAL_COLUMNS)
+        for row in rows:
+            writer.writerow(["" if row.get(column) is None else row[column] for column in ORIGINAL_COLUMNS])
+    return path
+
+
+def original_rows() -> list[dict]:
+    return [
+        {"ID": str(uuid.uuid4()), "Model": "gemma3:1b", "Timestamp": "2025-10-02T14:03:07.123456",
+         "Status": "completed", "Source": "ollama", "Energy (Wh)": 0.457, "Energy/Token (Wh)": "0.000583",
+         "Duration (s)": 6.43, "Speed (tok/s)": 121.9, "Quality Score": 75.0, "CPU %": 12.5, "Memory %": 61.2,
+         "Power (W)": 255.9, "Prompt": "Explain quantum computing in simple terms.",
+         "Response Preview": "Quantum computing uses qubits, which..."},
+        {"ID": str(uuid.uuid4()), "Model": "gemma-3-1b", "Timestamp": "2025-10-02T14:05:00", "Status": "completed",
+         "Source": "lmstudio", "Energy (Wh)": 0.41, "Energy/Token (Wh)": "0.000565", "Duration (s)": 6.57,
+         "Speed (tok/s)": 110.3, "Quality Score": 95.0, "CPU %": 10.0, "Memory %": 60.0, "Power (W)": 224.6,
+         "Prompt": "Explain quantum computing in simple terms.", "Response Preview": "Imagine a coin spinning..."},
+        {"ID": str(uuid.uuid4()), "Model": "llama3:8b", "Timestamp": "2025-10-02T14:06:00", "Status": "failed",
+         "Source": "ollama", "Prompt": "Explain quantum computing in simple terms."},
+    ]

@@ -14,6 +14,7 @@ Ollama's newline-delimited JSON.
 
 from __future__ import annotations
 
+import itertools
 import json
 import socket
 import threading
@@ -356,3 +357,10 @@ def ollama_show(entry: dict, context_length: int = 8192, parameter_count: int = 
         },
         "capabilities": ["completion"],
     })
+
+
+def scripted_sequence(*replies):
+    """A chat route answering the n-th request with the n-th reply (the last one repeats)."""
+    counter = itertools.count()
+    replies = list(replies)
+    return lambda request: replies[min(next(counter), len(replies) - 1)]

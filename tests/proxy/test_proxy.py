@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from envirollm_core.cli import main
+from tests.fakes.proxy import wait_recorded
 from tests.fakes.scripted_server import (
     Reply,
     TokenScript,
@@ -43,14 +44,6 @@ def chat_route(request):
 def raw_exchange(url: str, body: dict, headers: dict | None = None) -> tuple[int, str, list[bytes]]:
     with httpx.stream("POST", url + "/v1/chat/completions", json=body, headers=headers, timeout=30) as response:
         return response.status_code, response.headers.get("content-type"), list(response.iter_raw())
-
-
-def wait_recorded(proxy, count: int, timeout_s: float = 20.0):
-    deadline = time.monotonic() + timeout_s
-    while len(proxy.recorder.recorded) < count:
-        assert time.monotonic() < deadline, f"only {len(proxy.recorder.recorded)} of {count} requests were recorded"
-        time.sleep(0.02)
-    return proxy.recorder.recorded
 
 
 @pytest.mark.parametrize("stream", [True, False])

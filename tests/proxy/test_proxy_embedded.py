@@ -7,7 +7,7 @@ import re
 import httpx
 import openai
 
-from tests.proxy.test_proxy import wait_recorded
+from tests.fakes.proxy import wait_recorded
 
 # What differs between any two answers of the engine, even to the same request: its id and its clock.
 _PER_ANSWER = re.compile(rb'"(id|created)": ?("[^"]*"|\d+)')

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import httpx
 import pytest
@@ -13,38 +12,8 @@ from envirollm_core.proxy.energy import EnergyMeter, _Request
 from envirollm_core.proxy.usage import parse_since
 from envirollm_core.records import ComponentEnergy
 from envirollm_core.errors import UsageError
-from tests.fakes.scripted_server import TokenScript, openai_routes, openai_stream
-from tests.proxy.test_proxy import wait_recorded
-from tests.store.conftest import full_run
-
-TASK_PROMPT = "Write a Python function that reverses a string."
-CANDIDATES = {  # model: (quality, Wh per token)
-    "big-8b": (90.0, 0.005),
-    "small-1b": (80.0, 0.001),
-    "tiny-135m": (40.0, 0.0001),  # cheapest, but under the floor
-}
-
-
-def benchmark_runs(method: str = "llm-judge"):
-    return [
-        full_run(id=uuid.uuid4().hex[:12], model=model, prompt=TASK_PROMPT, preset="code-generation",
-                 quality_score=quality, quality_method=method, energy_per_token_wh=wh_per_token,
-                 source=None, client=None, live_detail={})
-        for model, (quality, wh_per_token) in CANDIDATES.items() for _ in range(2)
-    ]
-
-
-def answering(model_seen: list[str]):
-    def route(request):
-        model_seen.append(request.body["model"])
-        return openai_stream(request.body["model"], TokenScript(["ok", "!"], 0.01, 100))
-    return route
-
-
-def auto_request(url: str, task: str | None = "code-generation", prompt: str = "reverse 'abc' in Python") -> httpx.Response:
-    headers = {"X-EnviroLLM-Task": task} if task else {}
-    body = {"model": "envirollm/auto", "messages": [{"role": "user", "content": prompt}], "stream": True}
-    return httpx.post(url + "/v1/chat/completions", json=body, headers=headers, timeout=30)
+from tests.fakes.proxy import CANDIDATES, answering, auto_request, benchmark_runs, wait_recorded
+from tests.fakes.scripted_server import openai_routes
 
 
 def test_auto_goes_to_the_cheapest_model_above_the_floor_and_the_reason_is_recorded(serve, start_proxy, store):

@@ -10,8 +10,7 @@ from streamlit.testing.v1 import AppTest
 from envirollm_core.proxy.server import MeteringProxy, ProxyConfig, app_proxy, stop_app_proxy
 from envirollm_core.store import Store
 from tests.fakes.scripted_server import openai_routes
-from tests.proxy.test_proxy import wait_recorded
-from tests.proxy.test_router_and_usage import CANDIDATES, answering, auto_request, benchmark_runs
+from tests.fakes.proxy import CANDIDATES, answering, auto_request, benchmark_runs, wait_recorded
 
 USAGE_PAGE = str(Path(__file__).resolve().parents[2] / "app_pages" / "usage.py")
 

@@ -25,12 +25,12 @@ from envirollm_core.errors import UsageError
 from envirollm_core.store import Store
 from envirollm_core.store.exchange import MAX_FIELD_CHARS, SHARED_FIELDS
 from tests.fakes.scripted_server import TokenScript, openai_routes, openai_stream
-from tests.reliability.conftest import (
+from tests.fakes.cli import (
     assert_one_line_usage_error,
     cli_in_process,
     run_cli_all,
 )
-from tests.store.conftest import full_run
+from tests.fakes.runs import full_run
 
 FUZZ = settings(max_examples=30, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -20,7 +20,7 @@ import pytest
 
 from envirollm_core.store import Store
 from tests.fakes.scripted_server import TokenScript, openai_routes, openai_stream
-from tests.reliability.conftest import CLI, run_cli
+from tests.fakes.cli import CLI, run_cli
 from tests.test_cli import _wait_gone
 
 MODEL = "qwen2.5-7b-instruct"

@@ -10,9 +10,9 @@ import pytest
 
 from envirollm_core.host_check import ALLOWED_HOSTS_ENV, host_refusal
 from envirollm_core.store import Store
-from tests.app.conftest import CHROMIUM, CHROMIUM_ARGS
+from tests.fakes.browser import CHROMIUM, CHROMIUM_ARGS
 from tests.fakes.served_app import streamlit_app
-from tests.store.conftest import full_run
+from tests.fakes.runs import full_run
 
 pytestmark = pytest.mark.browser
 TIMEOUT_MS = 60_000

@@ -18,8 +18,8 @@ from envirollm_core.settings import Settings, save_settings, settings_path
 from envirollm_core.store import Store, read_runs_file
 from envirollm_core.store.doctor import examine
 from tests.fakes.scripted_server import Reply, openai_chunk, openai_routes, sse
-from tests.reliability.conftest import assert_one_line_usage_error, run_cli, run_cli_all
-from tests.store.conftest import full_run
+from tests.fakes.cli import assert_one_line_usage_error, run_cli, run_cli_all
+from tests.fakes.runs import full_run
 
 MODEL = "forever-model"
 QUICK = ["--idle-s", "0", "--judge", "none", "--warmup", "0"]

@@ -37,8 +37,8 @@ from tests.fakes.scripted_server import (
     openai_routes,
     openai_stream,
 )
-from tests.reliability.conftest import assert_one_line_usage_error, run_cli_all
-from tests.store.conftest import full_run
+from tests.fakes.cli import assert_one_line_usage_error, run_cli_all
+from tests.fakes.runs import full_run
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "phi-3.5-mini-instruct"

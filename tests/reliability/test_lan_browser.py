@@ -29,7 +29,7 @@ from tests.fakes.scripted_server import (
     openai_routes,
     openai_stream,
 )
-from tests.store.conftest import full_run
+from tests.fakes.runs import full_run
 
 pytestmark = pytest.mark.browser
 

@@ -24,7 +24,6 @@ from envirollm_core.benchmark.presets import Prompt
 from envirollm_core.benchmark.runner import BenchmarkConfig, run_benchmark
 from envirollm_core.store import Store
 from envirollm_core.telemetry.sampler import get_sampler
-from tests.benchmark.test_runner import scripted_sequence
 from tests.fakes.scripted_server import (
     Reply,
     ScriptedServer,
@@ -39,13 +38,11 @@ from tests.fakes.scripted_server import (
     openai_error,
     openai_routes,
     openai_stream,
+    scripted_sequence,
     sse,
 )
-from tests.reliability.conftest import (
-    RestartingServer,
-    WindowLedger,
-    nothing_left_behind,
-)
+from tests.fakes.leaks import WindowLedger, nothing_left_behind
+from tests.fakes.restarting_server import RestartingServer
 
 MODEL = "llama3:8b"
 SCRIPT = TokenScript(tokens=[f"w{i} " for i in range(12)], ttft_s=0.02, tokens_per_s=400.0)

@@ -22,7 +22,7 @@ from streamlit.testing.v1 import AppTest
 from envirollm_core.store import Store, read_runs_file
 from tests.fakes.runs import realistic_runs
 from tests.fakes.scripted_server import TokenScript, openai_routes, openai_stream
-from tests.reliability.conftest import CLI
+from tests.fakes.cli import CLI
 
 SOAK_S = float(os.environ.get("ENVIROLLM_RELIABILITY_SOAK_S", "120"))
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from envirollm_core.store import Store
-from tests.store.conftest import full_run
+from tests.fakes.runs import full_run
 
 
 def main(role: str, db: str, seconds: str, tag: str) -> None:

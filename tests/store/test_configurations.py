@@ -12,7 +12,7 @@ from envirollm_core.machines import UNKNOWN_MACHINE, machine_key
 from envirollm_core.store import BadFileError, Store
 from envirollm_core.store.store import shortest_unique_prefixes
 
-from .test_exchange import original_csv, original_rows
+from tests.fakes.runs import original_csv, original_rows
 
 LAPTOP = {"cpu_model": "Intel Core i7-1165G7", "ram_total_gb": 16.4, "gpus": [], "os_name": "Linux 6.1"}
 DESKTOP = {"cpu_model": "AMD Ryzen 9 7950X", "ram_total_gb": 64.2, "os_name": "Linux 6.8",

@@ -6,7 +6,6 @@ import io
 import json
 import random
 import tempfile
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from envirollm_core.records import ComponentEnergy, RunResult, TracePoint, promp
 from envirollm_core.store import EXPORT_COLUMNS, ORIGINAL_COLUMNS, BadFileError, Store, read_runs_file
 from envirollm_core.store.exchange import LATER_COLUMNS, MAX_FIELD_CHARS, OUR_COLUMNS, SHARED_FIELDS
 
-from .test_store import assert_same_run
+from tests.fakes.runs import assert_same_run, original_csv, original_rows
 
 FORMATS = ["csv", "parquet", "json"]
 
@@ -97,32 +96,6 @@ def test_an_empty_database_exports_a_header_or_an_empty_list(tmp_path, store):
 
 
 # -- the original EnviroLLM's CSV -----------------------------------------------------------------
-
-
-def original_csv(path: Path, rows: list[dict]) -> Path:
-    """Written the way the original's `export_csv` writes: csv.writer, None as empty, 6-decimal Wh/token."""
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(ORIGINAL_COLUMNS)
-        for row in rows:
-            writer.writerow(["" if row.get(column) is None else row[column] for column in ORIGINAL_COLUMNS])
-    return path
-
-
-def original_rows() -> list[dict]:
-    return [
-        {"ID": str(uuid.uuid4()), "Model": "gemma3:1b", "Timestamp": "2025-10-02T14:03:07.123456",
-         "Status": "completed", "Source": "ollama", "Energy (Wh)": 0.457, "Energy/Token (Wh)": "0.000583",
-         "Duration (s)": 6.43, "Speed (tok/s)": 121.9, "Quality Score": 75.0, "CPU %": 12.5, "Memory %": 61.2,
-         "Power (W)": 255.9, "Prompt": "Explain quantum computing in simple terms.",
-         "Response Preview": "Quantum computing uses qubits, which..."},
-        {"ID": str(uuid.uuid4()), "Model": "gemma-3-1b", "Timestamp": "2025-10-02T14:05:00", "Status": "completed",
-         "Source": "lmstudio", "Energy (Wh)": 0.41, "Energy/Token (Wh)": "0.000565", "Duration (s)": 6.57,
-         "Speed (tok/s)": 110.3, "Quality Score": 95.0, "CPU %": 10.0, "Memory %": 60.0, "Power (W)": 224.6,
-         "Prompt": "Explain quantum computing in simple terms.", "Response Preview": "Imagine a coin spinning..."},
-        {"ID": str(uuid.uuid4()), "Model": "llama3:8b", "Timestamp": "2025-10-02T14:06:00", "Status": "failed",
-         "Source": "ollama", "Prompt": "Explain quantum computing in simple terms."},
-    ]
 
 
 def test_the_original_envirollm_csv_imports(tmp_path, store):

@@ -7,16 +7,10 @@ import polars as pl
 import pytest
 
 from envirollm_core.errors import UsageError
-from envirollm_core.records import RunResult
 from envirollm_core.store import ReadOnlyError, Store, UnknownRunError, runs_to_frame
 from envirollm_core.store.codec import RUN_TABLE_SCHEMA
 from envirollm_core.store.schema import SCHEMA_VERSION
-
-
-def assert_same_run(got: RunResult, want: RunResult) -> None:
-    """Field by field, so a failure names the field."""
-    for field in dataclasses.fields(RunResult):
-        assert getattr(got, field.name) == getattr(want, field.name), field.name
+from tests.fakes.runs import assert_same_run
 
 
 def test_a_run_comes_back_field_by_field(store, make_run):
