@@ -4,6 +4,9 @@ Magnitudes follow what a desktop with one GPU measures (the paper's Table 1):
 energy per token of a few hundredths of a mWh to a few tenths, 20-150 tokens/s,
 GPU energy from the NVML counter, CPU and RAM estimated. Seeded, so each call
 gives the same runs.
+
+Also: `full_run` (every field filled, so a lost field shows), `assert_same_run`, and the original EnviroLLM's
+CSV written row by row (`original_csv`, `original_rows`).
 """
 
 from __future__ import annotations
