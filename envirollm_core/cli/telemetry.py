@@ -14,15 +14,8 @@ from envirollm_core.cli.common import add_json_option, emit_json, finite_float, 
 from envirollm_core.errors import UsageError
 from envirollm_core.figures import format_figure
 from envirollm_core.telemetry.processes import LlmServer, detect_llm_servers
-from envirollm_core.telemetry.sampler import (
-    DEFAULT_INTERVAL_S,
-    MAX_INTERVAL_S,
-    MIN_INTERVAL_S,
-    ComponentInfo,
-    Measurement,
-    Sampler,
-    component_kind,
-)
+from envirollm_core.telemetry.measurement import ComponentInfo, Measurement, component_kind
+from envirollm_core.telemetry.sampler import DEFAULT_INTERVAL_S, MAX_INTERVAL_S, MIN_INTERVAL_S, Sampler
 from envirollm_core.telemetry.system_info import is_virtual_machine, system_info
 
 LIVE_REFRESH_S = 1.0

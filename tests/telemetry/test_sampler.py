@@ -9,7 +9,9 @@ import pytest
 
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.telemetry import sampler as sampler_module
-from envirollm_core.telemetry.sampler import IdleBaseline, Measurement, get_sampler
+from envirollm_core.telemetry import windows as windows_module
+from envirollm_core.telemetry.measurement import IdleBaseline, Measurement
+from envirollm_core.telemetry.sampler import get_sampler
 from tests.fakes.processes import kill_tree, tree_cpu_s
 
 
@@ -238,7 +240,7 @@ def test_recent_is_a_bounded_thread_safe_snapshot(sysfs_root, no_gpu, make_sampl
 
 
 def test_long_window_trace_stays_bounded_and_spans_the_window(sysfs_root, no_gpu, make_sampler, monkeypatch):
-    monkeypatch.setattr(sampler_module, "MAX_TRACE_POINTS", 8)
+    monkeypatch.setattr(windows_module, "MAX_TRACE_POINTS", 8)
     sampler = make_sampler(interval_s=0.02)
     m = _window(sampler, 1.0)
     assert m.sample_count > 30
