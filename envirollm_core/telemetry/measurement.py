@@ -131,7 +131,10 @@ def sum_known(values: Iterable[float | None]) -> float | None:
 class EnergyMeter(Protocol):
     """What the runner, the load sweep and the judge measure energy with."""
 
-    description: str | None  # where a remote meter reads; None for this machine
+    @property
+    def description(self) -> str | None:
+        """Where a remote meter reads (shown and stored with the runs); None for this machine."""
+        ...
 
     def components(self) -> list[ComponentInfo]: ...
 

@@ -32,7 +32,7 @@ from typing import Self
 import psutil
 
 from envirollm_core.errors import EnviroLLMError, UsageError
-from envirollm_core.telemetry.components import Component, discover_components
+from envirollm_core.telemetry.components import discover_components
 from envirollm_core.telemetry.measurement import ComponentInfo, IdleBaseline, Measurement
 from envirollm_core.telemetry.nvml import NvmlSession, gpu_mem_by_pid_mb
 from envirollm_core.telemetry.processes import ProcessStats, ProcessTree
