@@ -19,8 +19,8 @@ import itertools
 import logging
 import socket
 import threading
-from contextlib import closing
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,8 +33,8 @@ from envirollm_core.backends.quantization import resolve_quantization
 from envirollm_core.benchmark.runner import BenchmarkConfig, run_benchmark
 from envirollm_core.benchmark.sweep import LevelResult, SweepConfig, run_sweep
 from envirollm_core.errors import EnviroLLMError, UsageError
-from envirollm_core.records import RunResult
 from envirollm_core.quality.judge import JudgeConfig
+from envirollm_core.records import RunResult
 from envirollm_core.settings import ensure_writable
 from envirollm_core.store import Store
 from envirollm_core.telemetry.measurement import EnergyMeter

@@ -117,10 +117,10 @@ def run_benchmark(
 ) -> BatchResult:
     """Run the batch; store each run as it is made (when a store is given), so an interruption loses none.
 
-    `sampler` is the energy meter (default: this machine's sampler). Read-only mode is refused where a
-    batch is asked for (the command, the page's job) and by the store at each write, not again here.
-    Setting `cancel` (from another thread) stops the batch before its next run; the runs made by then are
-    kept and stored, and the judge is skipped."""
+    `sampler` is the energy meter (default: this machine's sampler). Setting `cancel` (from another thread)
+    stops the batch before its next run; the runs made by then are kept and stored, and the judge is skipped."""
+    if store is not None:  # the core's own entrance: a script that calls this is refused before any server is asked
+        store.require_writable("store benchmark runs")
     if sampler is None:
         from envirollm_core.telemetry.sampler import get_sampler
 

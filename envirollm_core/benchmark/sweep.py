@@ -235,7 +235,9 @@ def run_sweep(
 ) -> SweepResult:
     """Run every level in turn; store each finished level with its runs at once, so Ctrl-C or `cancel`
     (checked before each new request) keeps every finished level. `sampler` is the energy meter (default:
-    this machine's sampler). Read-only mode is refused where the sweep is asked for and by the store."""
+    this machine's sampler)."""
+    if store is not None:  # as `run_benchmark`: refused before any server is asked
+        store.require_writable("store load sweep runs")
     if sampler is None:
         from envirollm_core.telemetry.sampler import get_sampler
 

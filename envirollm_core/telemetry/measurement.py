@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from envirollm_core.records import ComponentEnergy, EnergySource, TracePoint
 
@@ -128,6 +128,7 @@ def sum_known(values: Iterable[float | None]) -> float | None:
     return sum(known) if known else None
 
 
+@runtime_checkable
 class EnergyMeter(Protocol):
     """What the runner, the load sweep and the judge measure energy with."""
 

@@ -10,7 +10,7 @@ import pytest
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.telemetry import sampler as sampler_module
 from envirollm_core.telemetry import windows as windows_module
-from envirollm_core.telemetry.measurement import IdleBaseline, Measurement
+from envirollm_core.telemetry.measurement import EnergyMeter, IdleBaseline, Measurement
 from envirollm_core.telemetry.sampler import get_sampler
 from tests.fakes.processes import kill_tree, tree_cpu_s
 
@@ -300,3 +300,11 @@ def test_get_sampler_is_shared_and_running():
     assert first.interval_s == 0.1
     time.sleep(0.25)
     assert first.recent(1.0)
+
+
+def test_this_machine_is_an_energy_meter_whose_windows_are_never_pending(sysfs_root, no_gpu, make_sampler):
+    sampler = make_sampler()
+    assert isinstance(sampler, EnergyMeter) and sampler.description is None  # the runner names no remote source
+    measurement = _window(sampler, 0.1)
+    assert not measurement.pending and measurement.energy_wh is not None
+    assert sampler.settle([measurement], [5]) == [measurement]  # measured whole, however short
