@@ -3,11 +3,10 @@ elsewhere on the page never stops it; this page only starts it, shows its progre
 
 import streamlit as st
 
+from envirollm_core.backends.factory import BACKEND_TITLES, BackendChoice
 from envirollm_core.backends.ollama import ollama_url
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
 from envirollm_core.benchmark.jobs import (
-    BACKEND_TITLES,
-    BackendChoice,
     JobRegistry,
     ModelChoice,
     first_answering_backend,

@@ -5,6 +5,7 @@ import socket
 import subprocess
 import sys
 import time
+from urllib.parse import urlsplit
 
 import openai
 import psutil
@@ -95,6 +96,20 @@ def test_serve_embedded_is_the_owners_own_terminal_so_read_only_mode_does_not_st
         assert server.wait(timeout=30) == 0
     finally:
         server.kill()
+
+
+def test_the_metering_proxy_runs_in_the_foreground_until_sigterm(tmp_path):
+    proxy = subprocess.Popen([*CLI, "proxy", "--upstream", "http://127.0.0.1:9", "--listen", "127.0.0.1:0", "--json",
+                              "--db", str(tmp_path / "use.duckdb")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        listening = urlsplit(_read_json_object(proxy.stdout)["url"])
+        socket.create_connection((listening.hostname, listening.port), timeout=5).close()
+        proxy.send_signal(signal.SIGTERM)  # as a service manager stops it: cleanly, like Ctrl-C
+        assert proxy.wait(timeout=30) == 0
+        stderr = proxy.stderr.read()
+        assert "stopping the metering proxy" in stderr and "Traceback" not in stderr
+    finally:
+        proxy.kill()
 
 
 def test_every_command_takes_db():

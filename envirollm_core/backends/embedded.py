@@ -30,7 +30,7 @@ from typing import Literal
 import httpx
 import psutil
 
-from envirollm_core.backends.base import DEFAULT_RUN_TIMEOUT_S
+from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, DEFAULT_RUN_TIMEOUT_S
 from envirollm_core.backends.openai_compat import OpenAIBackend
 from envirollm_core.backends.server_metadata import ServerDescription
 from envirollm_core.errors import EngineError, UsageError
@@ -326,13 +326,15 @@ def start_shared_engine(action: str = "running the embedded engine", model_id: s
     return engine
 
 
-def embedded_backend(engine: EmbeddedEngine, run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S) -> OpenAIBackend:
+def embedded_backend(
+    engine: EmbeddedEngine, read_timeout_s: float = DEFAULT_READ_TIMEOUT_S, run_timeout_s: float = DEFAULT_RUN_TIMEOUT_S,
+) -> OpenAIBackend:
     """The running engine as a benchmark backend named "embedded", its server process tracked."""
     from importlib.metadata import version
 
     return OpenAIBackend(
         engine.base_url, name="embedded", pid=engine.pid, gguf_path=model_path(engine.model_id),
-        run_timeout_s=run_timeout_s,
+        read_timeout_s=read_timeout_s, run_timeout_s=run_timeout_s,
         server=ServerDescription("llama-cpp-python", version=version("llama_cpp_python")),
         engine_threads=engine.threads,
     )

@@ -71,7 +71,7 @@ def ollama_url() -> str:
 
 class OllamaBackend(HttpClientOwner):
     name = "ollama"
-    engine_threads = None  # Ollama picks its own
+    engine_threads: int | None = None  # Ollama picks its own
 
     def __init__(
         self,

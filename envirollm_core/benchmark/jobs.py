@@ -20,52 +20,30 @@ import logging
 import socket
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from contextlib import closing
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
+from envirollm_core.backends.base import Backend
+from envirollm_core.backends.factory import BackendChoice, BackendKind, open_backend
 from envirollm_core.backends.quantization import resolve_quantization
-from envirollm_core.backends.server_metadata import LMSTUDIO_URL
 from envirollm_core.benchmark.runner import BenchmarkConfig, run_benchmark
+from envirollm_core.benchmark.sweep import LevelResult, SweepConfig, run_sweep
 from envirollm_core.errors import EnviroLLMError, UsageError
+from envirollm_core.quality.judge import JudgeConfig
 from envirollm_core.records import RunResult
 from envirollm_core.settings import ensure_writable
+from envirollm_core.store import Store
+from envirollm_core.telemetry.measurement import EnergyMeter
 
-BackendKind = Literal["ollama", "lmstudio", "openai", "embedded"]
-BACKEND_TITLES: dict[BackendKind, str] = {
-    "ollama": "Ollama",
-    "lmstudio": "LM Studio",
-    "openai": "Custom OpenAI-compatible server",
-    "embedded": "Embedded engine (SmolLM2-135M-Instruct, Gemma 3 270M base)",
-}
 JobState = Literal["starting", "running", "finished", "failed", "cancelled"]
 FINAL_STATES: frozenset[str] = frozenset({"finished", "failed", "cancelled"})
 
 _log = logging.getLogger(__name__)
 _job_numbers = itertools.count(1)
-
-
-@dataclass(frozen=True)
-class BackendChoice:
-    """Which server to benchmark. `url` None means the kind's default; `api_key` is never stored."""
-
-    kind: BackendKind
-    url: str | None = None
-    api_key: str | None = field(default=None, repr=False)
-    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S
-
-    def __post_init__(self) -> None:
-        if self.kind not in BACKEND_TITLES:
-            raise UsageError(f"unknown backend {self.kind!r}; choose {', '.join(BACKEND_TITLES)}")
-        if self.kind == "openai" and not (self.url or "").strip():
-            raise UsageError("a custom OpenAI-compatible server needs its URL, e.g. http://localhost:8000/v1")
-
-    @property
-    def title(self) -> str:
-        return BACKEND_TITLES[self.kind]
 
 
 @dataclass(frozen=True)
@@ -87,29 +65,6 @@ class ModelChoice:
         return f"{self.name} ({', '.join(details)})" if details else self.name
 
 
-def open_backend(choice: BackendChoice, embedded_model: str | None = None) -> Backend:
-    """A backend for the choice; the embedded engine is started with `embedded_model` (default: the chat
-    model) when it is not running or serves another one (seconds)."""
-    if choice.kind == "ollama":
-        from envirollm_core.backends.ollama import OllamaBackend
-
-        return OllamaBackend(choice.url, read_timeout_s=choice.read_timeout_s)
-    if choice.kind == "embedded":
-        from envirollm_core.backends.embedded import embedded_backend, start_shared_engine
-
-        return embedded_backend(start_shared_engine("running a benchmark", model_id=embedded_model))
-    from envirollm_core.backends.openai_compat import OpenAIBackend
-
-    if choice.kind == "lmstudio":
-        return OpenAIBackend(choice.url or LMSTUDIO_URL, read_timeout_s=choice.read_timeout_s, name="lmstudio")
-    return OpenAIBackend(choice.url or "", api_key=choice.api_key, read_timeout_s=choice.read_timeout_s)
-
-
-def close_backend(backend: Backend) -> None:
-    """Close the backend's HTTP client (the embedded engine itself keeps running for the next batch)."""
-    backend.close()
-
-
 def list_models(choice: BackendChoice) -> list[ModelChoice]:
     """The models the chosen server offers; a server that is down is a one-line `BackendError`.
 
@@ -126,16 +81,12 @@ def list_models(choice: BackendChoice) -> list[ModelChoice]:
             for m in EMBEDDED_MODELS.values()
         ]
     ensure_writable("asking a server for its models")
-    if choice.kind == "ollama":
-        from envirollm_core.backends.ollama import OllamaBackend
+    from envirollm_core.backends.ollama import OllamaBackend
 
-        with OllamaBackend(choice.url, read_timeout_s=choice.read_timeout_s) as ollama:
-            return [_ollama_model(tag) for tag in ollama.tags()]
-    backend = open_backend(choice)
-    try:
+    with closing(open_backend(choice)) as backend:
+        if isinstance(backend, OllamaBackend):  # its tags say each model's size and quantization
+            return [_ollama_model(tag) for tag in backend.tags()]
         names = backend.list_models()
-    finally:
-        close_backend(backend)
     return [ModelChoice(name, quantization=resolve_quantization(model_name=name)[0]) for name in names]
 
 
@@ -168,7 +119,7 @@ class JobSnapshot:
     started_at: datetime
     finished_at: datetime | None
     unit: str = "runs"  # what total_runs and done_runs count: a load sweep counts its levels
-    levels: tuple[Any, ...] = ()  # a load sweep's finished levels (`bench.sweep.LevelResult`)
+    levels: tuple[LevelResult, ...] = ()  # a load sweep's finished levels
 
     @property
     def is_final(self) -> bool:
@@ -192,14 +143,11 @@ class BenchmarkJob:
         config: BenchmarkConfig,
         *,
         store_path: Path | None = None,
-        judge: Any = None,
-        sampler: Any = None,
+        judge: JudgeConfig | None = None,
+        sampler: EnergyMeter | None = None,
     ) -> None:
-        ensure_writable("running a benchmark")
-        from envirollm_core.store import Store
-
-        self.store = Store(store_path)
-        self.store.require_writable("store benchmark runs")
+        # The page's action is refused here, once, before any server is asked; the store refuses each write.
+        self.store = Store.for_writing(store_path, "running a benchmark")
         self.job_id = f"job-{next(_job_numbers)}"
         self.config = config
         self._choice: BackendChoice | None = choice
@@ -281,14 +229,16 @@ class BenchmarkJob:
         error: str | None = None
         try:
             assert self._choice is not None
-            if self._choice.kind == "embedded":
+            engine = None
+            if self._choice.kind == "embedded":  # the app's engine keeps running for the next batch
+                from envirollm_core.backends.embedded import start_shared_engine
+
                 self.phase("starting the embedded engine")
-            backend = open_backend(self._choice, self.config.models[0] if self._choice.kind == "embedded" else None)
+                engine = start_shared_engine("running a benchmark", model_id=self.config.models[0])
+            backend = open_backend(self._choice, engine)
             self._choice = None  # the key now lives only in the backend's client, for this batch
-            try:
+            with closing(backend):
                 cancelled = self._run(backend)
-            finally:
-                close_backend(backend)
             state = "cancelled" if cancelled else "finished"
             if self._recovery_file is not None:
                 state, error = "failed", (f"the database could not store every run; they are kept in"
@@ -320,11 +270,14 @@ class BenchmarkJob:
 class SweepJob(BenchmarkJob):
     """A load sweep in the background: the same thread, store, cancel and snapshot, counted in levels."""
 
-    def __init__(self, choice: BackendChoice, config: Any, *, store_path: Path | None = None, sampler: Any = None) -> None:
+    def __init__(
+        self, choice: BackendChoice, config: SweepConfig, *, store_path: Path | None = None,
+        sampler: EnergyMeter | None = None,
+    ) -> None:
         super().__init__(choice, config, store_path=store_path, sampler=sampler)
         self._title = f"Load sweep · {choice.title}: {config.model}"
         self._total = len(config.concurrency)
-        self._levels: list[Any] = []
+        self._levels: list[LevelResult] = []
 
     def _progress_fields(self) -> dict[str, Any]:
         return {"done_runs": len(self._levels), "unit": "levels", "levels": tuple(self._levels)}
@@ -332,14 +285,12 @@ class SweepJob(BenchmarkJob):
     def _current_model(self) -> str | None:
         return None if self._state in FINAL_STATES else self.config.model
 
-    def level_done(self, level: Any) -> None:
+    def level_done(self, level: LevelResult) -> None:
         with self._lock:
             self._levels.append(level)
             self._batch_id = level.sweep_id
 
     def _run(self, backend: Backend) -> bool:
-        from envirollm_core.benchmark.sweep import run_sweep
-
         with self._lock:
             self._state = "running"
         result = run_sweep(backend, self.config, sampler=self._sampler, store=self.store, progress=self,
@@ -359,15 +310,14 @@ class JobRegistry:
     def start(
         self,
         choice: BackendChoice,
-        config: Any,
+        config: BenchmarkConfig | SweepConfig,
         *,
         store_path: Path | None = None,
-        judge: Any = None,
-        sampler: Any = None,
+        judge: JudgeConfig | None = None,
+        sampler: EnergyMeter | None = None,
     ) -> BenchmarkJob:
         """Start a batch (a `BenchmarkConfig`) or a load sweep (a `SweepConfig`) in the background; refused
-        in read-only mode or while another job runs."""
-        ensure_writable("running a benchmark")
+        in read-only mode (by the job, before any server is asked) or while another job runs."""
         with self._lock:
             running = [job for job in self._jobs.values() if not job.snapshot().is_final]
             if running:

@@ -17,9 +17,9 @@ import platform
 import threading
 import time
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any, Protocol
 
 from envirollm_core import __version__
@@ -29,7 +29,10 @@ from envirollm_core.benchmark.metrics import StreamMetrics, measure_stream
 from envirollm_core.benchmark.phases import split_at_first_token
 from envirollm_core.benchmark.presets import MAX_PROMPT_CHARS, Prompt
 from envirollm_core.errors import EnviroLLMError, UsageError
+from envirollm_core.quality.judge import JudgeConfig, JudgeCost
 from envirollm_core.records import RunResult, prompt_hash
+from envirollm_core.store import Store
+from envirollm_core.telemetry.measurement import EnergyMeter, IdleBaseline, Measurement
 
 
 @dataclass(frozen=True)
@@ -89,21 +92,13 @@ class Progress(Protocol):
     def run_done(self, run: RunResult) -> None: ...
 
 
-class Sampler(Protocol):
-    def begin_window(self, name: str, pids: Sequence[int] = ()) -> None: ...
-
-    def end_window(self, name: str) -> Any: ...
-
-    def measure_idle(self, duration_s: float) -> Any: ...
-
-
 @dataclass
 class BatchResult:
     batch_id: str
     runs: list[RunResult] = field(default_factory=list)
-    judge_cost: Any = None
+    judge_cost: JudgeCost | None = None
     cancelled: bool = False  # stopped by `cancel` before every run was made
-    recovery_file: Any = None  # where runs the database could not take were kept (a Path), if any
+    recovery_file: Path | None = None  # where runs the database could not take were kept, if any
 
     @property
     def failed(self) -> int:
@@ -114,25 +109,25 @@ def run_benchmark(
     backend: Backend,
     config: BenchmarkConfig,
     *,
-    sampler: Sampler | None = None,
-    store: Any = None,
-    judge: Any = None,
+    sampler: EnergyMeter | None = None,
+    store: Store | None = None,
+    judge: JudgeConfig | None = None,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
 ) -> BatchResult:
     """Run the batch; store each run as it is made (when a store is given), so an interruption loses none.
 
-    Setting `cancel` (from another thread) stops the batch before its next run; the runs made by then are
-    kept and stored, and the judge is skipped."""
-    if store is not None:
-        store.require_writable("store benchmark runs")  # say so now, before any server is asked
+    `sampler` is the energy meter (default: this machine's sampler). Setting `cancel` (from another thread)
+    stops the batch before its next run; the runs made by then are kept and stored, and the judge is skipped."""
+    if store is not None:  # the core's own entrance: a script that calls this is refused before any server is asked
+        store.require_writable("store benchmark runs")
     if sampler is None:
         from envirollm_core.telemetry.sampler import get_sampler
 
         sampler = get_sampler()
     batch = BatchResult(batch_id=uuid.uuid4().hex[:12])
     environment = _environment(backend)
-    if getattr(sampler, "description", None):  # a remote energy meter: where the energy was read
+    if sampler.description:  # a remote energy meter: where the energy was read
         environment["energy_from"] = sampler.description
     if progress:
         progress.started(config.total_runs)
@@ -156,13 +151,13 @@ def _benchmark_model(
     backend: Backend,
     config: BenchmarkConfig,
     model: str,
-    sampler: Sampler,
-    baseline: Any,
+    sampler: EnergyMeter,
+    baseline: IdleBaseline | None,
     environment: dict[str, Any],
     batch: BatchResult,
     progress: Progress | None,
     cancel: threading.Event | None = None,
-    store: Any = None,
+    store: Store | None = None,
 ) -> None:
     unknown = _unknown_model(backend, model)
     info = _model_info(backend, model) if unknown is None else ModelInfo(model, *resolve_quantization(model_name=model))
@@ -175,7 +170,7 @@ def _benchmark_model(
                 progress.phase(f"warm-up {index + 1}/{config.warmup}: {model}")
             measure_stream(backend.stream(_request(config, model, config.prompts[0])))
     pid = backend.server_pid() if unknown is None else None
-    pending: list[tuple[RunResult, Any]] = []  # windows too short for their energy meter to measure alone
+    pending: list[tuple[RunResult, Measurement]] = []  # windows too short for their energy meter to measure alone
     try:
         for prompt in config.prompts:
             for repeat_index in range(config.repeat):
@@ -186,7 +181,7 @@ def _benchmark_model(
                     run.status, run.error = "failed", str(unknown)
                 else:
                     measurement = _measure(backend, config, run, prompt, pid, sampler, baseline)
-                    if getattr(measurement, "pending", False):
+                    if measurement.pending:
                         pending.append((run, measurement))
                 batch.runs.append(run)
                 if store is not None:  # now, not at the batch's end: a killed batch keeps every run it finished
@@ -201,7 +196,10 @@ def _benchmark_model(
             _settle(pending, sampler, baseline, store, progress)
 
 
-def _settle(pending: list[tuple[RunResult, Any]], sampler: Any, baseline: Any, store: Any, progress: Progress | None) -> None:
+def _settle(
+    pending: list[tuple[RunResult, Measurement]], sampler: EnergyMeter, baseline: IdleBaseline | None,
+    store: Store | None, progress: Progress | None,
+) -> None:
     """Runs too short to measure alone (a remote meter's scrape interval) get their share of the energy of
     their model's runs together, by completion tokens; their stored energy is then rewritten."""
     if progress:
@@ -267,8 +265,8 @@ def _new_run(
 
 def _measure(
     backend: Backend, config: BenchmarkConfig, run: RunResult, prompt: Prompt,
-    pid: int | None, sampler: Sampler, baseline: Any,
-) -> Any:
+    pid: int | None, sampler: EnergyMeter, baseline: IdleBaseline | None,
+) -> Measurement:
     window = f"bench-{run.id}"
     _begin_window(sampler, window, pid)
     opened_s = time.perf_counter()  # the window's start, to within the few ms begin_window takes after its edge
@@ -286,7 +284,7 @@ def _measure(
     return measurement
 
 
-def _begin_window(sampler: Sampler, window: str, pid: int | None) -> None:
+def _begin_window(sampler: EnergyMeter, window: str, pid: int | None) -> None:
     if pid is not None:
         try:
             sampler.begin_window(window, pids=(pid,))
@@ -305,7 +303,7 @@ def _fill_stream(run: RunResult, metrics: StreamMetrics) -> None:
         setattr(run, name, getattr(metrics, name))
 
 
-def _fill_energy(run: RunResult, measurement: Any, baseline: Any) -> None:
+def _fill_energy(run: RunResult, measurement: Measurement, baseline: IdleBaseline | None) -> None:
     run.energy_wh = measurement.energy_wh
     run.energy_net_wh = measurement.net_energy_wh(baseline) if baseline is not None else None
     run.energy_uncertainty_wh = measurement.energy_uncertainty_wh
@@ -321,7 +319,7 @@ def _fill_energy(run: RunResult, measurement: Any, baseline: Any) -> None:
     run.trace = list(measurement.trace)
 
 
-def _server_memory(measurement: Any) -> tuple[float | None, float | None]:
+def _server_memory(measurement: Measurement) -> tuple[float | None, float | None]:
     """Peak RSS and GPU memory (MB) of the tracked server process, None when none was tracked."""
     stats = measurement.processes
     if not stats:
@@ -331,7 +329,7 @@ def _server_memory(measurement: Any) -> tuple[float | None, float | None]:
     return (sum(rss) if rss else None), (sum(gpu) if gpu else None)
 
 
-def _judge(runs: list[RunResult], judge: Any, sampler: Sampler, progress: Progress | None) -> Any:
+def _judge(runs: list[RunResult], judge: JudgeConfig, sampler: EnergyMeter, progress: Progress | None) -> JudgeCost:
     from envirollm_core.quality import judge_runs
 
     if progress:

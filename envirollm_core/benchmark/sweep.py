@@ -53,7 +53,6 @@ from envirollm_core.benchmark.presets import Prompt
 from envirollm_core.benchmark.stream_client import stream_request
 from envirollm_core.benchmark.runner import (
     BenchmarkConfig,
-    Sampler,
     _begin_window,
     _environment,
     _fill_stream,
@@ -63,6 +62,8 @@ from envirollm_core.benchmark.runner import (
 )
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.records import ComponentEnergy, RunResult
+from envirollm_core.store import Store
+from envirollm_core.telemetry.measurement import EnergyMeter
 
 MAX_CONCURRENCY = 256
 KNEE_GAIN = 0.10  # past the knee, doubling the load adds less than this to throughput while latency grows
@@ -227,15 +228,15 @@ def run_sweep(
     backend: Backend,
     config: SweepConfig,
     *,
-    sampler: Sampler | None = None,
-    store: Any = None,
+    sampler: EnergyMeter | None = None,
+    store: Store | None = None,
     progress: SweepProgress | None = None,
     cancel: threading.Event | None = None,
 ) -> SweepResult:
     """Run every level in turn; store each finished level with its runs at once, so Ctrl-C or `cancel`
-    (checked before each new request) keeps every finished level. `sampler` is the energy meter: anything
-    with the sampler's window interface (a remote one, say)."""
-    if store is not None:
+    (checked before each new request) keeps every finished level. `sampler` is the energy meter (default:
+    this machine's sampler)."""
+    if store is not None:  # as `run_benchmark`: refused before any server is asked
         store.require_writable("store load sweep runs")
     if sampler is None:
         from envirollm_core.telemetry.sampler import get_sampler
@@ -284,7 +285,7 @@ def _budget_text(config: SweepConfig, level: int) -> str:
 
 
 def _measure_level(
-    backend: Backend, config: SweepConfig, level: int, sweep_id: str, sampler: Sampler,
+    backend: Backend, config: SweepConfig, level: int, sweep_id: str, sampler: EnergyMeter,
     pid: int | None, baseline: Any, cancel: threading.Event | None, requests: list[_Request],
 ) -> LevelResult:
     window = _SteadyWindow(sampler, f"sweep-{sweep_id}-c{level}", pid)
@@ -300,7 +301,7 @@ class _SteadyWindow:
     """The level's energy window, opened and closed off the event loop (a GPU counter read takes ~4 ms,
     which would delay every stamp of that moment); its edges are the middles of those calls."""
 
-    def __init__(self, sampler: Sampler, name: str, pid: int | None) -> None:
+    def __init__(self, sampler: EnergyMeter, name: str, pid: int | None) -> None:
         self.sampler, self.name, self.pid = sampler, name, pid
         self.start_s: float | None = None
         self.end_s: float | None = None

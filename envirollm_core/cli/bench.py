@@ -9,24 +9,28 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import Any, TextIO
 
 from envirollm_core.backends.base import (
     CUT_AT_MAX_TOKENS, CUT_AT_RUN_TIMEOUT, DEFAULT_READ_TIMEOUT_S, DEFAULT_RUN_TIMEOUT_S, Backend,
 )
+from envirollm_core.backends.factory import BackendChoice, BackendKind, open_backend
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
 from envirollm_core.benchmark.presets import Prompt, load_presets, select_prompts
 from envirollm_core.benchmark.runner import BatchResult, BenchmarkConfig, run_benchmark
 from envirollm_core.benchmark.suites import suite_names
 from envirollm_core.cli.common import (
     add_db_option, add_engine_options, add_json_option, db_path, emit_json, engine_models, finite_float,
-    format_table, info, printable,
+    format_table, info, printable, writable_store,
 )
 from envirollm_core.cli.quality import add_judge_options, judge_config
 from envirollm_core.errors import UsageError
 from envirollm_core.figures import format_figure, milli
+from envirollm_core.quality.judge import JudgeConfig
 from envirollm_core.records import RunResult
+from envirollm_core.store import Store
 
 DEFAULT_MAX_TOKENS = 512
 DEMO_MAX_TOKENS = 128
@@ -168,43 +172,47 @@ def _config(args: argparse.Namespace, models: tuple[str, ...]) -> BenchmarkConfi
     )
 
 
-def _open_store(args: argparse.Namespace) -> Any:
-    from envirollm_core.store import Store
-
-    store = Store(db_path(args))
-    store.require_writable("store benchmark runs")  # say so now, not after the whole batch has run
+def _open_store(args: argparse.Namespace) -> Store:
+    store = writable_store(args, "store benchmark runs")  # say so now, not after the whole batch has run
     store.require_healthy()
     return store
 
 
-def run_ollama(args: argparse.Namespace) -> int:
-    from envirollm_core.backends.ollama import OllamaBackend
+def backend_choice(args: argparse.Namespace, kind: BackendKind, default_url: str | None = None) -> BackendChoice:
+    """The server a command's `--url`, `--api-key`, `--timeout` and `--run-timeout` name (those it has)."""
+    return BackendChoice(
+        kind, url=getattr(args, "url", None) or default_url, api_key=getattr(args, "api_key", None),
+        read_timeout_s=args.timeout, run_timeout_s=getattr(args, "run_timeout", DEFAULT_RUN_TIMEOUT_S),
+    )
 
-    prepared = _prepare(args, _models(args.models))
-    with OllamaBackend(args.url, read_timeout_s=args.timeout, run_timeout_s=args.run_timeout) as backend:
-        return _run(backend, prepared, args)
+
+def run_ollama(args: argparse.Namespace) -> int:
+    return _run_on_server(args, "ollama")
 
 
 def run_openai(args: argparse.Namespace) -> int:
-    from envirollm_core.backends.openai_compat import OpenAIBackend
+    return _run_on_server(args, "openai")
 
+
+def _run_on_server(args: argparse.Namespace, kind: BackendKind) -> int:
+    choice = backend_choice(args, kind)
     prepared = _prepare(args, _models(args.models))
-    with OpenAIBackend(args.url, api_key=args.api_key, read_timeout_s=args.timeout,
-                       run_timeout_s=args.run_timeout) as backend:
-        return _run(backend, prepared, args)
+    with closing(open_backend(choice)) as backend:
+        return _report([_benchmark(backend, prepared)], args)
 
 
 def run_demo(args: argparse.Namespace) -> int:
     """Each model in its own engine, one after the other: two engines at once would share the cores."""
-    from envirollm_core.backends.embedded import EmbeddedEngine, embedded_backend
+    from envirollm_core.backends.embedded import EmbeddedEngine
 
     models = engine_models(args.model, several=True)
     engines = [EmbeddedEngine(model_id=model_id, threads=args.threads) for model_id in models]
+    choice = backend_choice(args, "embedded")
     prepared = _prepare(args, models)
     batches = []
     for engine in engines:
         info(f"starting the embedded engine ({engine.model.label}, {engine.threads} thread(s)) ...")
-        with engine, embedded_backend(engine, run_timeout_s=args.run_timeout) as backend:
+        with engine, closing(open_backend(choice, engine)) as backend:
             info(f"engine ready at {engine.base_url} (pid {engine.pid})")
             config = dataclasses.replace(prepared.config, models=(engine.model_id,))
             batches.append(_benchmark(backend, dataclasses.replace(prepared, config=config)))
@@ -214,18 +222,14 @@ def run_demo(args: argparse.Namespace) -> int:
 @dataclasses.dataclass(frozen=True)
 class _Prepared:
     config: BenchmarkConfig
-    judge: Any
-    store: Any
+    judge: JudgeConfig
+    store: Store
     energy_from: tuple[str | None, str | None] = (None, None)
 
 
 def _prepare(args: argparse.Namespace, models: tuple[str, ...]) -> _Prepared:
     """Everything that can reject the command's input, checked before any server is contacted."""
     return _Prepared(_config(args, models), judge_config(args), _open_store(args), energy_from_args(args))
-
-
-def _run(backend: Backend, prepared: _Prepared, args: argparse.Namespace) -> int:
-    return _report([_benchmark(backend, prepared)], args)
 
 
 def _benchmark(backend: Backend, prepared: _Prepared) -> BatchResult:
@@ -235,7 +239,7 @@ def _benchmark(backend: Backend, prepared: _Prepared) -> BatchResult:
     from envirollm_core.telemetry.meters import energy_meter
 
     with energy_meter(*prepared.energy_from) as meter:
-        if getattr(meter, "description", None):
+        if meter.description:
             info(f"energy from {meter.description} (the serving machine's counters; this machine's are not added)")
         return run_benchmark(backend, config, sampler=meter, store=prepared.store, judge=prepared.judge,
                               progress=ProgressBar(sys.stderr))

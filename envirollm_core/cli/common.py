@@ -10,12 +10,19 @@ import argparse
 import json
 import math
 import re
+import signal
 import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from envirollm_core.errors import UsageError
+from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.paths import default_db_path
+
+if TYPE_CHECKING:  # DuckDB and Polars: imported by the commands that open the database
+    from envirollm_core.store import Store
 
 
 def add_db_option(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +38,21 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
 
 def db_path(args: argparse.Namespace) -> Path:
     return args.db if args.db is not None else default_db_path()
+
+
+def writable_store(args: argparse.Namespace, action: str) -> Store:
+    """The database of a command that writes (`--db`): in read-only mode the command is refused here, once,
+    before it asks any server or starts any engine."""
+    from envirollm_core.store import Store
+
+    return Store.for_writing(db_path(args), action)
+
+
+def reading_store(args: argparse.Namespace) -> Store:
+    """The database of a command that only reads: never created; a `--db` file that does not exist is an error."""
+    from envirollm_core.store import Store
+
+    return Store.for_reading(db_path(args), given=args.db is not None)
 
 
 def finite_float(text: str) -> float:
@@ -126,3 +148,32 @@ def engine_models(text: str | None, several: bool) -> tuple[str, ...]:
     if len(models) > 1 and not several:
         raise UsageError("--model takes one model here")
     return models
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (a service manager, `kill`) stops a foreground command as Ctrl-C does: cleanly."""
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+@contextmanager
+def in_foreground(what: str, stop: Callable[[], None]) -> Iterator[None]:
+    """Run a server in the foreground: Ctrl-C or SIGTERM ends the block quietly ("stopping WHAT"); `stop` runs
+    however it ends."""
+    interrupt_on_sigterm()
+    try:
+        yield
+    except KeyboardInterrupt:
+        info(f"stopping {what}")
+    finally:
+        stop()
+
+
+def wait_while_running(is_running: Callable[[], bool], stopped: EnviroLLMError) -> NoReturn:
+    """Block while the server runs; `stopped` is raised if it ends on its own."""
+    while is_running():
+        time.sleep(0.5)
+    raise stopped

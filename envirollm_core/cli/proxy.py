@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import signal
-import time
 
-from envirollm_core.cli.common import add_json_option, db_path, emit_json, finite_float, format_table, info
+from envirollm_core.cli.common import (
+    add_json_option, db_path, emit_json, finite_float, format_table, in_foreground, info, reading_store,
+    wait_while_running,
+)
 from envirollm_core.cli.runs import _add_tariff, _tariff
 from envirollm_core.errors import EnviroLLMError
 from envirollm_core.figures import format_figure
@@ -62,10 +63,6 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     usage.set_defaults(handler=run_usage)
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def run_proxy(args: argparse.Namespace) -> int:
     from envirollm_core.proxy.server import MeteringProxy, ProxyConfig, parse_listen
     from envirollm_core.store import Store
@@ -76,9 +73,8 @@ def run_proxy(args: argparse.Namespace) -> int:
         route_all=args.route, quality_floor=args.quality_floor, default_model=args.default_model,
         read_timeout_s=args.read_timeout,
     )
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     proxy = MeteringProxy(config, store=Store(db_path(args)))
-    try:
+    with in_foreground("the metering proxy", proxy.stop):
         proxy.start()
         if not proxy.is_loopback:
             info(f"warning: listening on {proxy.url}, reachable from other machines; anyone there can use your LLM server")
@@ -87,23 +83,16 @@ def run_proxy(args: argparse.Namespace) -> int:
                        "batch_id": proxy.recorder.batch_id})
         text = "prompts and answers stored" if config.store_text else "prompts and answers kept as hash and length only"
         info(f"metering {config.upstream} at {proxy.url} ({text}); Ctrl-C to stop")
-        while proxy.is_running():
-            time.sleep(0.5)
-        raise EnviroLLMError("the metering proxy stopped unexpectedly")
-    except KeyboardInterrupt:
-        info("stopping the metering proxy")
-        return 0
-    finally:
-        proxy.stop()
+        wait_while_running(proxy.is_running, EnviroLLMError("the metering proxy stopped unexpectedly"))
+    return 0
 
 
 def run_usage(args: argparse.Namespace) -> int:
     from envirollm_core.proxy.usage import parse_since, usage
-    from envirollm_core.store import Store
 
     since = parse_since(args.since)
     tariff = _tariff(args)
-    rows = usage(Store(db_path(args)), tariff, since=since, by=args.by, quality_floor=args.quality_floor)
+    rows = usage(reading_store(args), tariff, since=since, by=args.by, quality_floor=args.quality_floor)
     if args.json:
         emit_json({"since": args.since, "by": args.by, "grid_g_co2_per_kwh": tariff.grid.g_co2_per_kwh,
                    "currency": tariff.currency, "rows": [dataclasses.asdict(row) for row in rows]})

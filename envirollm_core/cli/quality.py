@@ -12,6 +12,7 @@ from envirollm_core.figures import format_figure
 from envirollm_core.errors import UsageError
 from envirollm_core.quality import JudgeConfig, judge_answer, pairwise, resolve_judge
 from envirollm_core.quality.canaries import QUESTION, run_canaries
+from envirollm_core.quality.defaults import ollama_url
 from envirollm_core.quality.judge_checks import record_judge_check
 from envirollm_core.quality.judge import HEURISTIC_METHOD, JudgeEndpoint, heuristic_verdict, verified_verdict
 from envirollm_core.settings import load_settings
@@ -29,14 +30,24 @@ def add_judge_options(parser: argparse.ArgumentParser, allow_none: bool = True) 
 
 
 def judge_config(args: argparse.Namespace) -> JudgeConfig:
-    """The judge the flags name; with none named, the default judge saved in the settings, if any."""
+    """The judge the flags name: `--judge none` the heuristic only, a model alone one of the local Ollama's;
+    with none named, the default judge saved in the settings, if any."""
     judge_url, judge_model, judge = args.judge_url, args.judge_model, getattr(args, "judge", None)
-    if judge_url is None and judge_model is None and judge is None:
+    if judge is not None:
+        if judge.strip().lower() != "none":
+            raise UsageError(f"--judge takes only 'none', not {judge!r}; name a judge with --judge-url and --judge-model")
+        if judge_url or judge_model:
+            raise UsageError("--judge none cannot be combined with --judge-url or --judge-model")
+        return JudgeConfig(url=None, model=None, disabled=True, timeout_s=args.judge_timeout, samples=args.samples)
+    if judge_url is None and judge_model is None:
         saved = load_settings()
         judge_url, judge_model = saved.judge_url, saved.judge_model
-    return JudgeConfig.from_cli(
-        judge_url, judge_model, args.judge_api_key, judge, timeout_s=args.judge_timeout, samples=args.samples,
-    )
+    if judge_url and not judge_model:
+        raise UsageError("--judge-url needs --judge-model")
+    if judge_model and not judge_url:
+        judge_url = f"{ollama_url()}/v1"
+    return JudgeConfig(url=judge_url, model=judge_model, api_key=args.judge_api_key, timeout_s=args.judge_timeout,
+                       samples=args.samples)
 
 
 def _text(value: str | None, path: Path | None, name: str) -> str | None:

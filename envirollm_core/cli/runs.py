@@ -16,7 +16,8 @@ from typing import Any
 import polars as pl
 
 from envirollm_core.cli.common import (
-    add_db_option, add_json_option, db_path, emit_json, finite_float, format_table, info, printable,
+    add_db_option, add_json_option, db_path, emit_json, finite_float, format_table, info, printable, reading_store,
+    writable_store,
 )
 from envirollm_core.errors import UsageError
 from envirollm_core.figures import MISSING, RUN_UNITS, format_figure, format_spread, milli, round_frame
@@ -155,18 +156,6 @@ def _add_tariff(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--currency", default=None, help="currency label for prices (default: your settings)")
 
 
-def _store(args: argparse.Namespace) -> Any:
-    from envirollm_core.store import Store
-
-    return Store(db_path(args))
-
-
-def _reading_store(args: argparse.Namespace) -> Any:
-    from envirollm_core.store import Store
-
-    return Store.for_reading(db_path(args), given=args.db is not None)
-
-
 # -- tables -----------------------------------------------------------------------------------
 
 
@@ -187,7 +176,7 @@ def _jsonable(frame: pl.DataFrame) -> list[dict[str, Any]]:
 def run_list(args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise UsageError(f"--limit must be 0 or more, not {args.limit}")
-    store = _reading_store(args)
+    store = reading_store(args)
     frame = store.with_short_ids(store.runs_frame(
         prompt_hash=args.prompt_hash, model=args.model, batch_id=args.batch, limit=args.limit or None
     ))
@@ -217,7 +206,7 @@ def run_compare(args: argparse.Namespace) -> int:
     from envirollm_core.analysis.stats import ANALYSIS_COLUMNS, group_stats
     from envirollm_core.analysis.trends import compare_batches, regressions
 
-    store = _reading_store(args)
+    store = reading_store(args)
     frame = store.runs_frame(prompt_hash=args.prompt_hash, model=args.model, columns=ANALYSIS_COLUMNS)
     stats = group_stats(frame)
     changes = compare_batches(frame, baseline_batch=args.baseline, latest_batch=args.latest,
@@ -331,7 +320,7 @@ def run_recommend(args: argparse.Namespace) -> int:
         raise UsageError(f"--quality-floor is a score from 0 to 100, not {args.quality_floor:g}")
     tariff = _tariff(args)
     by = "preset" if args.by == "preset" else "prompt_hash"
-    store = _reading_store(args)
+    store = reading_store(args)
     frame = store.runs_frame(prompt_hash=args.prompt_hash, columns=ANALYSIS_COLUMNS)
     groups = recommend(frame, by=by, quality_floor=args.quality_floor, across_machines=args.across_machines)
     sweeps = _sweeps(store)
@@ -429,7 +418,7 @@ def run_fit(args: argparse.Namespace) -> int:
     estimates = with_speeds(hardware_fit(ram_gb, vram_gb, context_tokens=args.context, quantizations=quantizations),
                             ram_gbps=probe.gbps, gpu_gbps=gpu_gbps, vram_gb=vram_gb)
     checks = check_against_runs(
-        _reading_store(args).runs_frame(columns=["model", "quantization", "machine", "status", "decode_tps"]),
+        reading_store(args).runs_frame(columns=["model", "quantization", "machine", "status", "decode_tps"]),
         ram_gbps=probe.gbps, gpu_gbps=gpu_gbps, ram_gb=ram_gb, vram_gb=vram_gb, context_tokens=args.context,
     )
     # Usable first (fastest first), then what fits but crawls, then (with --all) what does not fit.
@@ -469,7 +458,7 @@ def run_export(args: argparse.Namespace) -> int:
     output = args.output or f"envirollm-export-{datetime.now():%Y%m%d-%H%M%S}.{fmt}"
     if output == "-" and args.json:
         raise UsageError("--json prints a summary on stdout, so it cannot go with --output -")
-    count = _reading_store(args).export(Path(output), fmt, prompt_hash=args.prompt_hash, model=args.model)
+    count = reading_store(args).export(Path(output), fmt, prompt_hash=args.prompt_hash, model=args.model)
     if args.json:
         emit_json({"path": str(Path(output).resolve()), "format": fmt, "runs": count})
     info(f"exported {count} run(s) as {fmt}" + ("" if output == "-" else f" to {output}"))
@@ -485,7 +474,7 @@ def run_import(args: argparse.Namespace) -> int:
             emit_json({"path": str(args.file), "format": parsed.format, "valid_runs": len(parsed.runs)})
         info(f"{args.file}: {len(parsed.runs)} valid run(s) ({parsed.format}); nothing stored (--dry-run)")
         return 0
-    report = _store(args).import_file(args.file)
+    report = writable_store(args, "importing runs").import_file(args.file)
     if args.json:
         emit_json(dataclasses.asdict(report))
     info(f"imported {report.added} run(s) from {args.file} ({report.format}); "
@@ -494,7 +483,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_delete(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = writable_store(args, "deleting a run")
     run_id = store.resolve_run_id(args.run_id)
     store.delete_run(run_id)
     if args.json:
@@ -504,7 +493,7 @@ def run_delete(args: argparse.Namespace) -> int:
 
 
 def run_note(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = writable_store(args, "changing a run's note")
     run_id = store.resolve_run_id(args.run_id)
     store.set_note(run_id, args.text)
     if args.json:
@@ -514,8 +503,7 @@ def run_note(args: argparse.Namespace) -> int:
 
 
 def run_clean(args: argparse.Namespace) -> int:
-    store = _store(args)
-    store.require_writable("deleting all runs")
+    store = writable_store(args, "deleting all runs")
     count = store.count()
     if count and not args.yes:
         if not sys.stdin.isatty():

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import signal
-import time
 
 from envirollm_core.backends.embedded import EmbeddedEngine
-from envirollm_core.cli.common import add_engine_options, add_json_option, emit_json, engine_models, info
+from envirollm_core.cli.common import (
+    add_engine_options, add_json_option, emit_json, engine_models, in_foreground, info, wait_while_running,
+)
 from envirollm_core.errors import EngineError
 
 
@@ -28,28 +28,17 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def run(args: argparse.Namespace) -> int:
     if args.port is not None and not 0 < args.port < 65536:
         raise EngineError(f"--port must be between 1 and 65535, not {args.port}")
-    signal.signal(signal.SIGTERM, _raise_interrupt)
     (model_id,) = engine_models(args.model, several=False)
     engine = EmbeddedEngine(host=args.host, port=args.port, model_id=model_id, threads=args.threads)
     info(f"starting the embedded engine ({engine.model.label}, {engine.threads} thread(s)) on {args.host} ...")
-    try:
+    with in_foreground("the embedded engine", engine.stop):
         engine.start()
         if args.json:
             emit_json({"base_url": engine.base_url, "model": engine.model_id, "pid": engine.pid,
                        "engine_threads": engine.threads})
         info(f"serving {engine.model_id} at {engine.base_url} (OpenAI-compatible); Ctrl-C to stop")
-        while engine.is_running():
-            time.sleep(0.5)
-        raise EngineError("the embedded engine stopped unexpectedly")
-    except KeyboardInterrupt:
-        info("stopping the embedded engine")
-        return 0
-    finally:
-        engine.stop()
+        wait_while_running(engine.is_running, EngineError("the embedded engine stopped unexpectedly"))
+    return 0

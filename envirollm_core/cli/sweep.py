@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import argparse
 import sys
+from contextlib import closing
 from typing import Any, TextIO
 
 from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
+from envirollm_core.backends.factory import open_backend
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
 from envirollm_core.benchmark.sweep import DEFAULT_LEVELS, LevelResult, SweepConfig, SweepProgress, SweepResult, level_rows, run_sweep
-from envirollm_core.cli.bench import add_energy_options, add_prompt_options, energy_from_args, prompts_of
-from envirollm_core.cli.common import add_db_option, add_json_option, db_path, emit_json, finite_float, format_table, info
+from envirollm_core.cli.bench import add_energy_options, add_prompt_options, backend_choice, energy_from_args, prompts_of
+from envirollm_core.cli.common import (
+    add_db_option, add_json_option, db_path, emit_json, finite_float, format_table, info, writable_store,
+)
 from envirollm_core.figures import format_figure, milli
 from envirollm_core.errors import UsageError
+from envirollm_core.store import Store
 
 DEFAULT_SWEEP_MAX_TOKENS = 128
 INTERRUPTED = 130
@@ -86,38 +91,24 @@ def sweep_config(args: argparse.Namespace, model: str) -> SweepConfig:
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
-    from envirollm_core.store import Store
-
     args.energy = energy_from_args(args)  # checked before any server or engine is started
-
     if args.backend == "embedded":
-        from envirollm_core.backends.embedded import EmbeddedEngine, embedded_backend
+        from envirollm_core.backends.embedded import EmbeddedEngine
 
         engine = EmbeddedEngine()
+        choice = backend_choice(args, "embedded")
         config = sweep_config(args, args.model or engine.model_id)
-        store = _store(Store, args)
+        store = writable_store(args, "store load sweep runs")
         info(f"starting the embedded engine ({engine.model_id}) ...")
-        with engine, embedded_backend(engine) as backend:
+        with engine, closing(open_backend(choice, engine)) as backend:
             return _run(backend, config, store, args)
     if not args.model:
         raise UsageError("--model is required (the model to sweep)")
+    choice = backend_choice(args, args.backend, default_url=LMSTUDIO_URL if args.backend == "openai" else None)
     config = sweep_config(args, args.model)
-    store = _store(Store, args)
-    if args.backend == "ollama":
-        from envirollm_core.backends.ollama import OllamaBackend
-
-        with OllamaBackend(args.url, read_timeout_s=args.timeout) as backend:
-            return _run(backend, config, store, args)
-    from envirollm_core.backends.openai_compat import OpenAIBackend
-
-    with OpenAIBackend(args.url or LMSTUDIO_URL, api_key=args.api_key, read_timeout_s=args.timeout) as backend:
+    store = writable_store(args, "store load sweep runs")
+    with closing(open_backend(choice)) as backend:
         return _run(backend, config, store, args)
-
-
-def _store(store_class: Any, args: argparse.Namespace) -> Any:
-    store = store_class(db_path(args))
-    store.require_writable("store load sweep runs")
-    return store
 
 
 class _Progress(SweepProgress):
@@ -130,13 +121,13 @@ class _Progress(SweepProgress):
              f"p95 latency {format_figure(level.e2e_p95_s, 's')} s{failed}")
 
 
-def _run(backend: Backend, config: SweepConfig, store: Any, args: argparse.Namespace) -> int:
+def _run(backend: Backend, config: SweepConfig, store: Store, args: argparse.Namespace) -> int:
     info(f"sweeping {config.model} on {backend.name} at {backend.base_url}: concurrency "
          f"{','.join(map(str, config.concurrency))}")
     from envirollm_core.telemetry.meters import energy_meter
 
     with energy_meter(*args.energy) as meter:
-        if getattr(meter, "description", None):
+        if meter.description:
             info(f"energy from {meter.description} (the serving machine's counters; this machine's are not added)")
         result = run_sweep(backend, config, sampler=meter, store=store, progress=_Progress())
     if args.json:

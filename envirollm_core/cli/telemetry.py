@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import signal
 import sys
 import time
 
 import psutil
 
-from envirollm_core.cli.common import add_json_option, emit_json, finite_float, format_table, info
+from envirollm_core.cli.common import add_json_option, emit_json, finite_float, format_table, info, interrupt_on_sigterm
 from envirollm_core.errors import UsageError
 from envirollm_core.figures import format_figure
 from envirollm_core.telemetry.processes import LlmServer, detect_llm_servers
-from envirollm_core.telemetry.sampler import (
-    DEFAULT_INTERVAL_S,
-    MAX_INTERVAL_S,
-    MIN_INTERVAL_S,
-    ComponentInfo,
-    Measurement,
-    Sampler,
-    component_kind,
-)
+from envirollm_core.telemetry.measurement import ComponentInfo, Measurement, component_kind
+from envirollm_core.telemetry.sampler import DEFAULT_INTERVAL_S, MAX_INTERVAL_S, MIN_INTERVAL_S, Sampler
 from envirollm_core.telemetry.system_info import is_virtual_machine, system_info
 
 LIVE_REFRESH_S = 1.0
@@ -108,17 +100,13 @@ def _server_row(server: LlmServer) -> list[str]:
 # --- track ----------------------------------------------------------------------------------------
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def run_track(args: argparse.Namespace) -> int:
     if args.duration is not None and not args.duration > 0:
         raise UsageError(f"--duration must be above 0 seconds, not {args.duration}")
     if not MIN_INTERVAL_S <= args.interval <= MAX_INTERVAL_S:
         raise UsageError(f"--interval must be between {MIN_INTERVAL_S} and {MAX_INTERVAL_S} seconds, not {args.interval}")
     targets = _resolve_targets(args)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
+    interrupt_on_sigterm()
     live = sys.stderr.isatty()
     with Sampler(interval_s=args.interval) as sampler:
         sampler.begin_window(WINDOW, pids=list(targets))

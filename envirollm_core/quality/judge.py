@@ -16,9 +16,9 @@ import statistics
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
@@ -47,6 +47,7 @@ from envirollm_core.quality.rubric import (
     steering_phrases,
 )
 from envirollm_core.records import ComponentEnergy, RunResult
+from envirollm_core.telemetry.measurement import EnergyMeter
 
 HEURISTIC_METHOD = "heuristic"
 EMPTY_ANSWER_METHOD = "rule:empty-answer"
@@ -82,29 +83,6 @@ class JudgeConfig:
                 raise UsageError(f"judge URL {self.url!r} is not an http(s) URL, e.g. http://127.0.0.1:8080/v1")
             if not self.model:
                 raise UsageError("--judge-url needs --judge-model")
-
-    @classmethod
-    def from_cli(
-        cls,
-        judge_url: str | None,
-        judge_model: str | None,
-        judge_api_key: str | None = None,
-        judge: str | None = None,
-        timeout_s: float = 60.0,
-        samples: int = 1,
-    ) -> JudgeConfig:
-        """`--judge none` disables the LLM judge (heuristic only); a model alone means the local Ollama."""
-        if judge is not None:
-            if judge.strip().lower() != "none":
-                raise UsageError(f"--judge takes only 'none', not {judge!r}; name a judge with --judge-url and --judge-model")
-            if judge_url or judge_model:
-                raise UsageError("--judge none cannot be combined with --judge-url or --judge-model")
-            return cls(url=None, model=None, disabled=True, timeout_s=timeout_s, samples=samples)
-        if judge_url and not judge_model:
-            raise UsageError("--judge-url needs --judge-model")
-        if judge_model and not judge_url:
-            judge_url = f"{ollama_url()}/v1"
-        return cls(url=judge_url, model=judge_model, api_key=judge_api_key, timeout_s=timeout_s, samples=samples)
 
 
 @dataclass(frozen=True)
@@ -152,11 +130,6 @@ class JudgeCost:
     unscored: int = 0
     unparsed: int = 0
     note: str = ""
-
-
-class Sampler(Protocol):
-    def begin_window(self, name: str, pids: Sequence[int] = ()) -> None: ...
-    def end_window(self, name: str) -> Any: ...
 
 
 class JudgeUnavailable(Exception):
@@ -432,7 +405,7 @@ def resolve_judge(
 def judge_runs(
     runs: list[RunResult],
     config: JudgeConfig,
-    sampler: Sampler | None = None,
+    sampler: EnergyMeter | None = None,
     references: Mapping[str, str] | None = None,
 ) -> JudgeCost:
     """Grade every completed run in place; call it after the timed runs, never inside an energy window.
@@ -493,7 +466,7 @@ def _grade_run(
     return verdict
 
 
-def _begin(sampler: Sampler | None, name: str) -> bool:
+def _begin(sampler: EnergyMeter | None, name: str) -> bool:
     if sampler is None:
         return False
     try:
@@ -503,7 +476,7 @@ def _begin(sampler: Sampler | None, name: str) -> bool:
     return True
 
 
-def _end(sampler: Sampler, name: str) -> tuple[float | None, tuple[ComponentEnergy, ...], str]:
+def _end(sampler: EnergyMeter, name: str) -> tuple[float | None, tuple[ComponentEnergy, ...], str]:
     try:
         measurement = sampler.end_window(name)
     except EnviroLLMError as exc:
@@ -511,5 +484,5 @@ def _end(sampler: Sampler, name: str) -> tuple[float | None, tuple[ComponentEner
     return measurement.energy_wh, tuple(measurement.components), ""
 
 
-def _no_window_note(sampler: Sampler | None) -> str:
+def _no_window_note(sampler: EnergyMeter | None) -> str:
     return "judge energy not measured: no sampler given" if sampler is None else "judge energy not measured"

@@ -177,6 +177,14 @@ class Store:
             return cls(store_path, read_only=True)
         return cls(store_path)
 
+    @classmethod
+    def for_writing(cls, path: Path | None, action: str) -> Store:
+        """The store of a command or page action that will write: in read-only mode it is refused here, once,
+        with a one-line `ReadOnlyError`, before any server is asked or engine started (every write refuses
+        again all the same)."""
+        ensure_writable(action)
+        return cls(path)
+
     def require_writable(self, action: str) -> None:
         """Raise `ReadOnlyError` now, before work whose result could not be stored.
 

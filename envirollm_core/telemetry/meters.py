@@ -2,17 +2,17 @@
 
 `local` (or nothing) is this machine's shared sampler; `prometheus://HOST:PORT`
 is a remote machine's counters in Prometheus, picked by `--energy-selector`.
-Both have the window interface the runner uses (`begin_window`, `end_window ->
-Measurement`, `measure_idle`).
+Both are an `EnergyMeter` (`telemetry.measurement`): the interface the runner,
+the load sweep and the judge measure with.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from envirollm_core.errors import UsageError
+from envirollm_core.telemetry.measurement import EnergyMeter
 from envirollm_core.telemetry.prometheus import PrometheusMeter, parse_target
 
 LOCAL = "local"
@@ -27,7 +27,7 @@ def check_energy_from(energy_from: str | None, selector: str | None) -> None:
     parse_target(energy_from, selector)
 
 
-def make_energy_meter(energy_from: str | None, selector: str | None = None) -> Any:
+def make_energy_meter(energy_from: str | None, selector: str | None = None) -> EnergyMeter:
     """The meter for `energy_from`: None or 'local' is this machine's shared sampler; a prometheus:// URL a new
     `PrometheusMeter`, which its caller closes."""
     check_energy_from(energy_from, selector)
@@ -39,7 +39,7 @@ def make_energy_meter(energy_from: str | None, selector: str | None = None) -> A
 
 
 @contextmanager
-def energy_meter(energy_from: str | None, selector: str | None = None) -> Iterator[Any]:
+def energy_meter(energy_from: str | None, selector: str | None = None) -> Iterator[EnergyMeter]:
     """`make_energy_meter`, closed on leaving when it is remote (the local sampler is shared by the process)."""
     meter = make_energy_meter(energy_from, selector)
     try:

@@ -7,7 +7,7 @@ mJ per GPU; `DCGM_FI_DEV_POWER_USAGE`, W), node_exporter's RAPL collector
 (`node_rapl_package_joules_total`, `node_rapl_dram_joules_total`) and Kepler
 (`kepler_node_*_joules_total`, `kepler_container_joules_total`).
 
-`PrometheusMeter` has the sampler's window interface (`begin_window` /
+`PrometheusMeter` is an `EnergyMeter` (`telemetry.measurement`: `begin_window` /
 `end_window -> Measurement` / `measure_idle`), so the runner uses either one.
 A window's energy is each counter's rise between the window's edges, read from
 the raw samples Prometheus stored (an instant query of a range selector gives
@@ -41,7 +41,7 @@ import httpx
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.figures import format_figure
 from envirollm_core.records import ComponentEnergy, EnergySource
-from envirollm_core.telemetry.sampler import ComponentInfo, IdleBaseline, Measurement, component_kind
+from envirollm_core.telemetry.measurement import ComponentInfo, IdleBaseline, Measurement, component_kind
 
 SCHEMES = {"prometheus": "http", "prometheus+http": "http", "prometheus+https": "https"}
 MIN_SCRAPES_PER_WINDOW = 4  # a shorter window is measured with its model's other runs and shared by tokens
@@ -375,13 +375,6 @@ class RemotePower:
     watts: float
 
 
-@dataclass(frozen=True)
-class RemoteMeasurement(Measurement):
-    """A window measured from Prometheus; `pending` when it was too short to measure alone (see `settle`)."""
-
-    pending: bool = False
-
-
 class PrometheusMeter:
     """The sampler's window interface over a remote machine's counters in Prometheus; thread-safe."""
 
@@ -407,7 +400,7 @@ class PrometheusMeter:
                 raise EnviroLLMError(f"an energy window named {name!r} is already open")
             self._windows[name] = time.time()
 
-    def end_window(self, name: str) -> RemoteMeasurement:
+    def end_window(self, name: str) -> Measurement:
         with self._lock:
             start = self._windows.pop(name, None)
         if start is None:
@@ -444,7 +437,7 @@ class PrometheusMeter:
             shared.append(_scaled(whole, share, why, measurement))
         return shared
 
-    def measure_span(self, name: str, start: float, end: float) -> RemoteMeasurement:
+    def measure_span(self, name: str, start: float, end: float) -> Measurement:
         """Energy per component over [start, end] (unix s); unmeasured with the reason when it cannot be read."""
         try:
             series = self._samples_past(start, end)
@@ -538,11 +531,11 @@ class PrometheusMeter:
         return (f"Prometheus at {self.target.display} has no energy series{selector}: none of "
                 f"{', '.join(f.metric for f in FAMILIES)}; check --energy-selector and that the exporter is scraped")
 
-    def _unmeasured(self, name: str, start: float, end: float, reason: str) -> RemoteMeasurement:
+    def _unmeasured(self, name: str, start: float, end: float, reason: str) -> Measurement:
         known = [info.name for info in self._components] or [REMOTE]
         return _measurement(name, start, end, tuple(ComponentEnergy(c, None, "unmeasured", reason) for c in known), None)
 
-    def _pending(self, name: str, start: float, end: float, interval: float) -> RemoteMeasurement:
+    def _pending(self, name: str, start: float, end: float, interval: float) -> Measurement:
         why = (f"window of {end - start:.2f} s is shorter than {MIN_SCRAPES_PER_WINDOW} scrape intervals "
                f"({interval:g} s): to be measured at batch level and shared by tokens")
         known = [info.name for info in self._components] or [REMOTE]
@@ -551,11 +544,11 @@ class PrometheusMeter:
 
 
 def _measurement(name: str, start: float, end: float, components: tuple[ComponentEnergy, ...],
-                 uncertainty_wh: float | None) -> RemoteMeasurement:
+                 uncertainty_wh: float | None) -> Measurement:
     known = [c.energy_wh for c in components if c.energy_wh is not None]
     energy_wh = sum(known) if known else None
     duration_s = end - start
-    return RemoteMeasurement(
+    return Measurement(
         name=name, start_unix_time=start, duration_s=duration_s, components=components, energy_wh=energy_wh,
         avg_power_w=energy_wh * 3600 / duration_s if energy_wh is not None and duration_s > 0 else None,
         peak_power_w=None, cpu_percent_avg=None, cpu_percent_peak=None, ram_used_mb_avg=None, ram_used_mb_peak=None,

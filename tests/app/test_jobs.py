@@ -6,7 +6,8 @@ import time
 
 import pytest
 
-from envirollm_core.benchmark.jobs import BackendChoice, JobRegistry, list_models
+from envirollm_core.backends.factory import BackendChoice
+from envirollm_core.benchmark.jobs import JobRegistry, list_models
 from envirollm_core.benchmark.presets import Prompt
 from envirollm_core.benchmark.runner import BenchmarkConfig
 from envirollm_core.errors import UsageError

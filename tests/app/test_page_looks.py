@@ -8,7 +8,8 @@ import polars as pl
 import pytest
 
 from envirollm_core import charts
-from envirollm_core.benchmark.jobs import BackendChoice, first_answering_backend
+from envirollm_core.backends.factory import BackendChoice
+from envirollm_core.benchmark.jobs import first_answering_backend
 from envirollm_core.settings import lan_exposure_warning, listens_beyond_loopback
 from envirollm_core.store import Store, parse_runs, runs_to_frame
 from envirollm_core.views import DERIVED_TOKENS, analyze_group, energy_caption, runs_table

@@ -99,7 +99,7 @@ def test_connection_refused_fails_every_run_quickly(closed_port):
 def test_judging_comes_after_the_runs(serve):
     server = serve(openai_routes([MODEL], openai_stream(MODEL, SCRIPT)))
     batch = run_benchmark(OpenAIBackend(f"{server.url}/v1"), config(repeat=1),
-                          judge=JudgeConfig.from_cli(None, None, None, "none"))
+                          judge=JudgeConfig(None, None, disabled=True))
     assert batch.runs[0].quality_method == "heuristic" and batch.runs[0].quality_score is not None
     assert batch.judge_cost is not None
 

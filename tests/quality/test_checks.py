@@ -95,7 +95,7 @@ def test_quality_is_chosen_check_first_then_the_heuristic():
     suite = make_run("17 + 25 = 42", prompt=suite_task("verified/arith-add").prompt)
     suite.preset = "verified/arith-add"
     plain = make_run("The capital of Australia is Canberra.", prompt="What is the capital of Australia?")
-    cost = judge_runs([code, suite, plain], JudgeConfig.from_cli(None, None, judge="none"))
+    cost = judge_runs([code, suite, plain], JudgeConfig(None, None, disabled=True))
     assert (code.quality_method, code.quality_score) == ("verified", 100.0)
     assert code.quality_detail["passed"] == 4 and len(code.quality_detail["checks"]) == 4
     assert (suite.quality_method, suite.quality_score) == ("verified", 100.0)
@@ -110,7 +110,7 @@ def test_pass_rates_per_model_and_family_with_intervals():
             run = make_run(answer, prompt="What is 17 + 25?", model=model)
             run.preset = "verified/arith-add"
             runs.append(run)
-    judge_runs(runs, JudgeConfig.from_cli(None, None, judge="none"))
+    judge_runs(runs, JudgeConfig(None, None, disabled=True))
     rows = {(r.model, r.family): r for r in pass_rates(runs)}
     assert (rows["a", "all"].passed, rows["a", "all"].runs) == (2, 3) and rows["b", "exact-answer"].passed == 0
     low, high = wilson_interval(2, 3)

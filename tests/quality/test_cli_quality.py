@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
+import pytest
+
 from envirollm_core.cli import main
+from envirollm_core.cli.quality import judge_config
+from envirollm_core.errors import UsageError
+from envirollm_core.settings import Settings, save_settings
 from tests.fakes.judge import user_text
 
 
@@ -126,3 +132,45 @@ def test_the_settings_page_lists_each_judges_last_check(scripted_judge, capsys):
     table = app.dataframe[-1].value
     assert table["judge"].to_list() == [f"judge:{judge.model}@{judge.base_url.split('//')[1].split('/')[0]}"]
     assert table["last check"].to_list() == ["FAILED: not used, the heuristic is"]
+
+
+# --- the judge flags -----------------------------------------------------------------------------------
+
+
+def flags(judge_url=None, judge_model=None, judge_api_key=None, judge=None) -> argparse.Namespace:
+    return argparse.Namespace(judge_url=judge_url, judge_model=judge_model, judge_api_key=judge_api_key, judge=judge,
+                              judge_timeout=60.0, samples=1)
+
+
+def test_judge_flags_name_the_judge():
+    assert judge_config(flags(judge="none")).disabled
+    explicit = judge_config(flags("http://127.0.0.1:8080/v1", "qwen", "key"))
+    assert (explicit.url, explicit.model, explicit.api_key) == ("http://127.0.0.1:8080/v1", "qwen", "key")
+    default = judge_config(flags())
+    assert default.url is None and not default.disabled
+
+
+def test_no_judge_flag_means_the_judge_saved_in_settings():
+    save_settings(Settings(judge_url="http://127.0.0.1:7777/v1", judge_model="saved-judge"))
+    saved = judge_config(flags())
+    assert (saved.url, saved.model) == ("http://127.0.0.1:7777/v1", "saved-judge")
+    assert judge_config(flags(judge="none")).disabled  # the flag still wins
+
+
+def test_a_judge_model_alone_means_the_local_ollama(monkeypatch):
+    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:5555")
+    assert judge_config(flags(judge_model="gemma3:1b")).url == "http://127.0.0.1:5555/v1"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("http://127.0.0.1:1/v1", None, None, None), "needs --judge-model"),
+        ((None, None, None, "gpt"), "takes only 'none'"),
+        (("http://127.0.0.1:1/v1", "m", None, "none"), "cannot be combined"),
+        (("ftp://x/v1", "m", None, None), r"not an http\(s\) URL"),
+    ],
+)
+def test_bad_judge_flags_are_usage_errors(args, message):
+    with pytest.raises(UsageError, match=message):
+        judge_config(flags(*args))

@@ -282,33 +282,6 @@ def test_references_by_prompt_hash_win(scripted_judge):
 # --- configuration ------------------------------------------------------------------------------------
 
 
-def test_from_cli():
-    assert JudgeConfig.from_cli(None, None, None, "none").disabled
-    explicit = JudgeConfig.from_cli("http://127.0.0.1:8080/v1", "qwen", "key", None)
-    assert (explicit.url, explicit.model, explicit.api_key) == ("http://127.0.0.1:8080/v1", "qwen", "key")
-    default = JudgeConfig.from_cli(None, None, None, None)
-    assert default.url is None and not default.disabled
-
-
-def test_a_model_alone_means_the_local_ollama(monkeypatch):
-    monkeypatch.setenv("OLLAMA_HOST", "127.0.0.1:5555")
-    assert JudgeConfig.from_cli(None, "gemma3:1b").url == "http://127.0.0.1:5555/v1"
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (("http://127.0.0.1:1/v1", None, None, None), "needs --judge-model"),
-        ((None, None, None, "gpt"), "takes only 'none'"),
-        (("http://127.0.0.1:1/v1", "m", None, "none"), "cannot be combined"),
-        (("ftp://x/v1", "m", None, None), r"not an http\(s\) URL"),
-    ],
-)
-def test_bad_judge_options_are_usage_errors(args, message):
-    with pytest.raises(UsageError, match=message):
-        JudgeConfig.from_cli(*args)
-
-
 def test_bad_samples_and_timeout_are_usage_errors():
     with pytest.raises(UsageError):
         JudgeConfig(url=None, model=None, samples=0)

@@ -56,7 +56,7 @@ def test_pairwise_with_a_judge_that_is_down_gives_no_winner_and_the_reason(close
 def test_pairwise_without_a_judge_uses_the_heuristic(no_ollama):
     result = pairwise("Explain photosynthesis.", "Plants make sugar from light, water and carbon dioxide, "
                       "releasing oxygen. Chlorophyll in their leaves captures the light energy.", "",
-                      JudgeConfig.from_cli(None, None, None, "none"))
+                      JudgeConfig(None, None, disabled=True))
     assert result.winner == "a" and result.method == "heuristic"
 
 
@@ -80,7 +80,7 @@ def test_pick_judge_model(installed, graded, expected):
 
 def test_no_judge_named_and_no_ollama_gives_the_labelled_heuristic(no_ollama):
     run = make_run()
-    cost = judge_runs([run], JudgeConfig.from_cli(None, None, None, None))
+    cost = judge_runs([run], JudgeConfig(None, None))
     assert run.quality_method == "heuristic" and cost.method == "heuristic"
     assert 0 <= run.quality_score <= 100
     assert "no small instruct model found in Ollama" in run.quality_detail["note"]
@@ -90,7 +90,7 @@ def test_no_judge_named_and_no_ollama_gives_the_labelled_heuristic(no_ollama):
 def test_judge_none_gives_the_heuristic_without_asking_ollama(fake_ollama):
     server = fake_ollama(["gemma3:1b"])
     run = make_run()
-    judge_runs([run], JudgeConfig.from_cli(None, None, None, "none"))
+    judge_runs([run], JudgeConfig(None, None, disabled=True))
     assert run.quality_method == "heuristic" and server.requests == []
 
 
@@ -98,7 +98,7 @@ def test_no_judge_named_uses_the_small_model_ollama_has(fake_ollama):
     chat = ScriptedJudge(content="Rating: [[4]]")
     server = fake_ollama(["llama3:70b", "gemma3:1b"], chat=chat)
     run = make_run(model="llama3:70b")
-    judge_runs([run], JudgeConfig.from_cli(None, None, None, None))
+    judge_runs([run], JudgeConfig(None, None))
     assert run.quality_method == f"judge:gemma3:1b@127.0.0.1:{server.port}"
     assert run.quality_score == 75.0
     assert chat.graded_chats()[0].body["model"] == "gemma3:1b"
@@ -108,7 +108,7 @@ def test_a_self_judged_run_says_so(fake_ollama):
     chat = ScriptedJudge(content="Rating: [[4]]")
     fake_ollama(["gemma3:1b"], chat=chat)
     run = make_run(model="gemma3:1b")
-    judge_runs([run], JudgeConfig.from_cli(None, None, None, None))
+    judge_runs([run], JudgeConfig(None, None))
     assert "also one of the graded models" in run.quality_detail["note"]
 
 

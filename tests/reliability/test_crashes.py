@@ -106,7 +106,7 @@ def test_scores_of_the_judge_reach_the_runs_stored_one_by_one(serve, isolated_ho
     config = BenchmarkConfig(models=(MODEL,), prompts=(get_preset("explanation").as_prompt(),), repeat=2, warmup=0,
                              max_tokens=10, idle_s=0)
     batch = run_benchmark(OpenAIBackend(f"{server.url}/v1"), config, store=Store(),
-                          judge=JudgeConfig.from_cli(None, None, None, "none"))
+                          judge=JudgeConfig(None, None, disabled=True))
     stored = {run.id: run for run in Store().runs()}
     for run in batch.runs:
         assert run.quality_method == "heuristic" and run.quality_score is not None

@@ -19,7 +19,8 @@ from streamlit.testing.v1 import AppTest
 
 from envirollm_core.backends.embedded import shared_engine, start_shared_engine
 from envirollm_core.backends.openai_compat import OpenAIBackend
-from envirollm_core.benchmark.jobs import BackendChoice, BenchmarkJob, JobRegistry
+from envirollm_core.backends.factory import BackendChoice
+from envirollm_core.benchmark.jobs import BenchmarkJob, JobRegistry
 from envirollm_core.benchmark.presets import Prompt
 from envirollm_core.benchmark.runner import BenchmarkConfig, run_benchmark
 from envirollm_core.settings import (

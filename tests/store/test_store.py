@@ -205,6 +205,18 @@ def test_read_only_with_no_database_yet_reads_empty(tmp_path):
     assert not (tmp_path / "none.duckdb").exists()
 
 
+def test_a_store_for_writing_is_refused_at_once_in_read_only_mode_and_creates_nothing(tmp_path, monkeypatch, make_run):
+    path = tmp_path / "new.duckdb"
+    monkeypatch.setenv("ENVIROLLM_READ_ONLY", "1")
+    with pytest.raises(ReadOnlyError, match="^read-only mode: storing a test run"):
+        Store.for_writing(path, "storing a test run")
+    assert not path.exists()
+    monkeypatch.delenv("ENVIROLLM_READ_ONLY")
+    store = Store.for_writing(path, "storing a test run")
+    store.add_run(make_run())
+    assert store.count() == 1
+
+
 def test_a_file_that_is_not_a_database_is_one_line(tmp_path):
     junk = tmp_path / "junk.duckdb"
     junk.write_bytes(b"this is not a database" * 400)

@@ -23,6 +23,7 @@ from envirollm_core.benchmark.runner import BenchmarkConfig, run_benchmark
 from envirollm_core.errors import UsageError
 from envirollm_core.settings import Settings, save_settings
 from envirollm_core.store import Store
+from envirollm_core.telemetry.measurement import EnergyMeter
 from envirollm_core.telemetry.prometheus import (
     FAMILY_BY_METRIC,
     PrometheusMeter,
@@ -238,6 +239,7 @@ def test_a_prometheus_that_does_not_answer_in_time_gives_unmeasured_not_an_error
             measurement = meter.end_window("w")
     assert measurement.energy_wh is None
     assert "did not answer within 0.5 s" in measurement.components[0].note
+    assert isinstance(meter, EnergyMeter) and meter.description.startswith(f"prometheus://127.0.0.1:{port} ")
 
 
 def test_a_server_that_is_not_prometheus_gives_unmeasured_with_the_reason(serve):  # noqa: F811

@@ -3,7 +3,7 @@ import time
 import pytest
 
 from envirollm_core.telemetry.rapl import WrappingCounter, discover_rapl
-from envirollm_core.telemetry.sampler import component_kind
+from envirollm_core.telemetry.measurement import component_kind
 
 
 def test_no_powercap_tree_means_no_zones_and_no_problem(sysfs_root):

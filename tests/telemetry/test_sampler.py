@@ -9,7 +9,9 @@ import pytest
 
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.telemetry import sampler as sampler_module
-from envirollm_core.telemetry.sampler import IdleBaseline, Measurement, get_sampler
+from envirollm_core.telemetry import windows as windows_module
+from envirollm_core.telemetry.measurement import EnergyMeter, IdleBaseline, Measurement
+from envirollm_core.telemetry.sampler import get_sampler
 from tests.fakes.processes import kill_tree, tree_cpu_s
 
 
@@ -238,7 +240,7 @@ def test_recent_is_a_bounded_thread_safe_snapshot(sysfs_root, no_gpu, make_sampl
 
 
 def test_long_window_trace_stays_bounded_and_spans_the_window(sysfs_root, no_gpu, make_sampler, monkeypatch):
-    monkeypatch.setattr(sampler_module, "MAX_TRACE_POINTS", 8)
+    monkeypatch.setattr(windows_module, "MAX_TRACE_POINTS", 8)
     sampler = make_sampler(interval_s=0.02)
     m = _window(sampler, 1.0)
     assert m.sample_count > 30
@@ -298,3 +300,11 @@ def test_get_sampler_is_shared_and_running():
     assert first.interval_s == 0.1
     time.sleep(0.25)
     assert first.recent(1.0)
+
+
+def test_this_machine_is_an_energy_meter_whose_windows_are_never_pending(sysfs_root, no_gpu, make_sampler):
+    sampler = make_sampler()
+    assert isinstance(sampler, EnergyMeter) and sampler.description is None  # the runner names no remote source
+    measurement = _window(sampler, 0.1)
+    assert not measurement.pending and measurement.energy_wh is not None
+    assert sampler.settle([measurement], [5]) == [measurement]  # measured whole, however short
