@@ -44,9 +44,20 @@ def figure_expr(column: pl.Expr, unit: str = "") -> pl.Expr:
 
 
 def figure_text_expr(column: pl.Expr, unit: str = "") -> pl.Expr:
-    """`column` as `format_figure` writes it (`481`, `0.000583`), for many rows at once (chart tooltips): the
-    rounded number's shortest text, without a trailing `.0`; null stays null."""
-    return figure_expr(column, unit).cast(pl.String).str.replace(r"\.0$", "")
+    """`column` as `format_figure` writes it (`481`, `0.000583`), for many rows at once (chart tooltips); null
+    stays null. The rounded number's shortest text, without a trailing `.0`; the rare magnitude that Polars
+    writes with an exponent (below 1e-5, from 1e16) is written by `format_figure` itself."""
+
+    def text(values: pl.Series) -> pl.Series:
+        shortest = values.cast(pl.String).str.replace(r"\.0$", "")
+        exponent = shortest.str.contains("e", literal=True).fill_null(False)
+        if not exponent.any():
+            return shortest
+        fixed = [format_figure(value, unit) if written else shown
+                 for value, shown, written in zip(values.to_list(), shortest.to_list(), exponent.to_list())]
+        return pl.Series(values.name, fixed, dtype=pl.String)
+
+    return figure_expr(column, unit).map_batches(text, return_dtype=pl.String)
 
 
 def _decimals(value: float) -> int:

@@ -48,6 +48,10 @@ class Metric:
         """A stored value as every table and tooltip prints it: scaled, rounded by the one rule."""
         return format_figure(self.shown(value), self.figure_unit)
 
+    def format_shown(self, value: float | None) -> str:
+        """A value already in the shown unit (a `with_shown_columns` column) as every table prints it."""
+        return format_figure(value, self.figure_unit)
+
     def format_spread(self, mean: float | None, low: float | None, high: float | None) -> str:
         return format_spread(self.shown(mean), self.shown(low), self.shown(high), self.figure_unit)
 

@@ -67,5 +67,10 @@ def bytes_to_gb(size_bytes: float | None) -> float | None:
     return None if size_bytes is None else size_bytes / BYTES_PER_GB
 
 
+def mib_to_gb(mib: float | None) -> float | None:
+    """MiB (what the OS reports) as GB (10**9 bytes, the unit every `_gb` name holds)."""
+    return None if mib is None else mib * BYTES_PER_MIB / BYTES_PER_GB
+
+
 def mib_to_gib(mib: float | None) -> float | None:
     return None if mib is None else mib / MIB_PER_GIB

@@ -24,6 +24,7 @@ from envirollm_core.telemetry.sampler import (
     component_kind,
 )
 from envirollm_core.telemetry.system_info import is_virtual_machine, system_info
+from envirollm_core.units import mib_to_gb, wh_to_j
 
 LIVE_REFRESH_S = 1.0
 WINDOW = "track"
@@ -207,15 +208,15 @@ def _live_lines(sampler: Sampler) -> list[str]:
     so_far = sampler.read_window(WINDOW)
     recent = sampler.recent(LIVE_REFRESH_S)
     now = dict(recent[-1].power_w) if recent else {}
-    rows = [[c.component, c.source, format_figure(now.get(c.component), "W"), format_figure(_j(c.energy_wh), "J")]
+    rows = [[c.component, c.source, format_figure(now.get(c.component), "W"), format_figure(wh_to_j(c.energy_wh), "J")]
             for c in so_far.components]
     rows.append(["total", "", format_figure(recent[-1].total_power_w if recent else None, "W"),
                  format_figure(so_far.energy_j, "J")])
     last = recent[-1] if recent else None
     header = (f"{so_far.duration_s:6.1f} s   CPU {format_figure(last.cpu_percent if last else None, '%')} %   "
-              f"RAM {format_figure(last.ram_used_mb / 1024 if last else None, 'GB')} GB")
+              f"RAM {format_figure(mib_to_gb(last.ram_used_mb) if last else None, 'GB')} GB")
     for process in last.processes if last else ():
-        header += f"   pid {process.pid}: CPU {format_figure(process.cpu_percent, '%')} %, RSS {format_figure(process.rss_mb, 'MB')} MB"
+        header += f"   pid {process.pid}: CPU {format_figure(process.cpu_percent, '%')} %, RSS {format_figure(process.rss_mb, 'MiB')} MiB"
     return [header, format_table(["component", "source", "power W", "energy J"], rows)]
 
 
@@ -229,7 +230,7 @@ def track_payload(m: Measurement, components: list[ComponentInfo], targets: dict
         "avg_power_w": m.avg_power_w,
         "peak_power_w": m.peak_power_w,
         "components": [
-            {"name": c.component, "kind": kinds.get(c.component, component_kind(c.component)), "energy_j": _j(c.energy_wh),
+            {"name": c.component, "kind": kinds.get(c.component, component_kind(c.component)), "energy_j": wh_to_j(c.energy_wh),
              "energy_wh": c.energy_wh, "source": c.source, "note": c.note}
             for c in m.components
         ],
@@ -250,9 +251,9 @@ def track_payload(m: Measurement, components: list[ComponentInfo], targets: dict
 
 def _summary(m: Measurement, components: list[ComponentInfo], targets: dict[int, str]) -> str:
     kinds = {c.name: c.kind for c in components}
-    rows = [[c.component, kinds.get(c.component, ""), c.source, format_figure(_j(c.energy_wh), "J"),
+    rows = [[c.component, kinds.get(c.component, ""), c.source, format_figure(wh_to_j(c.energy_wh), "J"),
              format_figure(c.energy_wh, "Wh"),
-             format_figure(_j(c.energy_wh) / m.duration_s if c.energy_wh is not None and m.duration_s > 0 else None, "W")]
+             format_figure(wh_to_j(c.energy_wh) / m.duration_s if c.energy_wh is not None and m.duration_s > 0 else None, "W")]
             for c in m.components]
     rows.append(["total", "", "", format_figure(m.energy_j, "J"), format_figure(m.energy_wh, "Wh"),
                  format_figure(m.avg_power_w, "W")])
@@ -272,9 +273,5 @@ def _summary(m: Measurement, components: list[ComponentInfo], targets: dict[int,
     if estimated:
         lines.append(f"{', '.join(estimated)}: estimated, not measured (see `envirollm detect` and docs/ENERGY.md)")
     return "\n".join(lines)
-
-
-def _j(energy_wh: float | None) -> float | None:
-    return energy_wh * 3600 if energy_wh is not None else None
 
 

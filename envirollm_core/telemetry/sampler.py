@@ -48,6 +48,7 @@ from envirollm_core.telemetry.nvml import (
 from envirollm_core.telemetry.processes import ProcessStats, ProcessTree
 from envirollm_core.telemetry.rapl import RaplZone, WrappingCounter, discover_rapl
 from envirollm_core.telemetry.system_info import cpu_model_name, is_virtual_machine
+from envirollm_core.units import BYTES_PER_MIB
 
 DEFAULT_INTERVAL_S = 0.1
 MIN_INTERVAL_S = 0.01
@@ -57,7 +58,6 @@ MAX_TRACE_POINTS = 2000  # per window; longer windows keep every 2nd, 4th... sam
 SLOW_SAMPLE_INTERVAL_S = 0.25  # RAM and tracked processes move slowly and cost the most to read
 GPU_PROCESS_REFRESH_S = 1.0
 MIN_COUNTER_POWER_INTERVAL_S = 0.02  # power from two counter reads closer than this is noise
-_MIB = 2**20
 
 KIND_OF_PREFIX = {"cpu": "cpu", "dram": "ram", "ram": "ram", "gpu": "gpu"}
 
@@ -590,7 +590,7 @@ class Sampler:
             sampled = None
             if now >= self._slow_due:
                 memory = psutil.virtual_memory()
-                self._ram_used_mb = (memory.total - memory.available) / _MIB
+                self._ram_used_mb = (memory.total - memory.available) / BYTES_PER_MIB
                 sampled = self._sample_trees(self._trees) if self._trees else None
                 self._slow_due = now + SLOW_SAMPLE_INTERVAL_S
             sample = Sample(
