@@ -80,3 +80,14 @@ def test_energy_per_token_reads_the_same_in_every_command():
     (group,) = recommend(frame(runs))
     efficient = next(pick for pick in group.picks if pick.kind == "most_efficient")
     assert efficient.reason.startswith("0.583 mWh/token")
+
+
+def test_the_docs_list_every_metric_with_its_exact_units():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "METRICS.md").read_text(encoding="utf-8")
+    for m in METRIC.values():
+        better = {True: "higher", False: "lower", None: "-"}[m.higher_is_better]
+        row = (f"| `{m.column}` | {m.title} | {m.unit} | {m.stored_unit} | {m.scale:g} | {m.figure_unit} | {better} "
+               f"| {m.short} |")
+        assert row in text, row
