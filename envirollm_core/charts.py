@@ -9,9 +9,8 @@ shown in mWh (the stored unit is Wh: a token costs a few thousandths of one).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import textwrap
+from dataclasses import dataclass
 
 import altair as alt
 import polars as pl

@@ -260,18 +260,16 @@ def _summary(m: Measurement, components: list[ComponentInfo], targets: dict[int,
     lines = [f"tracked {_describe(targets)} for {format_figure(m.duration_s, 's')} s ({m.sample_count} samples)",
              format_table(["component", "kind", "source", "energy J", "energy Wh", "avg W"], rows),
              (f"peak power {format_figure(m.peak_power_w, 'W')} W; CPU {format_figure(m.cpu_percent_avg, '%')} % avg, "
-              f"{format_figure(m.cpu_percent_peak, '%')} % peak; RAM used peak {format_figure(m.ram_used_mb_peak, 'MB')} MB")]
+              f"{format_figure(m.cpu_percent_peak, '%')} % peak; RAM used peak {format_figure(m.ram_used_mb_peak, 'MiB')} MiB")]
     if m.gpu_util_percent_avg is not None:
-        lines.append(f"GPU {format_figure(m.gpu_util_percent_avg, '%')} % avg util, memory peak {format_figure(m.gpu_mem_used_mb_peak, 'MB')} MB, "
+        lines.append(f"GPU {format_figure(m.gpu_util_percent_avg, '%')} % avg util, memory peak {format_figure(m.gpu_mem_used_mb_peak, 'MiB')} MiB, "
                      f"temperature peak {format_figure(m.gpu_temp_c_peak, 'C')} C")
     for p in m.processes:
-        lines.append(f"pid {p.pid} {targets.get(p.pid, p.process_name)}: peak RSS {format_figure(p.rss_mb_peak, 'MB')} MB, "
+        lines.append(f"pid {p.pid} {targets.get(p.pid, p.process_name)}: peak RSS {format_figure(p.rss_mb_peak, 'MiB')} MiB, "
                      f"CPU {format_figure(p.cpu_percent_avg, '%')} % of a core avg, "
                      f"{format_figure(p.threads_peak, 'count')} threads, "
-                     f"GPU memory peak {format_figure(p.gpu_mem_mb_peak, 'MB')} MB{' (exited)' if p.exited else ''}")
+                     f"GPU memory peak {format_figure(p.gpu_mem_mb_peak, 'MiB')} MiB{' (exited)' if p.exited else ''}")
     estimated = [c.component for c in m.components if c.source == "estimate"]
     if estimated:
         lines.append(f"{', '.join(estimated)}: estimated, not measured (see `envirollm detect` and docs/ENERGY.md)")
     return "\n".join(lines)
-
-
