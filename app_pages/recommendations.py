@@ -121,6 +121,8 @@ for index, group in enumerate(recommendations):
                              + " → ".join(config.label for config in group.pareto)))
         for note in group.notes:
             st.caption(plain(note))
+        if group.quality_methods_mixed:
+            st.warning(plain(group.quality_methods_mixed))
 
 st.header("A month of your use")
 try:

@@ -23,7 +23,8 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from envirollm_core.analysis.hardware import GB, CatalogModel, find_model, memory_estimate  # noqa: E402
+from envirollm_core.analysis.hardware import CatalogModel, find_model, memory_estimate  # noqa: E402
+from envirollm_core.units import BYTES_PER_GB as GB  # noqa: E402
 from envirollm_core.analysis.speed import decode_tps_estimate, measure_memory_bandwidth_gbps  # noqa: E402
 from envirollm_core.backends.embedded import model_path  # noqa: E402
 

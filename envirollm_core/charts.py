@@ -9,18 +9,23 @@ shown in mWh (the stored unit is Wh: a token costs a few thousandths of one).
 
 from __future__ import annotations
 
+import textwrap
 from dataclasses import dataclass
 
 import altair as alt
 import polars as pl
 
 from envirollm_core.analysis.configuration import config_label_expr
+from envirollm_core.analysis.quality_methods import methods_of_stats, mixed_methods_warning
+from envirollm_core.figures import figure_text_expr
+from envirollm_core.metrics import CHARTED, METRIC, Metric
 
 CONFIG = "configuration"
 LABEL_LIMIT_PX = 420  # configuration names are long: `model quantization · backend · machine · tokens`
 ON_FRONTIER, BEATEN = "on the Pareto frontier", "beaten on quality and energy"
 MIN_PLOT_HEIGHT_PX, BAR_STEP_PX = 160, 24
 AXIS_NUMBER_FORMAT = ".3~g"  # 0.236, 1.5, 120: never a raw 0.236148
+SUBTITLE_CHARS = 100  # a warning under a chart's title, wrapped to stay within a page's width
 
 
 @dataclass(frozen=True)
@@ -30,32 +35,9 @@ class NothingToDraw:
     reason: str
 
 
-@dataclass(frozen=True)
-class Metric:
-    """How a stored metric is shown: its title, unit, and the factor from the stored unit."""
-
-    column: str
-    title: str
-    unit: str
-    scale: float = 1.0
-    higher_is_better: bool = True
-
-    @property
-    def axis_title(self) -> str:
-        return f"{self.title} ({self.unit})"
-
-
-METRICS: dict[str, Metric] = {
-    metric.column: metric
-    for metric in (
-        Metric("energy_per_token_wh", "Energy per token", "mWh/token", 1000.0, higher_is_better=False),
-        Metric("decode_tps", "Decode speed", "tokens/s"),
-        Metric("e2e_tps", "End-to-end speed", "tokens/s over the whole request, TTFT included"),
-        Metric("ttft_s", "Time to first token", "s", higher_is_better=False),
-        Metric("quality_score", "Quality", "score 0-100"),
-        Metric("energy_wh", "Energy per run", "Wh", higher_is_better=False),
-    )
-}
+# What the Results page draws as bars and trends: the metric table's rows (title, unit, scale, rounding).
+METRICS: dict[str, Metric] = {name: METRIC[name] for name in CHARTED}
+TEXT = "_text"  # suffix of a figure's tooltip text: the digits every table prints for it
 
 
 def config_label() -> pl.Expr:
@@ -65,15 +47,28 @@ def config_label() -> pl.Expr:
 
 
 def _shown(stats: pl.DataFrame, *metrics: str) -> pl.DataFrame:
-    """The stats with a configuration label and each metric's mean and interval in its display unit."""
+    """The stats with a configuration label and each metric's mean and interval in its display unit, each with
+    its tooltip text (`{column}_text`) rounded by the one rule, as the CLI and the app's tables print it."""
     columns = [config_label(), pl.col("n_runs")]
     for name in metrics:
-        metric = METRICS[name]
+        metric = METRIC[name]
         for suffix in ("mean", "ci_low", "ci_high"):
             column = f"{name}_{suffix}"
             if column in stats.columns:
-                columns.append((pl.col(column) * metric.scale).alias(column))
+                shown = pl.col(column) * metric.scale
+                columns += [shown.alias(column), figure_text_expr(shown, metric.figure_unit).alias(column + TEXT)]
     return stats.select(columns)
+
+
+def quality_note(stats: pl.DataFrame) -> str | None:
+    """The core's warning when the qualities of `stats` (rows of `group_stats`) were made by different methods."""
+    return mixed_methods_warning(methods_of_stats(stats))
+
+
+def _title(text: str, note: str | None) -> str | alt.TitleParams:
+    """A chart title, with a note (a warning) under it when there is one, wrapped to fit a page's width."""
+    return text if note is None else alt.TitleParams(text, subtitle=textwrap.wrap(note, SUBTITLE_CHARS),
+                                                     subtitleColor="#b26a00")
 
 
 def _room_right(values: pl.Series, share: float = 0.35) -> alt.Scale:
@@ -84,7 +79,7 @@ def _room_right(values: pl.Series, share: float = 0.35) -> alt.Scale:
 
 def _tooltip(*metrics: str) -> list[alt.Tooltip]:
     tips = [alt.Tooltip(f"{CONFIG}:N", title="configuration"), alt.Tooltip("n_runs:Q", title="runs")]
-    tips += [alt.Tooltip(f"{m}_mean:Q", title=METRICS[m].axis_title, format=".4g") for m in metrics]
+    tips += [alt.Tooltip(f"{m}_mean{TEXT}:N", title=METRIC[m].axis_title) for m in metrics]
     return tips
 
 
@@ -119,7 +114,8 @@ def energy_vs_speed(stats: pl.DataFrame) -> alt.LayerChart | NothingToDraw:
     )
     labels = alt.Chart(shown).mark_text(dy=-20, fontSize=11).encode(x=x, y=y, text=f"{CONFIG}:N")
     speed_title = METRICS[speed].title.lower()
-    return alt.layer(bubbles, labels, title=f"Energy per token against {speed_title} (bubble size and colour: quality)")
+    return alt.layer(bubbles, labels, title=_title(
+        f"Energy per token against {speed_title} (bubble size and colour: quality)", quality_note(stats)))
 
 
 def quality_vs_energy(stats: pl.DataFrame, frontier: pl.DataFrame) -> alt.LayerChart | NothingToDraw:
@@ -150,7 +146,8 @@ def quality_vs_energy(stats: pl.DataFrame, frontier: pl.DataFrame) -> alt.LayerC
     )
     line = alt.Chart(best).mark_line(interpolate="step-after", color="#2e7d32", strokeDash=[4, 3]).encode(x=x, y=y)
     labels = alt.Chart(best).mark_text(align="left", dx=8, dy=-6, fontSize=11).encode(x=x, y=y, text=f"{CONFIG}:N")
-    return alt.layer(line, points, labels, title="Quality against energy per token, with the Pareto frontier (green)")
+    return alt.layer(line, points, labels, title=_title(
+        "Quality against energy per token, with the Pareto frontier (green)", quality_note(stats)))
 
 
 def model_intervals(stats: pl.DataFrame, metric: str) -> alt.LayerChart | NothingToDraw:
@@ -167,8 +164,8 @@ def model_intervals(stats: pl.DataFrame, metric: str) -> alt.LayerChart | Nothin
         .encode(x=alt.X(f"{metric}_mean:Q", title=f"{info.axis_title}, mean with 95 % interval",
                        axis=alt.Axis(format=AXIS_NUMBER_FORMAT)), y=y,
                 tooltip=[*_tooltip(metric),
-                         alt.Tooltip(f"{metric}_ci_low:Q", title="95 % low", format=".4g"),
-                         alt.Tooltip(f"{metric}_ci_high:Q", title="95 % high", format=".4g")])
+                         alt.Tooltip(f"{metric}_ci_low{TEXT}:N", title="95 % low"),
+                         alt.Tooltip(f"{metric}_ci_high{TEXT}:N", title="95 % high")])
     )
     whiskers = (
         alt.Chart(shown.filter(pl.col(f"{metric}_ci_low").is_not_null()))
@@ -177,21 +174,26 @@ def model_intervals(stats: pl.DataFrame, metric: str) -> alt.LayerChart | Nothin
     )
     # A step per bar that leaves even one or two configurations a plot of a readable height.
     step_px = max(BAR_STEP_PX, -(-MIN_PLOT_HEIGHT_PX // shown.height))
-    return alt.layer(bars, whiskers, title=f"{info.title} per configuration").properties(height=alt.Step(step_px))
+    note = quality_note(stats) if metric == "quality_score" else None
+    return alt.layer(bars, whiskers, title=_title(f"{info.title} per configuration", note)).properties(
+        height=alt.Step(step_px))
 
 
-def trends(batches: pl.DataFrame, metric: str) -> alt.Chart | NothingToDraw:
-    """A metric's batch means over time, one line per configuration (from `analysis.batch_trends`)."""
+def trends(batches: pl.DataFrame, metric: str, note: str | None = None) -> alt.Chart | NothingToDraw:
+    """A metric's batch means over time, one line per configuration (from `analysis.batch_trends`); `note`, a
+    warning shown under the title (`quality_note` of the same runs' stats, for the quality)."""
     info = METRICS[metric]
     if f"{metric}_mean" not in batches.columns:
         return NothingToDraw(f"Nothing to draw: {info.title.lower()} has no trend over batches.")
+    value = pl.col(f"{metric}_mean") * info.scale
     shown = batches.select(
-        config_label(), pl.col("started_at"), pl.col("n_runs"), (pl.col(f"{metric}_mean") * info.scale).alias("value")
+        config_label(), pl.col("started_at"), pl.col("n_runs"), value.alias("value"),
+        figure_text_expr(value, info.figure_unit).alias("value" + TEXT),
     ).filter(pl.col("value").is_not_null())
     if shown.is_empty():
         return NothingToDraw(f"Nothing to draw: no batch of this prompt has a {info.title.lower()}.")
     return (
-        alt.Chart(shown, title=f"{info.title} over time, per configuration (one point per batch)")
+        alt.Chart(shown, title=_title(f"{info.title} over time, per configuration (one point per batch)", note))
         .mark_line(point=True)
         .encode(
             x=alt.X("started_at:T", title="batch started (UTC)", axis=alt.Axis(format="%Y-%m-%d", tickCount=6)),
@@ -200,7 +202,7 @@ def trends(batches: pl.DataFrame, metric: str) -> alt.Chart | NothingToDraw:
             color=alt.Color(f"{CONFIG}:N", title="configuration",
                             legend=alt.Legend(labelLimit=LABEL_LIMIT_PX)),
             tooltip=[alt.Tooltip(f"{CONFIG}:N"), alt.Tooltip("started_at:T", format="%Y-%m-%d %H:%M"),
-                     alt.Tooltip("n_runs:Q", title="runs"), alt.Tooltip("value:Q", title=info.axis_title, format=".4g")],
+                     alt.Tooltip("n_runs:Q", title="runs"), alt.Tooltip("value" + TEXT + ":N", title=info.axis_title)],
         )
     )
 
@@ -210,6 +212,8 @@ def timeline(frame: pl.DataFrame, *, title: str, unit: str, x_title: str = "seco
 
     No height in the spec: Streamlit fits a chart's whole height (title, axes, legend) into the spec's, so a
     small one there leaves the plot itself a flat line."""
+    frame = frame.with_columns(figure_text_expr(pl.col("t_s"), "s").alias("t_s" + TEXT),
+                               figure_text_expr(pl.col("value")).alias("value" + TEXT))
     return (
         alt.Chart(frame, title=title)
         .mark_line(interpolate="monotone")
@@ -217,7 +221,8 @@ def timeline(frame: pl.DataFrame, *, title: str, unit: str, x_title: str = "seco
             x=alt.X("t_s:Q", title=x_title, axis=alt.Axis(format=AXIS_NUMBER_FORMAT)),
             y=alt.Y("value:Q", title=unit, axis=alt.Axis(format=AXIS_NUMBER_FORMAT)),
             color=alt.Color("series:N", title=None, legend=alt.Legend(orient="top", labelLimit=LABEL_LIMIT_PX)),
-            tooltip=[alt.Tooltip("series:N"), alt.Tooltip("t_s:Q", format=".1f"), alt.Tooltip("value:Q", format=".3g")],
+            tooltip=[alt.Tooltip("series:N"), alt.Tooltip("t_s" + TEXT + ":N", title="s"),
+                     alt.Tooltip("value" + TEXT + ":N", title=unit)],
         )
     )
 
@@ -231,7 +236,7 @@ def result_charts(
         "Energy vs speed": energy_vs_speed(stats),
         "Quality vs energy (Pareto)": quality_vs_energy(stats, frontier),
         "Per configuration (95 % intervals)": model_intervals(stats, metric),
-        "Trends over time": trends(batches, metric),
+        "Trends over time": trends(batches, metric, quality_note(stats) if metric == "quality_score" else None),
     }
 
 
@@ -241,8 +246,12 @@ KNEE_COLOR = "#d62728"
 
 
 def _levels_shown(levels: pl.DataFrame, knee: int | None) -> pl.DataFrame:
+    per_token, output = METRIC["energy_per_token_wh"], METRIC["output_tps"]
+    mwh_per_token = pl.col("energy_per_token_wh") * per_token.scale
     return levels.sort("concurrency").with_columns(
-        (pl.col("energy_per_token_wh") * 1000).alias("mwh_per_token"),
+        mwh_per_token.alias("mwh_per_token"),
+        figure_text_expr(mwh_per_token, per_token.figure_unit).alias("mwh_per_token" + TEXT),
+        figure_text_expr(pl.col("output_tps"), output.figure_unit).alias("output_tps" + TEXT),
         (pl.col("concurrency") == (knee if knee is not None else -1)).alias("knee"),
     )
 
@@ -263,7 +272,7 @@ def _against_concurrency(shown: pl.DataFrame, column: str, title: str, axis: str
             x=alt.X("concurrency:Q", title="concurrent streams", scale=alt.Scale(type="log", base=2),
                     axis=alt.Axis(values=shown["concurrency"].to_list(), format="d")),
             y=alt.Y(f"{column}:Q", title=axis),
-            tooltip=[alt.Tooltip("concurrency:Q"), alt.Tooltip(f"{column}:Q", title=axis, format=".4g")],
+            tooltip=[alt.Tooltip("concurrency:Q"), alt.Tooltip(f"{column}{TEXT}:N", title=axis)],
         )
     )
     return alt.layer(line, _knee_rule(shown, "concurrency")).properties(title=title)
@@ -274,9 +283,10 @@ def load_charts(levels: pl.DataFrame, knee: int | None) -> dict[str, alt.TopLeve
     concurrency, latency percentiles against throughput; the knee drawn as a dashed red rule."""
     shown = _levels_shown(levels, knee)
     latency = shown.unpivot(
-        index=["concurrency", "output_tps", "knee"], on=["e2e_p50_s", "e2e_p95_s", "e2e_p99_s"],
+        index=["concurrency", "output_tps", "output_tps" + TEXT, "knee"], on=["e2e_p50_s", "e2e_p95_s", "e2e_p99_s"],
         variable_name="percentile", value_name="latency_s",
-    ).with_columns(pl.col("percentile").str.extract(r"(p\d+)").alias("percentile"))
+    ).with_columns(pl.col("percentile").str.extract(r"(p\d+)").alias("percentile"),
+                   figure_text_expr(pl.col("latency_s"), "s").alias("latency_s" + TEXT))
     latency_lines = (
         alt.Chart(latency)
         .mark_line(point=True)
@@ -286,7 +296,8 @@ def load_charts(levels: pl.DataFrame, knee: int | None) -> dict[str, alt.TopLeve
             color=alt.Color("percentile:N", title=None, sort=["p50", "p95", "p99"]),
             order="concurrency:Q",
             tooltip=[alt.Tooltip("concurrency:Q"), alt.Tooltip("percentile:N"),
-                     alt.Tooltip("latency_s:Q", format=".3f"), alt.Tooltip("output_tps:Q", format=".1f")],
+                     alt.Tooltip("latency_s" + TEXT + ":N", title="latency (s)"),
+                     alt.Tooltip("output_tps" + TEXT + ":N", title="output tokens/s")],
         )
     )
     return {

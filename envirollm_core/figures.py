@@ -21,20 +21,13 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 import polars as pl
 
+from envirollm_core.units import wh_to_mwh as milli  # noqa: F401  (Wh as mWh, the name the CLI prints with)
+
 MISSING = "-"  # a reading that is not there (unmeasured, not 0)
 SIGNIFICANT_DIGITS = 3
 MAX_DECIMALS = 15  # past a float's precision: smaller magnitudes are shown as they are
 # Units shown whole: scores 0-100, percentages, and counts (tokens, runs, requests, threads, samples).
 WHOLE_UNITS = frozenset({"score", "%", "tokens", "runs", "count"})
-
-
-# Units of the stored runs' columns as shown (energy per token in mWh, `energy_per_token_mwh`): CLI and app tables
-# round a runs frame with these before showing it.
-RUN_UNITS: dict[str, str] = {
-    "ttft_s": "s", "decode_tps": "tokens/s", "e2e_tps": "tokens/s", "completion_tokens": "tokens",
-    "energy_wh": "Wh", "energy_net_wh": "Wh", "energy_uncertainty_wh": "Wh", "energy_per_token_mwh": "mWh",
-    "avg_power_w": "W", "quality_score": "score",
-}
 
 
 def figure_expr(column: pl.Expr, unit: str = "") -> pl.Expr:
@@ -48,6 +41,23 @@ def figure_expr(column: pl.Expr, unit: str = "") -> pl.Expr:
     for places in range(1, MAX_DECIMALS + 1):
         rounded = rounded.when(decimals == places).then(column.round(places))
     return rounded.otherwise(column)
+
+
+def figure_text_expr(column: pl.Expr, unit: str = "") -> pl.Expr:
+    """`column` as `format_figure` writes it (`481`, `0.000583`), for many rows at once (chart tooltips); null
+    stays null. The rounded number's shortest text, without a trailing `.0`; the rare magnitude that Polars
+    writes with an exponent (below 1e-5, from 1e16) is written by `format_figure` itself."""
+
+    def text(values: pl.Series) -> pl.Series:
+        shortest = values.cast(pl.String).str.replace(r"\.0$", "")
+        exponent = shortest.str.contains("e", literal=True).fill_null(False)
+        if not exponent.any():
+            return shortest
+        fixed = [format_figure(value, unit) if written else shown
+                 for value, shown, written in zip(values.to_list(), shortest.to_list(), exponent.to_list())]
+        return pl.Series(values.name, fixed, dtype=pl.String)
+
+    return figure_expr(column, unit).map_batches(text, return_dtype=pl.String)
 
 
 def _decimals(value: float) -> int:
@@ -90,6 +100,11 @@ def format_spread(mean: float | None, low: float | None, high: float | None, uni
     return f"{format_figure(mean, unit)} ± {format_figure((high - low) / 2, unit)}"
 
 
-def milli(value: float | None) -> float | None:
-    """Wh as mWh (energy per token reads better in thousandths); None stays None."""
-    return None if value is None else value * 1000
+def __getattr__(name: str) -> object:
+    # The runs' units are the metric table's (`metrics.run_units`); this name stays for views.py until the
+    # merge wires it there (metrics imports this module, so it is looked up late).
+    if name == "RUN_UNITS":
+        from envirollm_core.metrics import run_units
+
+        return run_units()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from envirollm_core.errors import UsageError
 from envirollm_core.paths import data_file
+from envirollm_core.units import wh_to_kwh
 
 WORLD = "WLD"
 DAYS_PER_MONTH = 30.0
@@ -95,7 +96,7 @@ def make_tariff(
 
 
 def footprint(energy_wh: float, tariff: Tariff) -> Footprint:
-    kwh = energy_wh / 1000
+    kwh = wh_to_kwh(energy_wh)
     cost = None if tariff.price_per_kwh is None else kwh * tariff.price_per_kwh
     return Footprint(energy_wh=energy_wh, co2_g=kwh * tariff.grid.g_co2_per_kwh, cost=cost)
 

@@ -23,9 +23,8 @@ from typing import Literal
 
 from envirollm_core.errors import UsageError
 from envirollm_core.paths import data_file
+from envirollm_core.units import BYTES_PER_GB, mib_to_gb
 
-GB = 1e9
-MIB = 2**20  # NVML's "MB" figures are mebibytes
 OVERHEAD_BASE_GB = 0.5
 OVERHEAD_FRACTION = 0.05
 RAM_RESERVE_GB = 2.0
@@ -115,8 +114,8 @@ def memory_estimate(
     if kv_type not in KV_BYTES:
         raise UsageError(f"unknown KV cache type {kv_type!r}; known: {', '.join(KV_BYTES)}")
     context = min(context_tokens, model.context_length)
-    weights_gb = model.params_b * 1e9 * bits_per_weight(quantization) / 8 / GB
-    kv_cache_gb = 2 * model.n_layers * model.n_kv_heads * model.head_dim * context * KV_BYTES[kv_type] / GB
+    weights_gb = model.params_b * 1e9 * bits_per_weight(quantization) / 8 / BYTES_PER_GB
+    kv_cache_gb = 2 * model.n_layers * model.n_kv_heads * model.head_dim * context * KV_BYTES[kv_type] / BYTES_PER_GB
     overhead_gb = OVERHEAD_BASE_GB + OVERHEAD_FRACTION * weights_gb
     total_gb = weights_gb + kv_cache_gb + overhead_gb
     return FitEstimate(
@@ -167,7 +166,7 @@ def detected_memory_gb() -> tuple[float, float | None]:
     from envirollm_core.telemetry.system_info import system_info  # NVML opens on call only
 
     machine = system_info()
-    sizes = [gpu.memory_total_mb * MIB / GB for gpu in machine.gpus if gpu.memory_total_mb is not None]
+    sizes = [mib_to_gb(gpu.memory_total_mb) for gpu in machine.gpus if gpu.memory_total_mb is not None]
     return machine.ram_total_gb, max(sizes, default=None)
 
 

@@ -11,6 +11,7 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from envirollm_core.metrics import METRIC
 from envirollm_core.quality.checks import VERIFIED_METHOD
 from envirollm_core.records import RunResult
 
@@ -72,7 +73,9 @@ def pass_rate_lines(runs: Iterable[RunResult]) -> list[str]:
     """The pass rates as lines a person reads under a results table."""
     lines = []
     for row in pass_rates(runs):
-        energy = f", {row.energy_per_token_wh * 1000:.4f} mWh/token" if row.energy_per_token_wh is not None else ""
+        per_token = METRIC["energy_per_token_wh"]
+        energy = (f", {per_token.format(row.energy_per_token_wh)} {per_token.unit}"
+                  if row.energy_per_token_wh is not None else "")
         lines.append(f"verified pass rate {row.model} [{row.family}]: {row.passed}/{row.runs} = {row.rate:.0%} "
                      f"(95 % CI {row.low:.0%}-{row.high:.0%}){energy}")
     return lines

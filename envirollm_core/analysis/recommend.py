@@ -20,10 +20,11 @@ from typing import Any, Literal
 import polars as pl
 
 from envirollm_core.analysis.configuration import config_label
+from envirollm_core.analysis.quality_methods import methods_of_stats, mixed_methods_warning
 from envirollm_core.machines import machine_label
 from envirollm_core.analysis.stats import CONFIG_KEYS, group_stats, require_columns, single_stream_runs
 from envirollm_core.errors import UsageError
-from envirollm_core.figures import format_figure, milli
+from envirollm_core.metrics import METRIC
 
 GroupBy = Literal["prompt_hash", "preset"]
 PickKind = Literal["best_overall", "most_efficient", "fastest", "highest_quality"]
@@ -78,6 +79,8 @@ class GroupRecommendation:
     picks: tuple[Pick, ...]
     pareto: tuple[ConfigSummary, ...]
     notes: tuple[str, ...]
+    quality_methods: tuple[str, ...] = ()  # the methods behind the group's quality scores
+    quality_methods_mixed: str | None = None  # the warning when more than one method made them, else None
 
 
 def _summary(row: dict) -> ConfigSummary:
@@ -124,6 +127,12 @@ def _best(rows: list[dict], key: str, *, highest: bool) -> dict | None:
     return min(present, key=lambda row: (sign * row[key], row[_ENERGY] if row[_ENERGY] is not None else float("inf")))
 
 
+def _shown(column: str, value: float) -> str:
+    """`85`, `0.583 mWh/token`, `38.3 tokens/s`: a figure as every table prints it, with its unit (a score none)."""
+    metric = METRIC[column]
+    return metric.format(value) if metric.figure_unit == "score" else f"{metric.format(value)} {metric.unit}"
+
+
 def _picks(rows: list[dict], quality_floor: float) -> tuple[list[Pick], list[str]]:
     """The four picks among one group's configurations (`group_stats` rows, a handful: plain Python)."""
     picks: list[Pick] = []
@@ -133,7 +142,7 @@ def _picks(rows: list[dict], quality_floor: float) -> tuple[list[Pick], list[str
     best = _best(rated, "value", highest=True)
     if best:
         picks.append(Pick("best_overall", _summary(best),
-                          f"quality {format_figure(best[_QUALITY], 'score')} at {format_figure(milli(best[_ENERGY]), 'mWh')} mWh/token"))
+                          f"quality {_shown('quality_score', best[_QUALITY])} at {_shown('energy_per_token_wh', best[_ENERGY])}"))
     else:
         notes.append("no configuration has both a quality score and energy per token: no best overall")
     measured = [row for row in rows if row[_ENERGY] is not None]
@@ -146,18 +155,18 @@ def _picks(rows: list[dict], quality_floor: float) -> tuple[list[Pick], list[str
     efficient = _best(eligible, _ENERGY, highest=False)
     if efficient:
         picks.append(Pick("most_efficient", _summary(efficient),
-                          f"{format_figure(milli(efficient[_ENERGY]), 'mWh')} mWh/token ({floor_text})"))
+                          f"{_shown('energy_per_token_wh', efficient[_ENERGY])} ({floor_text})"))
     elif measured:
         notes.append(f"no configuration with energy per token reaches quality {quality_floor:g}")
     fastest = _best(rows, _SPEED, highest=True)
     if fastest:
-        picks.append(Pick("fastest", _summary(fastest), f"{format_figure(fastest[_SPEED], 'tokens/s')} tokens/s decode"))
+        picks.append(Pick("fastest", _summary(fastest), f"{_shown('decode_tps', fastest[_SPEED])} decode"))
     else:
         notes.append("no fastest pick: no configuration here has a measured decode speed (runs imported from the "
                      "original EnviroLLM's CSV record tokens over the whole request, TTFT included, not a decode rate)")
     top = _best(rows, _QUALITY, highest=True)
     if top:
-        picks.append(Pick("highest_quality", _summary(top), f"quality {format_figure(top[_QUALITY], 'score')}"))
+        picks.append(Pick("highest_quality", _summary(top), f"quality {_shown('quality_score', top[_QUALITY])}"))
     return picks, notes
 
 
@@ -214,11 +223,13 @@ def recommend(
         machine = None if across_machines else rows[0]["machine"]
         measured_on = (f"across {len(machines)} machines" if len(machines) > 1 else machine_label(machines[0]))
         picks, pick_notes = _picks(rows, quality_floor)
+        methods = methods_of_stats(group_rows)
         frontier = pareto_frontier(group_rows).to_dicts()
         results.append(
             GroupRecommendation(
                 group_by=by, group=key, label=label, machine=machine, measured_on=measured_on, n_configs=len(rows), picks=tuple(picks),
                 pareto=tuple(_summary(row) for row in frontier), notes=tuple(notes.get(keys, []) + pick_notes),
+                quality_methods=tuple(methods), quality_methods_mixed=mixed_methods_warning(methods),
             )
         )
     return results

@@ -26,11 +26,12 @@ import numpy as np
 import polars as pl
 import psutil
 
-from envirollm_core.analysis.hardware import GB, CatalogModel, FitEstimate, load_catalog, memory_estimate
+from envirollm_core.analysis.hardware import CatalogModel, FitEstimate, load_catalog, memory_estimate
 from envirollm_core.errors import UsageError
 from envirollm_core.figures import format_figure
 from envirollm_core.machines import this_machine_key
 from envirollm_core.paths import data_file, envirollm_home
+from envirollm_core.units import BYTES_PER_GB
 
 DEFAULT_MIN_TPS = 5.0  # below this a chat reply crawls: a 300-token answer takes a minute
 GPU_USABLE_FRACTION = 0.75
@@ -64,7 +65,7 @@ def measure_memory_bandwidth_gbps(
             start = time.perf_counter()
             list(pool.map(np.copyto, targets, sources))
             best = min(best, time.perf_counter() - start)
-    return 2 * sum(source.nbytes for source in sources) / best / GB
+    return 2 * sum(source.nbytes for source in sources) / best / BYTES_PER_GB
 
 
 def memory_bandwidth(*, refresh: bool = False, home: Path | None = None) -> BandwidthProbe:

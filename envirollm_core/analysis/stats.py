@@ -16,17 +16,17 @@ import polars as pl
 from scipy import stats as scipy_stats
 
 from envirollm_core.analysis.configuration import CONFIG_KEYS
+from envirollm_core.analysis.quality_methods import QUALITY_METHODS
 from envirollm_core.errors import UsageError
+from envirollm_core.metrics import STATISTICS
 
 PROMPT_KEYS: tuple[str, ...] = ("prompt_hash", *CONFIG_KEYS)
-# The issue's four, then the two more that make the paper's Table 1 (energy per run, tokens per run).
-METRICS: tuple[str, ...] = (
-    "energy_per_token_wh", "decode_tps", "ttft_s", "quality_score", "energy_wh", "completion_tokens",
-)
+METRICS: tuple[str, ...] = STATISTICS  # the metric table's (`metrics.py`) figures with statistics
 CONFIDENCE = 0.95
 # What the analysis reads from a runs frame: ask the store for just these (`runs_frame(columns=...)`).
 ANALYSIS_COLUMNS: tuple[str, ...] = (
     "batch_id", "created_at", *PROMPT_KEYS, "preset", "status", "prompt_preview", *METRICS, "sweep_concurrency",
+    "quality_method",
 )
 
 
@@ -58,7 +58,8 @@ def group_stats(
     confidence: float = CONFIDENCE,
 ) -> pl.DataFrame:
     """One row per group of `by`: `n_runs` (completed), `n_failed`, `last_run_at`, the group's
-    `preset` and `prompt_preview` when the frame has them, and per metric `{m}_n`, `{m}_mean`,
+    `preset` and `prompt_preview` when the frame has them, `quality_methods` (the methods behind the quality
+    scores) when it has `quality_method`, and per metric `{m}_n`, `{m}_mean`,
     `{m}_std`, `{m}_ci_low`, `{m}_ci_high` (a `confidence` t-interval of the mean; null when n < 2)."""
     if not 0 < confidence < 1:
         raise UsageError(f"confidence must be between 0 and 1, not {confidence}")
@@ -67,13 +68,16 @@ def group_stats(
     frame = single_stream_runs(frame)
     labels = [pl.col(c).drop_nulls().first().alias(c) for c in ("preset", "prompt_preview")
               if c in frame.columns and c not in by]
+    ok = pl.col("status") == "ok"
+    if {"quality_method", "quality_score"} <= set(frame.columns):  # which methods made the scores: qualities of two are not compared silently
+        labels.append(pl.col("quality_method").filter(ok & pl.col("quality_score").is_not_null()).drop_nulls()
+                      .unique().sort().alias(QUALITY_METHODS))
     aggregations = [
         (pl.col("status") == "ok").sum().alias("n_runs"),
         (pl.col("status") != "ok").sum().alias("n_failed"),
         pl.col("created_at").max().alias("last_run_at"),
         *labels,
     ]
-    ok = pl.col("status") == "ok"
     for metric in metrics:
         value = pl.col(metric).cast(pl.Float64).filter(ok)
         aggregations += [

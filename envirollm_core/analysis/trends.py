@@ -22,14 +22,10 @@ from scipy import stats as scipy_stats
 from envirollm_core.analysis.configuration import CONFIG_KEYS, config_label
 from envirollm_core.analysis.stats import PROMPT_KEYS, require_columns, single_stream_runs
 from envirollm_core.errors import UsageError
+from envirollm_core.metrics import WATCHED, higher_is_better
 
-# For each watched metric: is a higher value better?
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "energy_per_token_wh": False,
-    "decode_tps": True,
-    "ttft_s": False,
-    "quality_score": True,
-}
+# For each watched metric: is a higher value better? (the metric table's)
+HIGHER_IS_BETTER: dict[str, bool] = higher_is_better(WATCHED)
 ALPHA = 0.05
 MIN_CHANGE = 0.05
 

@@ -47,10 +47,11 @@ from envirollm_core.backends.base import (
     stamped,
 )
 from envirollm_core.backends.quantization import resolve_quantization
+from envirollm_core.units import NANO_PER_UNIT
 
 DEFAULT_OLLAMA_URL = "http://localhost:11434"
 KEEP_ALIVE = "10m"
-_NS = 1e9
+_NS = NANO_PER_UNIT  # Ollama's durations are in nanoseconds
 
 
 def ollama_url() -> str:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from envirollm_core.records import TracePoint
+from envirollm_core.units import energy_wh as energy_wh_of
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def split_at_first_token(
     lower = max((p for p in points if p[0] <= first_token_s), key=lambda p: p[0])
     upper = min((p for p in points if p[0] >= first_token_s), key=lambda p: p[0])
     gap_s = max(upper[0] - lower[0], _trace_step_s(points))
-    uncertainty_wh = min(max(lower[1], upper[1]) * gap_s / 3600, energy_wh)
+    uncertainty_wh = min(energy_wh_of(max(lower[1], upper[1]), gap_s), energy_wh)
     return PhaseSplit(prefill_wh, energy_wh - prefill_wh, uncertainty_wh)
 
 

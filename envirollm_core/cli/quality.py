@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from envirollm_core.cli.common import add_json_option, emit_json, finite_float, info
-from envirollm_core.figures import format_figure
+from envirollm_core.metrics import METRIC
 from envirollm_core.errors import UsageError
 from envirollm_core.quality import JudgeConfig, judge_answer, pairwise, resolve_judge
 from envirollm_core.quality.canaries import QUESTION, run_canaries
@@ -144,7 +144,7 @@ def _report_judged(payload: dict, args: argparse.Namespace) -> int:
         score = payload["quality_score"]
         detail = payload["quality_detail"]
         reason = detail.get("error") or detail.get("reason") or detail.get("note") or ""
-        print(f"{'unscored' if score is None else format_figure(score, 'score')} by {payload['quality_method']}"
+        print(f"{'unscored' if score is None else METRIC['quality_score'].format(score)} by {payload['quality_method']}"
               + (" (a rough heuristic: form, not truth)" if payload["quality_method"] == HEURISTIC_METHOD else ""))
         if reason:
             info(reason)
@@ -196,6 +196,6 @@ def _report_check(args: argparse.Namespace, endpoint: JudgeEndpoint) -> int:
         info(f"judge {endpoint.label}, question {QUESTION!r}")
         for o in outcomes:
             verdict = {True: "pass", False: "FAIL", None: "unscored"}[o.passed]
-            scores = ", ".join(format_figure(s, "score") for s in o.scores)
+            scores = ", ".join(METRIC["quality_score"].format(s) for s in o.scores)
             info(f"  {o.name:<10} {verdict:<9} scores {scores:<24} expected {o.expect}")
     return 0 if all(o.passed for o in outcomes) else 1

@@ -20,7 +20,9 @@ from envirollm_core.cli.common import (
     writable_store,
 )
 from envirollm_core.errors import UsageError
-from envirollm_core.figures import MISSING, RUN_UNITS, format_figure, format_spread, milli, round_frame
+from envirollm_core.figures import MISSING, format_figure
+from envirollm_core.metrics import METRIC, with_shown_columns
+from envirollm_core.units import milli_to_unit, wh_to_kwh
 
 
 
@@ -172,6 +174,12 @@ def _jsonable(frame: pl.DataFrame) -> list[dict[str, Any]]:
 
 # -- commands ---------------------------------------------------------------------------------
 
+_PICK_FIGURES = ("energy_per_token_wh", "decode_tps", "quality_score")
+_LIST_FIGURES = ("completion_tokens", "ttft_s", "decode_tps", "energy_wh", "energy_per_token_wh", "quality_score")
+# compare's columns after the configuration, n and fail: a mean, or a mean ± half its 95 % interval
+_COMPARE_FIGURES = (("energy_wh", False), ("completion_tokens", False), ("decode_tps", True), ("ttft_s", False),
+                    ("energy_per_token_wh", True), ("quality_score", False))
+
 
 def run_list(args: argparse.Namespace) -> int:
     if args.limit < 0:
@@ -186,16 +194,13 @@ def run_list(args: argparse.Namespace) -> int:
     if frame.height == 0:
         info(f"no stored runs in {db_path(args)}")
         return 0
-    columns = ["id", "when (UTC)", "model", "backend", "quant", "task", "status", "tokens", "TTFT s", "tok/s", "Wh",
-               "mWh/tok", "quality", "note"]
+    figures = [METRIC[name] for name in _LIST_FIGURES]
+    columns = ["id", "when (UTC)", "model", "backend", "quant", "task", "status", *(m.short for m in figures), "note"]
     rows = [
         [row["short_id"], row["created_at"].strftime("%Y-%m-%d %H:%M"), row["model"], row["backend"],
          row["quantization"] or "-", row["preset"] or (row["prompt_preview"] or "")[:24], row["status"],
-         format_figure(row["completion_tokens"], "tokens"), format_figure(row["ttft_s"], "s"),
-         format_figure(row["decode_tps"], "tokens/s"), format_figure(row["energy_wh"], "Wh"),
-         format_figure(row["energy_per_token_mwh"], "mWh"), format_figure(row["quality_score"], "score"), row["notes"][:30]]
-        for row in round_frame(frame.with_columns((pl.col("energy_per_token_wh") * 1000).alias("energy_per_token_mwh")),
-                               RUN_UNITS).iter_rows(named=True)
+         *(m.format_shown(row[m.shown_column]) for m in figures), row["notes"][:30]]
+        for row in with_shown_columns(frame).iter_rows(named=True)  # rounded as the app's table rounds
     ]
     print(format_table(columns, rows))
     info(f"{frame.height} run(s) shown from {db_path(args)}")
@@ -228,10 +233,11 @@ def run_compare(args: argparse.Namespace) -> int:
 
 
 def _print_compare(stats: pl.DataFrame, changes: list[Any], across_machines: bool) -> None:
+    from envirollm_core.analysis.quality_methods import methods_of_stats
     from envirollm_core.machines import machine_label
 
-    columns = ["configuration", "n", "fail", "Wh", "tokens", "tok/s (95% CI)", "TTFT s", "mWh/tok (95% CI)",
-               "quality"]
+    columns = ["configuration", "n", "fail",
+               *(f"{METRIC[name].short}{' (95% CI)' if spread else ''}" for name, spread in _COMPARE_FIGURES)]
     keys = ["prompt_hash"] if across_machines else ["prompt_hash", "machine"]
     for group_key, group in stats.group_by(keys, maintain_order=True):
         prompt = group_key[0]
@@ -242,16 +248,13 @@ def _print_compare(stats: pl.DataFrame, changes: list[Any], across_machines: boo
         where = (f"across {len(machines)} machines" if len(machines) > 1 else machine_label(machines[0]))
         sys.stdout.write("\n" + printable(f"prompt {prompt}{f' ({label})' if label else ''} on {where}: {preview}") + "\n")
         rows = [
-            [*_config_label(row), str(row["n_runs"]), str(row["n_failed"]), format_figure(row["energy_wh_mean"], "Wh"),
-             format_figure(row["completion_tokens_mean"], "tokens"),
-             format_spread(row["decode_tps_mean"], row["decode_tps_ci_low"], row["decode_tps_ci_high"], "tokens/s"),
-             format_figure(row["ttft_s_mean"], "s"),
-             format_spread(milli(row["energy_per_token_wh_mean"]), milli(row["energy_per_token_wh_ci_low"]),
-                           milli(row["energy_per_token_wh_ci_high"]), "mWh"),
-             format_figure(row["quality_score_mean"], "score")]
+            [*_config_label(row), str(row["n_runs"]), str(row["n_failed"]),
+             *(METRIC[name].format_spread(row[f"{name}_mean"], row[f"{name}_ci_low"], row[f"{name}_ci_high"]) if spread
+               else METRIC[name].format(row[f"{name}_mean"]) for name, spread in _COMPARE_FIGURES)]
             for row in group.sort("energy_per_token_wh_mean", nulls_last=True).iter_rows(named=True)
         ]
         print(format_table(columns, rows))
+        _warn_mixed_methods(methods_of_stats(group))
     # Untested changes are shown too, with why they were not tested (too few runs, no spread).
     judged = [c for c in changes if c.verdict != "no significant change" and c.change_fraction is not None]
     if not changes:
@@ -261,14 +264,23 @@ def _print_compare(stats: pl.DataFrame, changes: list[Any], across_machines: boo
                      f"{sum(c.verdict == 'regression' for c in changes)} regression(s), "
                      f"{sum(c.verdict == 'improvement' for c in changes)} improvement(s)\n")
     if judged:
-        columns = ["verdict", "configuration", "prompt", "metric", "baseline", "latest", "change", "p (Holm)"]
+        columns = ["verdict", "configuration", "prompt", "metric", "unit", "baseline", "latest", "change", "p (Holm)"]
         rows = [
-            [c.verdict, c.label, c.prompt_hash[:8], c.metric, format_figure(c.baseline_mean), format_figure(c.latest_mean),
+            [c.verdict, c.label, c.prompt_hash[:8], c.metric, METRIC[c.metric].unit, METRIC[c.metric].format(c.baseline_mean),
+             METRIC[c.metric].format(c.latest_mean),
              f"{'+' if c.change_fraction > 0 else ''}{format_figure(c.change_fraction * 100, '%')} %",
              MISSING if c.p_adjusted is None else "< 0.001" if c.p_adjusted < 0.001 else format_figure(c.p_adjusted)]
             for c in judged
         ]
         print(format_table(columns, rows))
+
+
+def _warn_mixed_methods(methods: list[str]) -> None:
+    from envirollm_core.analysis.quality_methods import mixed_methods_warning
+
+    warning = mixed_methods_warning(methods)
+    if warning:
+        sys.stdout.write(printable(f"warning: {warning}") + "\n")
 
 
 def _sweeps(store: Any, model: str | None = None) -> list[Any]:
@@ -286,11 +298,11 @@ def _print_sweeps(sweeps: list[Any]) -> None:
     columns = ["sweep", "model", "backend", "levels", "peak tok/s", "knee", "SLO TTFT/ITL s", "best level",
                "mWh/tok", "tok/s", "e2e p95 s"]
     rows = [
-        [s.sweep_id[:8], s.model, s.backend, ",".join(map(str, s.levels)), format_figure(s.peak_output_tps, "tokens/s"),
+        [s.sweep_id[:8], s.model, s.backend, ",".join(map(str, s.levels)), METRIC["output_tps"].format(s.peak_output_tps),
          str(s.knee) if s.knee is not None else "-",
          f"{format_figure(s.slo_ttft_s, 's')}/{format_figure(s.slo_itl_s, 's')}",
-         str(s.best_level) if s.best_level is not None else "-", format_figure(milli(s.best_energy_per_token_wh), "mWh"),
-         format_figure(s.best_output_tps, "tokens/s"), format_figure(s.best_e2e_p95_s, "s")]
+         str(s.best_level) if s.best_level is not None else "-", METRIC["energy_per_token_wh"].format(s.best_energy_per_token_wh),
+         METRIC["output_tps"].format(s.best_output_tps), format_figure(s.best_e2e_p95_s, "s")]
         for s in sweeps
     ]
     print(format_table(columns, rows))
@@ -352,7 +364,7 @@ def run_recommend(args: argparse.Namespace) -> int:
         return 0
     _print_sweeps(sweeps)
     money = f" {tariff.currency}" if tariff.currency else ""
-    columns = ["pick", "configuration", "n", "mWh/tok", "tok/s", "quality", "CO2 g/1k tok"]
+    columns = ["pick", "configuration", "n", *(METRIC[name].short for name in _PICK_FIGURES), "CO2 g/1k tok"]
     if tariff.price_per_kwh is not None:
         columns.append(f"cost{money}/1k tok")
     projected = args.tokens_per_day is not None or args.requests_per_day is not None
@@ -365,15 +377,14 @@ def run_recommend(args: argparse.Namespace) -> int:
         for pick in group.picks:
             config, cost = pick.config, costs(pick.config)
             row = [PICK_TITLES[pick.kind], config.label, str(config.n_runs),
-                   format_figure(milli(config.energy_per_token_wh), "mWh"), format_figure(config.decode_tps, "tokens/s"),
-                   format_figure(config.quality_score, "score")]
+                   *(METRIC[name].format(getattr(config, name)) for name in _PICK_FIGURES)]
             thousand, month = cost["per_1k_tokens"], cost["per_month"]
             row.append(MISSING if thousand is None else format_figure(thousand["co2_g"], "g"))
             if tariff.price_per_kwh is not None:
                 row.append(MISSING if thousand is None else format_figure(thousand["cost"], "money"))
             if projected:
                 row += ([MISSING, MISSING] if month is None
-                        else [format_figure(month["energy_wh"] / 1000, "kWh"), format_figure(month["co2_g"] / 1000, "kg")])
+                        else [format_figure(wh_to_kwh(month["energy_wh"]), "kWh"), format_figure(milli_to_unit(month["co2_g"]), "kg")])
                 if tariff.price_per_kwh is not None:
                     row.append(MISSING if month is None else format_figure(month["cost"], "money"))
             rows.append(row)
@@ -381,11 +392,13 @@ def run_recommend(args: argparse.Namespace) -> int:
             print(format_table(columns, rows))
         if group.pareto:
             sys.stdout.write(printable("Pareto frontier (quality vs energy/token, cheapest first): "
-                             + " -> ".join(f"{c.label} [q {format_figure(c.quality_score, 'score')}, "
-                                           f"{format_figure(milli(c.energy_per_token_wh), 'mWh')} mWh/tok]"
+                             + " -> ".join(f"{c.label} [q {METRIC['quality_score'].format(c.quality_score)}, "
+                                           f"{METRIC['energy_per_token_wh'].format(c.energy_per_token_wh)} mWh/tok]"
                                            for c in group.pareto)) + "\n")
         for note in group.notes:
             sys.stdout.write(printable(f"note: {note}") + "\n")
+        if group.quality_methods_mixed:
+            sys.stdout.write(printable(f"warning: {group.quality_methods_mixed}") + "\n")
     grid = tariff.grid
     info(f"grid: {grid.country} {format_figure(grid.g_co2_per_kwh, 'g/kWh')} g CO2e/kWh ({grid.source}"
          + (f", {grid.year}" if grid.year else "") + ")"

@@ -21,7 +21,9 @@ from envirollm_core.cli.bench import add_energy_options, add_prompt_options, bac
 from envirollm_core.cli.common import (
     add_db_option, add_json_option, db_path, emit_json, finite_float, format_table, info, writable_store,
 )
-from envirollm_core.figures import format_figure, milli
+from envirollm_core.figures import format_figure
+from envirollm_core.metrics import METRIC
+from envirollm_core.units import wh_to_mwh
 from envirollm_core.errors import UsageError
 from envirollm_core.store import Store
 
@@ -117,7 +119,7 @@ class _Progress(SweepProgress):
 
     def level_done(self, level: LevelResult) -> None:
         failed = f", {level.failed} failed" if level.failed else ""
-        info(f"concurrency {level.concurrency}: {format_figure(level.output_tps, 'tokens/s')} tok/s, "
+        info(f"concurrency {level.concurrency}: {METRIC['output_tps'].format(level.output_tps)} tok/s, "
              f"p95 latency {format_figure(level.e2e_p95_s, 's')} s{failed}")
 
 
@@ -155,8 +157,9 @@ def sweep_to_json(result: SweepResult) -> dict[str, Any]:
     }
 
 
-_COLUMNS = ("conc", "reqs", "failed", "tok/s", "req/s", "TTFT p50", "TTFT p95", "ITL p50", "ITL p95",
-            "e2e p50", "e2e p95", "e2e p99", "goodput", "energy mWh", "mWh/tok", "mWh/req", "energy source")
+_COLUMNS = ("conc", "reqs", "failed", METRIC["output_tps"].short, METRIC["requests_per_s"].short, "TTFT p50", "TTFT p95",
+            "ITL p50", "ITL p95", "e2e p50", "e2e p95", "e2e p99", METRIC["goodput_fraction"].short, "energy mWh",
+            METRIC["energy_per_token_wh"].short, METRIC["energy_per_request_wh"].short, "energy source")
 
 
 def print_levels(result: SweepResult, stream: TextIO) -> None:
@@ -174,10 +177,10 @@ def _row(level: LevelResult, knee: int | None) -> tuple[str, ...]:
     sources = sorted({f"{c.component}:{c.source}" for c in level.components})
     return (
         f"{level.concurrency}{' *knee' if level.concurrency == knee else ''}", str(level.requests), str(level.failed),
-        format_figure(level.output_tps, "tokens/s"), format_figure(level.requests_per_s, "requests/s"),
+        METRIC["output_tps"].format(level.output_tps), METRIC["requests_per_s"].format(level.requests_per_s),
         *(format_figure(value, "s") for value in (level.ttft_p50_s, level.ttft_p95_s, level.itl_p50_s,
                                                      level.itl_p95_s, level.e2e_p50_s, level.e2e_p95_s, level.e2e_p99_s)),
-        format_figure(level.goodput_fraction * 100, "%") + " %" if level.goodput_fraction is not None else "-",
-        format_figure(milli(level.energy_wh), "mWh"), format_figure(milli(level.energy_per_token_wh), "mWh"),
-        format_figure(milli(level.energy_per_request_wh), "mWh"), " ".join(sources) or "-",
+        METRIC["goodput_fraction"].format(level.goodput_fraction) + " %" if level.goodput_fraction is not None else "-",
+        format_figure(wh_to_mwh(level.energy_wh), "mWh"), METRIC["energy_per_token_wh"].format(level.energy_per_token_wh),
+        METRIC["energy_per_request_wh"].format(level.energy_per_request_wh), " ".join(sources) or "-",
     )

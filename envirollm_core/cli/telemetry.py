@@ -16,6 +16,7 @@ from envirollm_core.telemetry.processes import LlmServer, detect_llm_servers
 from envirollm_core.telemetry.measurement import ComponentInfo, Measurement, component_kind
 from envirollm_core.telemetry.sampler import DEFAULT_INTERVAL_S, MAX_INTERVAL_S, MIN_INTERVAL_S, Sampler
 from envirollm_core.telemetry.system_info import is_virtual_machine, system_info
+from envirollm_core.units import mib_to_gb, wh_to_j
 
 LIVE_REFRESH_S = 1.0
 WINDOW = "track"
@@ -195,15 +196,15 @@ def _live_lines(sampler: Sampler) -> list[str]:
     so_far = sampler.read_window(WINDOW)
     recent = sampler.recent(LIVE_REFRESH_S)
     now = dict(recent[-1].power_w) if recent else {}
-    rows = [[c.component, c.source, format_figure(now.get(c.component), "W"), format_figure(_j(c.energy_wh), "J")]
+    rows = [[c.component, c.source, format_figure(now.get(c.component), "W"), format_figure(wh_to_j(c.energy_wh), "J")]
             for c in so_far.components]
     rows.append(["total", "", format_figure(recent[-1].total_power_w if recent else None, "W"),
                  format_figure(so_far.energy_j, "J")])
     last = recent[-1] if recent else None
     header = (f"{so_far.duration_s:6.1f} s   CPU {format_figure(last.cpu_percent if last else None, '%')} %   "
-              f"RAM {format_figure(last.ram_used_mb / 1024 if last else None, 'GB')} GB")
+              f"RAM {format_figure(mib_to_gb(last.ram_used_mb) if last else None, 'GB')} GB")
     for process in last.processes if last else ():
-        header += f"   pid {process.pid}: CPU {format_figure(process.cpu_percent, '%')} %, RSS {format_figure(process.rss_mb, 'MB')} MB"
+        header += f"   pid {process.pid}: CPU {format_figure(process.cpu_percent, '%')} %, RSS {format_figure(process.rss_mb, 'MiB')} MiB"
     return [header, format_table(["component", "source", "power W", "energy J"], rows)]
 
 
@@ -217,7 +218,7 @@ def track_payload(m: Measurement, components: list[ComponentInfo], targets: dict
         "avg_power_w": m.avg_power_w,
         "peak_power_w": m.peak_power_w,
         "components": [
-            {"name": c.component, "kind": kinds.get(c.component, component_kind(c.component)), "energy_j": _j(c.energy_wh),
+            {"name": c.component, "kind": kinds.get(c.component, component_kind(c.component)), "energy_j": wh_to_j(c.energy_wh),
              "energy_wh": c.energy_wh, "source": c.source, "note": c.note}
             for c in m.components
         ],
@@ -238,31 +239,25 @@ def track_payload(m: Measurement, components: list[ComponentInfo], targets: dict
 
 def _summary(m: Measurement, components: list[ComponentInfo], targets: dict[int, str]) -> str:
     kinds = {c.name: c.kind for c in components}
-    rows = [[c.component, kinds.get(c.component, ""), c.source, format_figure(_j(c.energy_wh), "J"),
+    rows = [[c.component, kinds.get(c.component, ""), c.source, format_figure(wh_to_j(c.energy_wh), "J"),
              format_figure(c.energy_wh, "Wh"),
-             format_figure(_j(c.energy_wh) / m.duration_s if c.energy_wh is not None and m.duration_s > 0 else None, "W")]
+             format_figure(wh_to_j(c.energy_wh) / m.duration_s if c.energy_wh is not None and m.duration_s > 0 else None, "W")]
             for c in m.components]
     rows.append(["total", "", "", format_figure(m.energy_j, "J"), format_figure(m.energy_wh, "Wh"),
                  format_figure(m.avg_power_w, "W")])
     lines = [f"tracked {_describe(targets)} for {format_figure(m.duration_s, 's')} s ({m.sample_count} samples)",
              format_table(["component", "kind", "source", "energy J", "energy Wh", "avg W"], rows),
              (f"peak power {format_figure(m.peak_power_w, 'W')} W; CPU {format_figure(m.cpu_percent_avg, '%')} % avg, "
-              f"{format_figure(m.cpu_percent_peak, '%')} % peak; RAM used peak {format_figure(m.ram_used_mb_peak, 'MB')} MB")]
+              f"{format_figure(m.cpu_percent_peak, '%')} % peak; RAM used peak {format_figure(m.ram_used_mb_peak, 'MiB')} MiB")]
     if m.gpu_util_percent_avg is not None:
-        lines.append(f"GPU {format_figure(m.gpu_util_percent_avg, '%')} % avg util, memory peak {format_figure(m.gpu_mem_used_mb_peak, 'MB')} MB, "
+        lines.append(f"GPU {format_figure(m.gpu_util_percent_avg, '%')} % avg util, memory peak {format_figure(m.gpu_mem_used_mb_peak, 'MiB')} MiB, "
                      f"temperature peak {format_figure(m.gpu_temp_c_peak, 'C')} C")
     for p in m.processes:
-        lines.append(f"pid {p.pid} {targets.get(p.pid, p.process_name)}: peak RSS {format_figure(p.rss_mb_peak, 'MB')} MB, "
+        lines.append(f"pid {p.pid} {targets.get(p.pid, p.process_name)}: peak RSS {format_figure(p.rss_mb_peak, 'MiB')} MiB, "
                      f"CPU {format_figure(p.cpu_percent_avg, '%')} % of a core avg, "
                      f"{format_figure(p.threads_peak, 'count')} threads, "
-                     f"GPU memory peak {format_figure(p.gpu_mem_mb_peak, 'MB')} MB{' (exited)' if p.exited else ''}")
+                     f"GPU memory peak {format_figure(p.gpu_mem_mb_peak, 'MiB')} MiB{' (exited)' if p.exited else ''}")
     estimated = [c.component for c in m.components if c.source == "estimate"]
     if estimated:
         lines.append(f"{', '.join(estimated)}: estimated, not measured (see `envirollm detect` and docs/ENERGY.md)")
     return "\n".join(lines)
-
-
-def _j(energy_wh: float | None) -> float | None:
-    return energy_wh * 3600 if energy_wh is not None else None
-
-

@@ -36,6 +36,7 @@ from envirollm_core import __version__
 from envirollm_core.backends.base import check_url, is_local_url, public_url
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.figures import format_figure, milli
+from envirollm_core.units import average_power_w
 from envirollm_core.proxy import DEFAULT_LISTEN
 from envirollm_core.proxy.energy import EnergyMeter, RequestEnergy, _Request
 from envirollm_core.proxy.usage import LIVE_USE
@@ -210,7 +211,7 @@ class Recorder:
         if energy.energy_wh is not None and run.completion_tokens:
             run.energy_per_token_wh = energy.energy_wh / run.completion_tokens
         if energy.energy_wh is not None and run.e2e_s:
-            run.avg_power_w = energy.energy_wh * 3600 / run.e2e_s
+            run.avg_power_w = average_power_w(energy.energy_wh, run.e2e_s)
         return run
 
 

@@ -22,6 +22,7 @@ from envirollm_core.analysis.recommend import QUALITY_FLOOR, recommend
 from envirollm_core.errors import UsageError
 from envirollm_core.figures import figure_expr, round_frame
 from envirollm_core.proxy.router import ROUTING_COLUMNS
+from envirollm_core.units import MWH_PER_WH
 
 UsageBy = Literal["model", "client", "day"]
 USAGE_BY: tuple[str, ...] = ("model", "client", "day")
@@ -154,6 +155,6 @@ def requests_frame(runs: pl.DataFrame, limit: int = 200) -> pl.DataFrame:
     """The latest requests with the router's decision and its reason."""
     return runs.head(limit).select(
         pl.col("created_at").alias("when (UTC)"), "model", "client", "status",
-        pl.col("completion_tokens").alias("tokens"), figure_expr(pl.col("energy_wh") * 1000, "mWh").alias("energy (mWh)"),
+        pl.col("completion_tokens").alias("tokens"), figure_expr(pl.col("energy_wh") * MWH_PER_WH, "mWh").alias("energy (mWh)"),
         pl.col("routed_to").alias("routed to"), pl.col("route_reason").alias("why"),
     )

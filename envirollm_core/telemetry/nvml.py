@@ -18,7 +18,7 @@ from typing import Any, Literal, Self
 
 PowerSource = Literal["instant", "average"]
 
-_MIB = 2**20
+from envirollm_core.units import bytes_to_mib, milli_to_unit
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class NvidiaGpu:
         self.handle = nvml.nvmlDeviceGetHandleByIndex(index)
         self.name = _text(self._call(nvml.nvmlDeviceGetName) or f"GPU {index}")
         memory = self._call(nvml.nvmlDeviceGetMemoryInfo)
-        self.memory_total_mb: float | None = memory.total / _MIB if memory is not None else None
+        self.memory_total_mb: float | None = bytes_to_mib(memory.total) if memory is not None else None
         self.has_energy_counter = self.get_total_energy_mj() is not None
         self.power_source: PowerSource | None = (
             "instant" if self.get_instant_power_mw() is not None
@@ -49,7 +49,7 @@ class NvidiaGpu:
             else None
         )
         limit_mw = self._call(nvml.nvmlDeviceGetEnforcedPowerLimit)
-        self.power_limit_w: float | None = limit_mw / 1000 if limit_mw else None
+        self.power_limit_w: float | None = milli_to_unit(limit_mw) if limit_mw else None
 
     def _call(self, function: Any, *args: Any) -> Any:
         try:
@@ -80,7 +80,7 @@ class NvidiaGpu:
             milliwatts = self.get_average_power_mw()
         else:
             return None
-        return milliwatts / 1000 if milliwatts is not None else None
+        return milli_to_unit(milliwatts)
 
     def get_util_percent(self) -> float | None:
         rates = self._call(self._nvml.nvmlDeviceGetUtilizationRates)
@@ -88,7 +88,7 @@ class NvidiaGpu:
 
     def get_mem_used_mb(self) -> float | None:
         memory = self._call(self._nvml.nvmlDeviceGetMemoryInfo)
-        return memory.used / _MIB if memory is not None else None
+        return bytes_to_mib(memory.used) if memory is not None else None
 
     def get_temp_c(self) -> float | None:
         temp = self._call(self._nvml.nvmlDeviceGetTemperature, self._nvml.NVML_TEMPERATURE_GPU)
@@ -107,7 +107,7 @@ class NvidiaGpu:
             if processes is None:
                 return None
             for process in processes:
-                mem = process.usedGpuMemory / _MIB if process.usedGpuMemory is not None else None
+                mem = bytes_to_mib(process.usedGpuMemory)
                 # a process with compute and graphics contexts is listed twice with the same memory
                 known = used.get(process.pid, mem)
                 used[process.pid] = mem if known is None else known if mem is None else max(known, mem)

@@ -21,6 +21,7 @@ import psutil
 
 from envirollm_core.errors import UsageError
 from envirollm_core.telemetry.nvml import NvmlSession, gpu_mem_by_pid_mb
+from envirollm_core.units import BYTES_PER_MIB
 
 CHILDREN_REFRESH_S = 1.0  # at most this often...
 CHILDREN_REFRESH_BUDGET = 0.001  # ...and at most 0.1 % of a core: finding children scans every process
@@ -196,7 +197,7 @@ class ProcessTree:
             cmdline=self.cmdline,
             children=tuple(pid for pid in self._members if pid != self.pid),
             cpu_percent=cpu_percent,
-            rss_mb=rss_bytes / 2**20,
+            rss_mb=rss_bytes / BYTES_PER_MIB,
             threads=threads,
             gpu_mem_mb=_tree_gpu_mem(self._members, gpu_mem_by_pid),
         )

@@ -42,6 +42,7 @@ from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.figures import format_figure
 from envirollm_core.records import ComponentEnergy, EnergySource
 from envirollm_core.telemetry.measurement import ComponentInfo, IdleBaseline, Measurement, component_kind
+from envirollm_core.units import average_power_w, j_to_wh
 
 SCHEMES = {"prometheus": "http", "prometheus+http": "http", "prometheus+https": "https"}
 MIN_SCRAPES_PER_WINDOW = 4  # a shorter window is measured with its model's other runs and shared by tokens
@@ -468,9 +469,9 @@ class PrometheusMeter:
                     f"± {format_figure(sum(r.uncertainty_j for r in results), 'J')} J at the window's edges")  # type: ignore[misc]
             if resets:
                 note += f"; {resets} counter reset(s) in the window, handled"
-            components.append(ComponentEnergy(component, max(energy_j, 0.0) / 3600, family.source, note))
+            components.append(ComponentEnergy(component, j_to_wh(max(energy_j, 0.0)), family.source, note))
         self._components = [ComponentInfo(c.component, component_kind(c.component), c.source, c.note) for c in components]
-        return _measurement(name, start, end, tuple(components), uncertainty_j / 3600)
+        return _measurement(name, start, end, tuple(components), j_to_wh(uncertainty_j))
 
     # for the Monitor page
 
@@ -550,7 +551,7 @@ def _measurement(name: str, start: float, end: float, components: tuple[Componen
     duration_s = end - start
     return Measurement(
         name=name, start_unix_time=start, duration_s=duration_s, components=components, energy_wh=energy_wh,
-        avg_power_w=energy_wh * 3600 / duration_s if energy_wh is not None and duration_s > 0 else None,
+        avg_power_w=average_power_w(energy_wh, duration_s),
         peak_power_w=None, cpu_percent_avg=None, cpu_percent_peak=None, ram_used_mb_avg=None, ram_used_mb_peak=None,
         gpu_util_percent_avg=None, gpu_util_percent_peak=None, gpu_mem_used_mb_avg=None, gpu_mem_used_mb_peak=None,
         gpu_temp_c_avg=None, gpu_temp_c_peak=None, processes=(), trace=(), sample_count=0,

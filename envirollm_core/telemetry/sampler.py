@@ -37,6 +37,7 @@ from envirollm_core.telemetry.measurement import ComponentInfo, IdleBaseline, Me
 from envirollm_core.telemetry.nvml import NvmlSession, gpu_mem_by_pid_mb
 from envirollm_core.telemetry.processes import ProcessStats, ProcessTree
 from envirollm_core.telemetry.windows import Edge, Sample, Window
+from envirollm_core.units import BYTES_PER_MIB
 
 DEFAULT_INTERVAL_S = 0.1
 MIN_INTERVAL_S = 0.01
@@ -44,7 +45,7 @@ MAX_INTERVAL_S = 60.0
 RECENT_BUFFER_S = 600.0  # how far back `recent()` reaches
 SLOW_SAMPLE_INTERVAL_S = 0.25  # RAM and tracked processes move slowly and cost the most to read
 GPU_PROCESS_REFRESH_S = 1.0
-_MIB = 2**20
+from envirollm_core.units import BYTES_PER_MIB
 
 
 class _CpuBusy:
@@ -211,7 +212,7 @@ class Sampler:
             sampled = None
             if now >= self._slow_due:
                 memory = psutil.virtual_memory()
-                self._ram_used_mb = (memory.total - memory.available) / _MIB
+                self._ram_used_mb = (memory.total - memory.available) / BYTES_PER_MIB
                 sampled = self._sample_trees(self._trees) if self._trees else None
                 self._slow_due = now + SLOW_SAMPLE_INTERVAL_S
             sample = Sample(

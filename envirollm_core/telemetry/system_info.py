@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import psutil
 
 from envirollm_core.telemetry.nvml import NvmlSession
+from envirollm_core.units import bytes_to_gb
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,6 @@ def system_info() -> SystemInfo:
         cpu_model=cpu_model_name(),
         cpu_physical_cores=psutil.cpu_count(logical=False),
         cpu_logical_cores=psutil.cpu_count(logical=True) or os.cpu_count() or 1,
-        ram_total_gb=psutil.virtual_memory().total / 1e9,
+        ram_total_gb=bytes_to_gb(psutil.virtual_memory().total),
         gpus=nvidia_gpus(),
     )

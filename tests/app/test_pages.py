@@ -438,6 +438,25 @@ def test_recommendations_pick_within_each_prompt_and_project_a_month(populated_s
     assert any("France" in c.value for c in app.caption)
 
 
+
+def test_recommendations_and_result_charts_say_when_quality_methods_mix(isolated_home):
+    runs = realistic_runs(batches=1, failed=False)
+    for run in runs:
+        if run.model.startswith("gemma"):
+            run.quality_method = "verified"
+    Store().add_runs(runs)
+    app = page("recommendations.py").run()
+    assert_clean(app)
+    shown = [warning.value.replace("\\", "") for warning in app.warning]  # the page escapes markdown punctuation
+    assert any("different methods (heuristic, verified)" in text for text in shown), shown
+    results = page("results.py").run()
+    assert_clean(results)
+    results.session_state["chart-tab"] = "Quality vs energy (Pareto)"
+    results.run()
+    (spec,) = charts_of(results)
+    assert "different methods (heuristic, verified)" in " ".join(spec["title"]["subtitle"])
+
+
 # -- Import ------------------------------------------------------------------------------------
 
 

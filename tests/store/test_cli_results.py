@@ -169,3 +169,52 @@ def test_list_compare_and_the_apps_runs_table_show_the_same_digits(capsys, tmp_p
     assert code == 0 and means == [shown[3], shown[0], shown[2], shown[1], shown[4], shown[5]]
     code, out, _ = cli(capsys, "list", "--db", str(path), "--json")
     assert json.loads(out)[0]["energy_wh"] == 0.4567891  # --json stays exact
+
+
+def test_a_chart_tooltip_prints_what_the_tables_print(capsys, tmp_path, make_run):
+    """The same run's figures in the Results charts' tooltips read as `list` prints them (issue 13)."""
+    from envirollm_core import charts
+    from envirollm_core.views import analyze_group
+
+    path = tmp_path / "tooltips.duckdb"
+    Store(path).add_runs([make_run(prompt="Explain.", model="gemma3:1b", ttft_s=0.1234567, decode_tps=38.27,
+                                   completion_tokens=784, energy_wh=0.4567891, energy_per_token_wh=0.000583456,
+                                   quality_score=85.4, notes="")])
+    code, out, _ = cli(capsys, "list", "--db", str(path))
+    line = out.splitlines()[2]
+    printed = dict(zip(["tokens", "TTFT s", "tok/s", "Wh", "mWh/tok", "quality"], line.split()[-6:]))
+    analysis = analyze_group(Store(path).runs_frame())
+    chart = charts.energy_vs_speed(analysis.stats).to_dict()
+    bubbles = next(layer for layer in chart["layer"] if layer["mark"]["type"] == "circle")
+    (row,) = chart["datasets"][bubbles.get("data", chart.get("data"))["name"]]
+    shown = {tip["title"]: row[tip["field"]] for tip in bubbles["encoding"]["tooltip"]}
+    assert code == 0 and printed["mWh/tok"] == "0.583" and printed["quality"] == "85"
+    assert shown["Energy per token (mWh/token)"] == printed["mWh/tok"]
+    assert shown["Decode speed (tokens/s)"] == printed["tok/s"] == "38.3"
+    assert shown["Quality (score 0-100)"] == printed["quality"]
+    bars = charts.model_intervals(analysis.stats, "ttft_s").to_dict()
+    (row,) = bars["datasets"][bars["layer"][0].get("data", bars.get("data"))["name"]]
+    assert row["ttft_s_mean_text"] == printed["TTFT s"] == "0.123"
+
+
+def test_recommend_and_compare_warn_when_quality_methods_mix(capsys, tmp_path, make_run):
+    path = tmp_path / "mixed.duckdb"
+    runs = [make_run(prompt="Explain.", model=model, repeat_index=repeat, quality_score=score, quality_method=method,
+                     energy_per_token_wh=energy)
+            for model, score, method, energy in (("small", 90.0, "heuristic", 0.0004), ("large", 60.0, "verified", 0.0009))
+            for repeat in range(3)]
+    Store(path).add_runs(runs)
+    code, out, _ = cli(capsys, "recommend", "--db", str(path))
+    assert code == 0 and "warning: quality scores made by 2 different methods (heuristic, verified)" in out
+    code, out, _ = cli(capsys, "recommend", "--db", str(path), "--json")
+    (group,) = json.loads(out)["groups"]
+    assert code == 0 and group["quality_methods"] == ["heuristic", "verified"]
+    assert group["quality_methods_mixed"].startswith("quality scores made by 2 different methods")
+    code, out, _ = cli(capsys, "compare", "--db", str(path))
+    assert code == 0 and "warning: quality scores made by 2 different methods" in out
+
+    Store(path).clean()
+    Store(path).add_runs([run for run in runs if run.quality_method == "verified"])
+    code, out, _ = cli(capsys, "recommend", "--db", str(path), "--json")
+    (group,) = json.loads(out)["groups"]
+    assert group["quality_methods"] == ["verified"] and group["quality_methods_mixed"] is None
