@@ -89,6 +89,7 @@ class Upstream:
         self.host_header = (host if default_port else f"{host}:{self.port}").encode()
         self.read_timeout_s = read_timeout_s
         self._idle: list[UpstreamConnection] = []
+        self._address: tuple[str, int] | None = None
 
     async def connection(self) -> tuple[UpstreamConnection, bool]:
         """An idle connection (reused: True) or a new one."""
@@ -97,10 +98,19 @@ class Upstream:
             if connection.usable:
                 return connection, True
         loop = asyncio.get_running_loop()
-        _, connection = await asyncio.wait_for(
-            loop.create_connection(lambda: UpstreamConnection(self), self.host, self.port, ssl=self.ssl),
-            CONNECT_TIMEOUT_S,
-        )
+        if self._address is None:  # resolved once, not per request (a name lookup is a thread hop)
+            infos = await asyncio.wait_for(loop.getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM), CONNECT_TIMEOUT_S)
+            self._address = infos[0][4][:2]
+        host, port = self._address
+        try:
+            _, connection = await asyncio.wait_for(
+                loop.create_connection(lambda: UpstreamConnection(self), host, port, ssl=self.ssl,
+                                       server_hostname=self.host if self.ssl else None),
+                CONNECT_TIMEOUT_S,
+            )
+        except (OSError, asyncio.TimeoutError):
+            self._address = None  # looked up again next time: the name may point elsewhere now
+            raise
         return connection, False
 
     def release(self, connection: UpstreamConnection) -> None:

@@ -47,7 +47,7 @@ ProxyKind = Literal["openai", "ollama"]
 CLIENT_HEADER = "x-envirollm-client"
 TASK_HEADER = "x-envirollm-task"
 _RESULTS_TTL_S = 30.0
-_WRITE_EVERY_S = 2.0
+_WRITE_EVERY_S = 5.0
 _log = logging.getLogger("envirollm.proxy")
 
 
