@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import signal
+import sys
 import time
 
 from envirollm_core.cli.common import add_json_option, db_path, emit_json, finite_float, format_table, info
@@ -77,6 +78,9 @@ def run_proxy(args: argparse.Namespace) -> int:
         read_timeout_s=args.read_timeout,
     )
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    # This process is the proxy: when the recorder parses an answer, the forwarding thread waits for the
+    # GIL at most 1 ms, not Python's default 5 ms (a chunk at 5,000 tokens/s is due every 0.2 ms).
+    sys.setswitchinterval(0.001)
     proxy = MeteringProxy(config, store=Store(db_path(args)))
     try:
         proxy.start()

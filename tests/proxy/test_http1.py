@@ -111,3 +111,13 @@ def test_a_slow_stream_keeps_its_chunks_through_the_proxy(serve, start_proxy):
     proxy = start_proxy(upstream.url)
     body = {**BODY, "stream": True}
     assert raw_exchange(proxy.url, body) == raw_exchange(upstream.url, body)
+
+
+def test_an_upstream_that_goes_silent_past_the_read_timeout_is_cut_and_recorded(serve, start_proxy):
+    stalled = TokenScript(tokens=["late"], ttft_s=3.0, tokens_per_s=10)
+    upstream = serve(openai_routes([MODEL], openai_stream(MODEL, stalled, noise=False)))
+    proxy = start_proxy(upstream.url, read_timeout_s=0.3)
+    with pytest.raises(httpx.RemoteProtocolError):  # the answer had begun (its head): the client sees the cut
+        raw_exchange(proxy.url, {**BODY, "stream": True})
+    (run,) = wait_recorded(proxy, 1)
+    assert run.status == "failed" and "sent nothing for 0.3 s" in run.error
