@@ -48,6 +48,7 @@ CLIENT_HEADER = "x-envirollm-client"
 TASK_HEADER = "x-envirollm-task"
 _RESULTS_TTL_S = 30.0
 _WRITE_EVERY_S = 5.0
+_WRITE_AT_LATEST_S = 30.0
 _log = logging.getLogger("envirollm.proxy")
 
 
@@ -119,9 +120,11 @@ class Exchange:
 class Recorder:
     """Energy boundaries, parsing and database writes, one at a time in one thread, off the forwarding path.
 
-    Runs are written together, once every `_WRITE_EVERY_S` at most (and on `flush` and `close`): one
-    DuckDB write costs tens of ms of CPU whatever it holds, far more than a request's forwarding, so
-    a proxy under steady use writes a few times a minute, not once per request."""
+    Only the energy boundaries are taken as requests start and end. Answers are parsed and runs written
+    together later: `_WRITE_EVERY_S` after the first pending one, at a moment no request is in flight, or
+    `_WRITE_AT_LATEST_S` after it under unbroken use (and on `flush` and `close`). A DuckDB write costs
+    tens of ms of CPU whatever it holds, and this thread shares the GIL with the forwarding loop: done
+    between requests, neither costs a client anything."""
 
     def __init__(self, config: ProxyConfig, store: Any, sampler: Any, log: Callable[[str], None]) -> None:
         self.config = config
@@ -129,8 +132,8 @@ class Recorder:
         self.batch_id = uuid.uuid4().hex[:12]
         self._meter = EnergyMeter(sampler)
         self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._pending: list[tuple[Exchange, RunResult]] = []
-        self._write_due_s = 0.0
+        self._pending: list[tuple[Exchange, RequestEnergy]] = []
+        self._write_due_s = self._write_latest_s = 0.0
         self._environment = _environment(config)
         self._log = log
         self.recorded: list[RunResult] = []  # this session's stored runs, oldest first
@@ -163,38 +166,49 @@ class Recorder:
 
     def _work(self) -> None:
         while True:
-            wait_s = max(0.0, self._write_due_s - time.monotonic()) if self._pending else None
+            wait_s = None
+            if self._pending:
+                wait_s = max(0.0, (self._write_due_s if self._meter.idle else self._write_latest_s) - time.monotonic())
             try:
                 task = self._queue.get(timeout=wait_s)
             except queue.Empty:
-                self._write()
-                continue
+                task = lambda: None  # noqa: E731 - nothing came: only the write below may be due
             if task is None:
                 break
             try:
                 task()
             except Exception as exc:  # noqa: BLE001 - one bad record must not stop the recording of the rest
                 self._log(f"envirollm proxy: recording failed: {type(exc).__name__}: {exc}")
-            if self._pending and time.monotonic() >= self._write_due_s:
+            now = time.monotonic()
+            if self._pending and (now >= self._write_latest_s or (now >= self._write_due_s and self._meter.idle)):
                 self._write()
         self._write()
 
     def _record(self, exchange: Exchange) -> None:
         energy = self._meter.finish(exchange.id)
         if not self._pending:
-            self._write_due_s = time.monotonic() + _WRITE_EVERY_S
-        self._pending.append((exchange, self._run(exchange, energy)))
+            now = time.monotonic()
+            self._write_due_s, self._write_latest_s = now + _WRITE_EVERY_S, now + _WRITE_AT_LATEST_S
+        self._pending.append((exchange, energy))
 
     def _write(self) -> None:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        try:
-            self.store.add_runs([run for _, run in pending])
-        except EnviroLLMError as exc:
-            self._log(f"envirollm proxy: could not record {len(pending)} request(s): {exc}")
+        runs: list[tuple[Exchange, RunResult]] = []
+        for exchange, energy in pending:
+            try:
+                runs.append((exchange, self._run(exchange, energy)))
+            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the recording of the rest
+                self._log(f"envirollm proxy: recording failed: {type(exc).__name__}: {exc}")
+        if not runs:
             return
-        for exchange, run in pending:
+        try:
+            self.store.add_runs([run for _, run in runs])
+        except EnviroLLMError as exc:
+            self._log(f"envirollm proxy: could not record {len(runs)} request(s): {exc}")
+            return
+        for exchange, run in runs:
             self.recorded.append(run)
             self._log(_log_line(exchange, run))
 
