@@ -401,6 +401,7 @@ class ClientConnection(asyncio.Protocol):
         self._framing: ChunkedFraming | None = None
         self._continued = False
         self.busy = False
+        self.wrote = False
         self.gone = False
         self.keep_alive = True
         self.relay: UpstreamConnection | None = None  # the upstream answering it now
@@ -414,6 +415,7 @@ class ClientConnection(asyncio.Protocol):
         self._arm_idle()
 
     def write(self, data: bytes) -> None:
+        self.wrote = True
         if not self.gone:
             self.transport.write(data)  # type: ignore[union-attr]
 
@@ -468,13 +470,20 @@ class ClientConnection(asyncio.Protocol):
         if request is None:
             return
         self.busy = True
+        self.wrote = False  # whether anything of this request's answer went out yet
         self.keep_alive = request.keep_alive
         if self._idle_timer is not None:
             self._idle_timer.cancel()
         self._task = asyncio.ensure_future(self._handle(request))  # held: the loop keeps only weak references
 
     async def _handle(self, request: Request) -> None:
-        await self._handler(self, request)
+        try:
+            await self._handler(self, request)
+        except Exception as exc:  # noqa: BLE001 - a failure of one request must not leave its client hanging
+            self.keep_alive = False
+            if not self.wrote:
+                self.write(error_response(502, f"envirollm proxy: the request failed in the proxy ({type(exc).__name__}: {exc})", close=True))
+            asyncio.get_running_loop().call_exception_handler({"message": "a request failed", "exception": exc})
         self.relay = None
         self.busy = False
         if self.gone:

@@ -121,3 +121,18 @@ def test_an_upstream_that_goes_silent_past_the_read_timeout_is_cut_and_recorded(
         raw_exchange(proxy.url, {**BODY, "stream": True})
     (run,) = wait_recorded(proxy, 1)
     assert run.status == "failed" and "sent nothing for 0.3 s" in run.error
+
+
+def test_a_request_the_proxy_fails_on_gets_a_502_and_the_proxy_keeps_serving(serve, start_proxy, proxy_logs, monkeypatch):
+    upstream = serve(openai_routes([MODEL], chat_route))
+    proxy = start_proxy(upstream.url, route_all=True, default_model=MODEL)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the store is unreadable")
+
+    monkeypatch.setattr(proxy.app.router, "_stored", broken)
+    status, _, body = raw_exchange(proxy.url, BODY)
+    assert status == 502 and "failed in the proxy (RuntimeError: the store is unreadable)" in b"".join(body).decode()
+    assert any("a request failed (RuntimeError: the store is unreadable)" in line for line in proxy_logs)
+    monkeypatch.undo()
+    assert raw_exchange(proxy.url, BODY)[0] == 200
