@@ -204,7 +204,7 @@ class OllamaBackend(HttpClientOwner):
             for t_s, line in lines:
                 if not line.strip():
                     continue
-                chunk = _parse_line(line, count)
+                chunk = parse_line(line, count)
                 count += 1
                 message = chunk.get("message") if isinstance(chunk.get("message"), dict) else {}
                 piece = Delta(
@@ -214,7 +214,7 @@ class OllamaBackend(HttpClientOwner):
                 if piece.carries_token:
                     yield piece
                 if chunk.get("done") is True:
-                    yield StreamEnd(server=_timings(chunk), finish_reason=server_text(chunk.get("done_reason")) or None)
+                    yield StreamEnd(server=done_timings(chunk), finish_reason=server_text(chunk.get("done_reason")) or None)
                     return
         except httpx.TimeoutException:
             raise BackendError(
@@ -225,7 +225,7 @@ class OllamaBackend(HttpClientOwner):
         raise BackendError(f"the stream from {self.base_url} ended after {count} chunks without `done`")
 
 
-def _parse_line(line: str, index: int) -> dict[str, Any]:
+def parse_line(line: str, index: int) -> dict[str, Any]:
     try:
         chunk = json.loads(line)
     except ValueError as exc:
@@ -237,7 +237,7 @@ def _parse_line(line: str, index: int) -> dict[str, Any]:
     return chunk
 
 
-def _timings(done: dict[str, Any]) -> ServerTimings:
+def done_timings(done: dict[str, Any]) -> ServerTimings:
     eval_count, eval_ns = server_count(done.get("eval_count")), server_number(done.get("eval_duration"))
     prompt_count, prompt_ns = server_count(done.get("prompt_eval_count")), server_number(done.get("prompt_eval_duration"))
     load_ns = server_number(done.get("load_duration"))

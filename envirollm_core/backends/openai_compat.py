@@ -194,7 +194,7 @@ class OpenAIBackend(HttpClientOwner):
                 if data == "[DONE]":
                     yield StreamEnd(usage, timings, finish_reason)
                     return
-                chunk = _parse_chunk(data, chunks)
+                chunk = parse_chunk(data, chunks)
                 chunks += 1
                 choices = chunk.get("choices") or []
                 if not isinstance(choices, list):
@@ -213,9 +213,9 @@ class OpenAIBackend(HttpClientOwner):
                         yield piece
                     finish_reason = server_text(choice.get("finish_reason")) or finish_reason
                 if isinstance(chunk.get("usage"), dict):
-                    usage = _usage(chunk["usage"])
+                    usage = parse_usage(chunk["usage"])
                 if isinstance(chunk.get("timings"), dict):
-                    timings = _llamacpp_timings(chunk["timings"])
+                    timings = llamacpp_timings(chunk["timings"])
         except httpx2.TimeoutException:
             raise BackendError(
                 f"no data from {self.base_url} for {self.read_timeout_s:g} s after {chunks} chunks (read timeout)"
@@ -241,7 +241,7 @@ class OpenAIBackend(HttpClientOwner):
         return BackendError(f"{self.base_url} failed: {one_line(exc)}")
 
 
-def _parse_chunk(data: str, index: int) -> dict[str, Any]:
+def parse_chunk(data: str, index: int) -> dict[str, Any]:
     try:
         chunk = json.loads(data)
     except ValueError as exc:
@@ -255,7 +255,7 @@ def _parse_chunk(data: str, index: int) -> dict[str, Any]:
     return chunk
 
 
-def _usage(usage: dict[str, Any]) -> TokenUsage:
+def parse_usage(usage: dict[str, Any]) -> TokenUsage:
     details = usage.get("completion_tokens_details") or {}
     return TokenUsage(
         prompt_tokens=server_count(usage.get("prompt_tokens")),
@@ -264,7 +264,7 @@ def _usage(usage: dict[str, Any]) -> TokenUsage:
     )
 
 
-def _llamacpp_timings(timings: dict[str, Any]) -> ServerTimings:
+def llamacpp_timings(timings: dict[str, Any]) -> ServerTimings:
     """llama.cpp's server adds `timings` (counts, ms and rates) to its last chunk."""
     return ServerTimings(
         prompt_tokens=server_count(timings.get("prompt_n")),

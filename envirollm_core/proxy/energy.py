@@ -60,6 +60,11 @@ class EnergyMeter:
             self._close_segment(self._sampler.read_window(self._window).components)
         self._active[request_id] = counter
 
+    @property
+    def idle(self) -> bool:
+        """No request in flight."""
+        return not self._active
+
     def finish(self, request_id: str) -> RequestEnergy:
         assert self._window is not None
         last = len(self._active) == 1

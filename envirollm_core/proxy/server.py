@@ -2,11 +2,9 @@
 
 What a client receives is what the upstream sent: the same status, the same headers (less the hop-by-hop
 ones, which belong to each connection), the same body bytes in the same chunks, as they arrive. The
-forwarding loop only notes each chunk's arrival time and bumps a counter; parsing, energy and the database
-write happen afterwards in the recorder's own thread, so the client never waits on them.
-
-The server is a plain ASGI application run by uvicorn (already installed with llama-cpp-python[server]);
-upstream requests go through one `httpx.AsyncClient` with pooled connections. A client that disconnects
+forwarding path (relay.py: asyncio protocols on one event loop, kept-alive upstream connections) only
+passes each read on, stamps its arrival and keeps its bytes; parsing, energy and the database write happen
+afterwards in the recorder's own thread, so the client never waits on them. A client that disconnects
 midway cancels its upstream request (its connection is closed, which llama.cpp, Ollama and vLLM take as a
 cancel). Authorization headers and API keys pass through untouched and are never stored or logged.
 """
@@ -27,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import httpx
 import polars as pl
@@ -39,6 +37,8 @@ from envirollm_core.figures import format_figure, milli
 from envirollm_core.units import average_power_w
 from envirollm_core.proxy import DEFAULT_LISTEN
 from envirollm_core.proxy.energy import EnergyMeter, RequestEnergy, _Request
+from envirollm_core.proxy.http1 import dechunk
+from envirollm_core.proxy.relay import MAX_KEPT_BYTES, ClientConnection, Outcome, Request, Upstream, error_response
 from envirollm_core.proxy.usage import LIVE_USE
 from envirollm_core.proxy.router import AUTO_MODEL, ROUTING_COLUMNS, RouteDecision, choose
 from envirollm_core.proxy.wire import METERED_PATHS, RequestText, read_answer, read_request
@@ -47,14 +47,9 @@ from envirollm_core.records import RunResult, prompt_hash
 ProxyKind = Literal["openai", "ollama"]
 CLIENT_HEADER = "x-envirollm-client"
 TASK_HEADER = "x-envirollm-task"
-# Headers that describe one connection, not the message (RFC 9110 7.6.1), and ours, which end here.
-_HOP_BY_HOP = frozenset({
-    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-    "transfer-encoding", "upgrade", "host", CLIENT_HEADER, TASK_HEADER,
-})
-# httpx sets the length of the body it sends, which the router may have rewritten.
-_NOT_FORWARDED = _HOP_BY_HOP | {"content-length"}
 _RESULTS_TTL_S = 30.0
+_WRITE_EVERY_S = 5.0
+_WRITE_AT_LATEST_S = 30.0
 _log = logging.getLogger("envirollm.proxy")
 
 
@@ -111,7 +106,11 @@ class Exchange:
     content_encoding: str = ""
     sent_s: float = 0.0
     ended_s: float = 0.0
-    chunks: list[tuple[float, bytes]] = field(default_factory=list)
+    chunks: list[tuple[float, bytes]] = field(default_factory=list)  # each read of the body as it came: (arrival, bytes)
+    chunked: bool = False  # `chunks` carry the chunked framing, taken off when they are read
+    kept_bytes: int = 0
+    truncated: bool = False  # the answer outgrew MAX_KEPT_BYTES: passed on whole, not kept whole
+    counter: _Request = field(default_factory=_Request)  # the energy meter's count of its chunks
     problem: str | None = None  # what went wrong in transit: upstream down, dropped, client gone
     cancelled: bool = False
 
@@ -122,8 +121,11 @@ class Exchange:
 class Recorder:
     """Energy boundaries, parsing and database writes, one at a time in one thread, off the forwarding path.
 
-    Runs are written when the recorder has caught up (nothing else queued), all pending ones in one
-    transaction: under a burst of requests the database is written once, not once per request."""
+    Only the energy boundaries are taken as requests start and end. Answers are parsed and runs written
+    together later: `_WRITE_EVERY_S` after the first pending one, at a moment no request is in flight, or
+    `_WRITE_AT_LATEST_S` after it under unbroken use (and on `flush` and `close`). A DuckDB write costs
+    tens of ms of CPU whatever it holds, and this thread shares the GIL with the forwarding loop: done
+    between requests, neither costs a client anything."""
 
     def __init__(self, config: ProxyConfig, store: Any, sampler: Any, log: Callable[[str], None]) -> None:
         self.config = config
@@ -131,7 +133,8 @@ class Recorder:
         self.batch_id = uuid.uuid4().hex[:12]
         self._meter = EnergyMeter(sampler)
         self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
-        self._pending: list[tuple[Exchange, RunResult]] = []
+        self._pending: list[tuple[Exchange, RequestEnergy]] = []
+        self._write_due_s = self._write_latest_s = 0.0
         self._environment = _environment(config)
         self._log = log
         self.recorded: list[RunResult] = []  # this session's stored runs, oldest first
@@ -149,7 +152,12 @@ class Recorder:
     def flush(self) -> None:
         """Wait until every exchange handed over so far is recorded and stored."""
         done = threading.Event()
-        self._queue.put(done.set)
+
+        def write_then_say() -> None:
+            self._write()
+            done.set()
+
+        self._queue.put(write_then_say)
         done.wait()
 
     def close(self) -> None:
@@ -158,35 +166,59 @@ class Recorder:
             self._thread.join()
 
     def _work(self) -> None:
-        while (task := self._queue.get()) is not None:
+        while True:
+            wait_s = None
+            if self._pending:
+                wait_s = max(0.0, (self._write_due_s if self._meter.idle else self._write_latest_s) - time.monotonic())
+            try:
+                task = self._queue.get(timeout=wait_s)
+            except queue.Empty:
+                task = lambda: None  # noqa: E731 - nothing came: only the write below may be due
+            if task is None:
+                break
             try:
                 task()
             except Exception as exc:  # noqa: BLE001 - one bad record must not stop the recording of the rest
                 self._log(f"envirollm proxy: recording failed: {type(exc).__name__}: {exc}")
-            if self._queue.empty():
+            now = time.monotonic()
+            if self._pending and (now >= self._write_latest_s or (now >= self._write_due_s and self._meter.idle)):
                 self._write()
         self._write()
 
     def _record(self, exchange: Exchange) -> None:
         energy = self._meter.finish(exchange.id)
-        self._pending.append((exchange, self._run(exchange, energy)))
+        if not self._pending:
+            now = time.monotonic()
+            self._write_due_s, self._write_latest_s = now + _WRITE_EVERY_S, now + _WRITE_AT_LATEST_S
+        self._pending.append((exchange, energy))
 
     def _write(self) -> None:
         if not self._pending:
             return
         pending, self._pending = self._pending, []
-        try:
-            self.store.add_runs([run for _, run in pending])
-        except EnviroLLMError as exc:
-            self._log(f"envirollm proxy: could not record {len(pending)} request(s): {exc}")
+        runs: list[tuple[Exchange, RunResult]] = []
+        for exchange, energy in pending:
+            try:
+                runs.append((exchange, self._run(exchange, energy)))
+            except Exception as exc:  # noqa: BLE001 - one bad record must not stop the recording of the rest
+                self._log(f"envirollm proxy: recording failed: {type(exc).__name__}: {exc}")
+        if not runs:
             return
-        for exchange, run in pending:
+        try:
+            self.store.add_runs([run for _, run in runs])
+        except EnviroLLMError as exc:
+            self._log(f"envirollm proxy: could not record {len(runs)} request(s): {exc}")
+            return
+        for exchange, run in runs:
             self.recorded.append(run)
             self._log(_log_line(exchange, run))
 
     def _run(self, exchange: Exchange, energy: RequestEnergy) -> RunResult:
         text = exchange.request.prompt if exchange.request else ""
-        metrics = read_answer(exchange.path, exchange.content_encoding, exchange.sent_s, exchange.chunks, exchange.ended_s)
+        chunks = dechunk(exchange.chunks) if exchange.chunked else exchange.chunks
+        metrics = read_answer(exchange.path, exchange.content_encoding, exchange.sent_s, chunks, exchange.ended_s)
+        if exchange.truncated and not exchange.problem:
+            exchange.problem = f"the answer is over {MAX_KEPT_BYTES // 2**20} MiB: passed on, not read"
         status, error = _outcome(exchange, metrics.error)
         keep = self.config.store_text
         run = RunResult(
@@ -298,159 +330,110 @@ class Router:
         return models
 
 
-# --- the ASGI application ------------------------------------------------------------------------------
-
-
-class UpstreamDropped(Exception):
-    """Raised after the answer has started, to make uvicorn cut the client's connection as the upstream cut ours."""
+# --- the request handler -------------------------------------------------------------------------------
 
 
 class ProxyApp:
+    """What happens to each request: metering and routing before it goes, the record after it is answered.
+
+    The bytes themselves go through `relay.py`'s protocols; this runs once per request, never per chunk."""
+
     def __init__(self, config: ProxyConfig, recorder: Recorder, router: Router) -> None:
         self.config = config
         self.recorder = recorder
         self.router = router
-        self.client: httpx.AsyncClient | None = None
+        self.upstream = Upstream(config.upstream_base, config.read_timeout_s, ours=(CLIENT_HEADER, TASK_HEADER))
+        self._router_client: httpx.AsyncClient | None = None
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-        elif scope["type"] == "http":
-            await self._http(scope, receive, send)
-
-    async def _lifespan(self, receive: Callable, send: Callable) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self.client = httpx.AsyncClient(
-                    timeout=httpx.Timeout(connect=5.0, read=self.config.read_timeout_s, write=60.0, pool=None),
-                    limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-                    follow_redirects=False, trust_env=False,
-                )
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                if self.client is not None:
-                    await self.client.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    async def _http(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
-        assert self.client is not None
-        body = await _read_body(receive)
-        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
-        named = dict(headers)
-        path = scope["path"]
-        metered = scope["method"] == "POST" and path in METERED_PATHS
+    async def handle(self, client: ClientConnection, request: Request) -> None:
+        path = unquote(request.target.split(b"?", 1)[0].decode("latin-1"))
+        body = request.body
         exchange: Exchange | None = None
-        if metered:
-            request = read_request(path, body)
+        if request.method == "POST" and path in METERED_PATHS:
+            text = read_request(path, body)
+            user_agent = _header(request, b"user-agent")
             exchange = Exchange(
-                id=uuid.uuid4().hex[:12], method=scope["method"], path=path, created_at=datetime.now(timezone.utc),
-                client=named.get(CLIENT_HEADER) or named.get("user-agent"), user_agent=named.get("user-agent"),
-                request=request, model=request.model if request else None,
+                id=uuid.uuid4().hex[:12], method=request.method, path=path, created_at=datetime.now(timezone.utc),
+                client=_header(request, CLIENT_HEADER.encode()) or user_agent, user_agent=user_agent,
+                request=text, model=text.model if text else None,
             )
-            if self.router.applies(request):
-                assert request is not None
-                exchange.decision = await self.router.decide(self.client, request, named.get(TASK_HEADER), named.get("authorization"))
+            if self.router.applies(text):
+                assert text is not None
+                exchange.decision = await self.router.decide(
+                    self._routing_client(), text, _header(request, TASK_HEADER.encode()), _header(request, b"authorization"),
+                )
                 if exchange.decision.model is None:
-                    await self._refuse(exchange, send, exchange.decision.reason)
+                    self._refuse(client, exchange, exchange.decision.reason)
                     return
                 exchange.model = exchange.decision.model
                 body = _with_model(body, exchange.decision.model)
-        target = scope.get("raw_path") or path.encode()
-        url = self.config.upstream_base + target.decode("latin-1")
-        if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode("latin-1")
-        upstream_request = self.client.build_request(
-            scope["method"], url, content=body, headers=[(k, v) for k, v in headers if k not in _NOT_FORWARDED],
-        )
-        counter = self.recorder.started(exchange.id) if exchange else None
-        forward = asyncio.ensure_future(self._forward(upstream_request, exchange, counter, send))
-        watch = asyncio.ensure_future(_disconnected(receive))
+            exchange.counter = self.recorder.started(exchange.id)
+            exchange.sent_s = time.perf_counter()
         try:
-            await asyncio.wait({forward, watch}, return_when=asyncio.FIRST_COMPLETED)
-            if not forward.done():  # the client went away first: stop reading, which closes the upstream request
-                forward.cancel()
-                await asyncio.gather(forward, return_exceptions=True)
-                if exchange:
-                    exchange.cancelled = True
-                    exchange.problem = "the client disconnected midway; the upstream request was cancelled"
-            else:
-                forward.result()
+            await self._relay(client, request, body, exchange)
         finally:
-            watch.cancel()
             if exchange:
                 exchange.ended_s = exchange.ended_s or time.perf_counter()
                 self.recorder.finished(exchange)
 
-    async def _forward(self, request: httpx.Request, exchange: Exchange | None, counter: _Request | None, send: Callable) -> None:
-        chunks = exchange.chunks if exchange else None
-        if exchange:
-            exchange.sent_s = time.perf_counter()
-        try:
-            response = await self.client.send(request, stream=True)  # type: ignore[union-attr]
-        except httpx.HTTPError as exc:
-            message = f"envirollm proxy: the upstream {public_url(self.config.upstream)} did not answer ({type(exc).__name__}: {exc})"
-            if exchange:
-                exchange.problem = f"the upstream did not answer ({type(exc).__name__})"
-            await _send_error(send, 502, message)
-            return
-        try:
-            if exchange:
-                exchange.status_code = response.status_code
-                exchange.content_encoding = response.headers.get("content-encoding", "")
-            await send({
-                "type": "http.response.start", "status": response.status_code,
-                "headers": [(k, v) for k, v in response.headers.raw if k.lower().decode("latin-1") not in _HOP_BY_HOP],
-            })
+    async def _relay(self, client: ClientConnection, request: Request, body: bytes, exchange: Exchange | None) -> None:
+        payload = self.upstream.request_bytes(request, body)
+        where = public_url(self.config.upstream)
+        for _ in range(2):
             try:
-                async for chunk in response.aiter_raw():
-                    if chunks is not None:
-                        chunks.append((time.perf_counter(), chunk))
-                        counter.chunks += 1  # type: ignore[union-attr]
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            except httpx.HTTPError as exc:
+                connection, reused = await self.upstream.connection()
+            except (OSError, asyncio.TimeoutError) as exc:
+                name = "ConnectTimeout" if isinstance(exc, asyncio.TimeoutError) else type(exc).__name__
                 if exchange:
-                    exchange.ended_s = time.perf_counter()
-                    exchange.problem = f"the upstream dropped the answer midway ({type(exc).__name__})"
-                raise UpstreamDropped() from None
+                    exchange.problem = f"the upstream did not answer ({name})"
+                client.write(error_response(502, f"envirollm proxy: the upstream {where} did not answer ({name}: {exc})"))
+                return
+            if client.gone:
+                self.upstream.release(connection)
+                outcome = Outcome.CLIENT_GONE
+                break
+            client.relay = connection
+            outcome = await connection.send(client, payload, request, exchange)
+            if outcome == Outcome.NO_ANSWER and reused and not connection.answered:
+                if exchange:  # an idle connection the upstream had closed: once more, on a new one
+                    exchange.problem = None
+                continue
+            break
+        if outcome == Outcome.CLIENT_GONE:
             if exchange:
-                exchange.ended_s = time.perf_counter()
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
-        finally:
-            await response.aclose()
+                exchange.cancelled = True
+                exchange.problem = "the client disconnected midway; the upstream request was cancelled"
+        elif outcome != Outcome.OK:
+            if connection.answering:  # the answer had begun: the client sees the cut as the proxy did
+                client.keep_alive = False
+                client.close()
+            else:
+                status = 504 if outcome == Outcome.TIMEOUT else 502
+                client.write(error_response(status, f"envirollm proxy: {where}: {connection.problem}"))
 
-    async def _refuse(self, exchange: Exchange, send: Callable, reason: str) -> None:
-        self.recorder.started(exchange.id)
+    def _refuse(self, client: ClientConnection, exchange: Exchange, reason: str) -> None:
+        exchange.counter = self.recorder.started(exchange.id)
         exchange.sent_s = exchange.ended_s = time.perf_counter()
         exchange.status_code = 400
         exchange.problem = f"not routed: {reason}"
-        await _send_error(send, 400, f"envirollm proxy: {AUTO_MODEL} could not be routed: {reason}")
+        client.write(error_response(400, f"envirollm proxy: {AUTO_MODEL} could not be routed: {reason}"))
         self.recorder.finished(exchange)
 
+    def _routing_client(self) -> httpx.AsyncClient:
+        """The router's own client, for the upstream's model list (every 30 s at most): off the forwarding path."""
+        if self._router_client is None:
+            self._router_client = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=False, trust_env=False)
+        return self._router_client
 
-async def _read_body(receive: Callable) -> bytes:
-    parts = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        parts.append(message.get("body", b""))
-        if not message.get("more_body"):
-            break
-    return b"".join(parts)
-
-
-async def _disconnected(receive: Callable) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
+    async def close(self) -> None:
+        self.upstream.close()
+        if self._router_client is not None:
+            await self._router_client.aclose()
 
 
-async def _send_error(send: Callable, status: int, message: str) -> None:
-    body = json.dumps({"error": {"message": message, "type": "proxy_error", "code": status}}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
+def _header(request: Request, name: bytes) -> str | None:
+    value = request.head.get(name)
+    return value.decode("latin-1") if value is not None else None
 
 
 def _with_model(body: bytes, model: str) -> bytes:
@@ -462,25 +445,12 @@ def _with_model(body: bytes, model: str) -> bytes:
 # --- running it ------------------------------------------------------------------------------------------
 
 
-class _QuietDrops(logging.Filter):
-    """uvicorn logs an application's exception with its traceback; a dropped upstream is foreseen and
-    already logged in one line by the recorder."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], UpstreamDropped))
-
-
-_QUIET_DROPS = _QuietDrops()  # one instance: adding it again is then a no-op
-
-
 class MeteringProxy:
-    """The proxy in a background thread: `start()` binds and serves, `stop()` ends it. The CLI and the app
-    both run it through this class."""
+    """The proxy in a background thread with its own event loop: `start()` binds and serves, `stop()` ends
+    it. The CLI and the app both run it through this class."""
 
     def __init__(self, config: ProxyConfig, *, store: Any = None, sampler: Any = None,
                  log: Callable[[str], None] | None = None) -> None:
-        import uvicorn
-
         if store is None:
             from envirollm_core.store import Store
 
@@ -491,41 +461,69 @@ class MeteringProxy:
 
             sampler = get_sampler()
         self.config = config
-        self.recorder = Recorder(config, store, sampler, log or _stderr)
+        self._log = log or _stderr
+        self.recorder = Recorder(config, store, sampler, self._log)
         self.app = ProxyApp(config, self.recorder, Router(config, store))
         self._socket = _bind(config.host, config.port)
-        logging.getLogger("uvicorn.error").addFilter(_QUIET_DROPS)
-        self._server = uvicorn.Server(uvicorn.Config(
-            self.app, lifespan="on", log_level="warning", access_log=False, server_header=False,
-            date_header=False, timeout_graceful_shutdown=3, timeout_keep_alive=30,
-        ))
-        self._thread: threading.Thread | None = None
-
-    @property
-    def url(self) -> str:
         host, port = self._socket.getsockname()[:2]
-        return f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        self.url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+        self._connections: set[ClientConnection] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = threading.Event()
+        self._thread: threading.Thread | None = None
 
     @property
     def is_loopback(self) -> bool:
         return is_local_url(self.url) and urlsplit(self.url).hostname in ("127.0.0.1", "::1", "localhost")
 
     def start(self) -> MeteringProxy:
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
-                                        name="envirollm-proxy", daemon=True)
+        self._thread = threading.Thread(target=self._serve, name="envirollm-proxy", daemon=True)
         self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise EnviroLLMError(f"the metering proxy did not start on {self.url}")
-            time.sleep(0.01)
+        if not self._started.wait(10) or self._loop is None:
+            raise EnviroLLMError(f"the metering proxy did not start on {self.url}")
         return self
+
+    def _serve(self) -> None:
+        loop = _new_loop()
+        loop.set_exception_handler(self._loop_error)
+        try:
+            server = loop.run_until_complete(loop.create_server(
+                lambda: ClientConnection(self.app.handle, self._connections), sock=self._socket, backlog=1024,
+            ))
+        except OSError as exc:
+            self._log(f"envirollm proxy: could not serve on {self.url}: {exc}")
+            loop.close()
+            self._started.set()
+            return
+        self._loop = loop
+        self._started.set()
+        try:
+            loop.run_forever()
+            loop.run_until_complete(self._shut(server))
+        finally:
+            loop.close()
+
+    async def _shut(self, server: asyncio.AbstractServer) -> None:
+        """Stop accepting, give requests in flight up to 3 s to end, then cut the rest (recorded as cancelled)."""
+        server.close()
+        deadline = time.monotonic() + 3
+        while any(c.busy for c in self._connections) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for connection in list(self._connections):
+            connection.close()
+        await asyncio.sleep(0)  # let the handlers see their cancelled relays and hand over their records
+        await self.app.close()
+
+    def _loop_error(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        exc = context.get("exception")
+        self._log(f"envirollm proxy: {context.get('message', 'error')}" + (f" ({type(exc).__name__}: {exc})" if exc else ""))
 
     def is_running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
-        self._server.should_exit = True
+        if self._loop is not None and self.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(timeout=10)
         self.recorder.close()
@@ -536,6 +534,16 @@ class MeteringProxy:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop where it is installed (Linux, macOS): a chunk passed on costs about a third
+    less CPU than on asyncio's own loop (11 vs 16 µs here); asyncio's elsewhere."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 def _bind(host: str, port: int) -> socket.socket:

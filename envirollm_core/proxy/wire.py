@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from envirollm_core.backends.base import BackendError, Delta, RequestSent, StreamEnd, StreamPiece, server_text
-from envirollm_core.backends.ollama import _parse_line, _timings
-from envirollm_core.backends.openai_compat import _llamacpp_timings, _parse_chunk, _usage
+from envirollm_core.backends.ollama import done_timings, parse_line
+from envirollm_core.backends.openai_compat import llamacpp_timings, parse_chunk, parse_usage
 from envirollm_core.benchmark.metrics import StreamMetrics, measure_stream
 
 # The generating endpoints; every other path is passed through without being recorded.
@@ -124,7 +124,7 @@ def _openai_event_pieces(lines: list[tuple[float, str]]) -> Iterator[StreamPiece
         data = line[5:].strip()
         if data == "[DONE]":
             break
-        chunk = _parse_chunk(data, count)
+        chunk = parse_chunk(data, count)
         count += 1
         for choice in chunk.get("choices") or []:
             if not isinstance(choice, dict):
@@ -132,9 +132,9 @@ def _openai_event_pieces(lines: list[tuple[float, str]]) -> Iterator[StreamPiece
             yield from _choice_delta(t_s, choice, choice.get("delta"))
             finish_reason = server_text(choice.get("finish_reason")) or finish_reason
         if isinstance(chunk.get("usage"), dict):
-            usage = _usage(chunk["usage"])
+            usage = parse_usage(chunk["usage"])
         if isinstance(chunk.get("timings"), dict):
-            timings = _llamacpp_timings(chunk["timings"])
+            timings = llamacpp_timings(chunk["timings"])
     if finish_reason is None:
         raise BackendError(f"the stream ended after {count} chunks without a finish reason (dropped or cut short)")
     yield StreamEnd(usage, timings, finish_reason)
@@ -142,14 +142,14 @@ def _openai_event_pieces(lines: list[tuple[float, str]]) -> Iterator[StreamPiece
 
 def _openai_body_pieces(line: tuple[float, str]) -> Iterator[StreamPiece]:
     t_s, text = line
-    body = _parse_chunk(text, 0)
+    body = parse_chunk(text, 0)
     finish_reason = None
     for choice in body.get("choices") or []:
         if isinstance(choice, dict):
             yield from _choice_delta(t_s, choice, choice.get("message"))
             finish_reason = server_text(choice.get("finish_reason")) or finish_reason
-    usage = _usage(body["usage"]) if isinstance(body.get("usage"), dict) else None
-    timings = _llamacpp_timings(body["timings"]) if isinstance(body.get("timings"), dict) else None
+    usage = parse_usage(body["usage"]) if isinstance(body.get("usage"), dict) else None
+    timings = llamacpp_timings(body["timings"]) if isinstance(body.get("timings"), dict) else None
     yield StreamEnd(usage, timings, finish_reason)
 
 
@@ -168,7 +168,7 @@ def _choice_delta(t_s: float, choice: dict[str, Any], delta: Any) -> Iterator[De
 
 def _ollama_pieces(lines: list[tuple[float, str]], path: str) -> Iterator[StreamPiece]:
     for count, (t_s, line) in enumerate(lines):
-        chunk = _parse_line(line, count)
+        chunk = parse_line(line, count)
         message = chunk.get("message") if isinstance(chunk.get("message"), dict) else {}
         piece = Delta(
             t_s,
@@ -179,6 +179,6 @@ def _ollama_pieces(lines: list[tuple[float, str]], path: str) -> Iterator[Stream
         if piece.carries_token:
             yield piece
         if chunk.get("done") is True:
-            yield StreamEnd(server=_timings(chunk), finish_reason=server_text(chunk.get("done_reason")) or "stop")
+            yield StreamEnd(server=done_timings(chunk), finish_reason=server_text(chunk.get("done_reason")) or "stop")
             return
     raise BackendError(f"the answer from {path} ended after {len(lines)} chunks without `done` (dropped or cut short)")

@@ -13,7 +13,7 @@ from tests.fakes.scripted_server import TokenScript, openai_stream
 
 def wait_recorded(proxy, count: int, timeout_s: float = 20.0):
     deadline = time.monotonic() + timeout_s
-    while len(proxy.recorder.recorded) < count:
+    while proxy.recorder.flush() or len(proxy.recorder.recorded) < count:  # runs are written every few s: now
         assert time.monotonic() < deadline, f"only {len(proxy.recorder.recorded)} of {count} requests were recorded"
         time.sleep(0.02)
     return proxy.recorder.recorded
