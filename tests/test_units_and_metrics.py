@@ -71,7 +71,7 @@ def test_energy_per_token_reads_the_same_in_every_command():
     """mWh/token was `.4f` in the pass-rate lines and three significant digits elsewhere: one format now."""
     from envirollm_core.analysis.pass_rates import pass_rate_lines
     from envirollm_core.analysis.recommend import recommend
-    from tests.analysis.conftest import frame, run
+    from tests.fakes.frames import frame, run
 
     runs = [run("m", quality_score=100.0, quality_method="verified", energy_per_token_wh=0.000583456, minutes=i)
             for i in range(3)]

@@ -6,7 +6,7 @@ from envirollm_core import charts
 from envirollm_core.analysis.quality_methods import mixed_methods_warning, scored_methods
 from envirollm_core.analysis.recommend import pareto_frontier, recommend
 from envirollm_core.analysis.stats import CONFIG_KEYS, group_stats
-from tests.analysis.conftest import frame
+from tests.fakes.frames import frame
 
 
 def _runs(make, second_method: str):

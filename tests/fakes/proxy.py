@@ -1,4 +1,5 @@
-"""Helpers of the proxy tests: waiting for the recorder, and stored results the router chooses among."""
+"""Helpers of the proxy tests: a scripted chat, a raw exchange, waiting for the recorder, and stored results
+the router chooses among."""
 
 from __future__ import annotations
 
@@ -8,7 +9,28 @@ import uuid
 import httpx
 
 from tests.fakes.runs import full_run
-from tests.fakes.scripted_server import TokenScript, openai_stream
+from tests.fakes.scripted_server import Reply, TokenScript, json_reply, openai_stream
+
+MODEL = "scripted-7b"
+SCRIPT = TokenScript(tokens=["The", " sky", " is", " blue", "."], ttft_s=0.05, tokens_per_s=200)
+BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Why is the sky blue?"}], "max_tokens": 5}
+
+
+def chat_body_reply() -> Reply:
+    return json_reply({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": MODEL,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "The sky is blue."}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14},
+    }, at_s=0.03)
+
+
+def chat_route(request):
+    return openai_stream(MODEL, SCRIPT) if request.body.get("stream") else chat_body_reply()
+
+
+def raw_exchange(url: str, body: dict, headers: dict | None = None) -> tuple[int, str, list[bytes]]:
+    with httpx.stream("POST", url + "/v1/chat/completions", json=body, headers=headers, timeout=30) as response:
+        return response.status_code, response.headers.get("content-type"), list(response.iter_raw())
 
 
 def wait_recorded(proxy, count: int, timeout_s: float = 20.0):

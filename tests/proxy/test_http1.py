@@ -11,7 +11,7 @@ import pytest
 
 from envirollm_core.proxy.http1 import ChunkedFraming, FramingError, dechunk, parse_head
 from tests.fakes.scripted_server import TokenScript, openai_routes, openai_stream
-from tests.proxy.test_proxy import BODY, MODEL, SCRIPT, chat_route, raw_exchange, wait_recorded
+from tests.fakes.proxy import BODY, MODEL, SCRIPT, chat_route, raw_exchange, wait_recorded
 
 CHUNKED = b"5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nx-trailer: yes\r\n\r\n"
 

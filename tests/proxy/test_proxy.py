@@ -10,11 +10,9 @@ import openai
 import pytest
 
 from envirollm_core.cli import main
-from tests.fakes.proxy import wait_recorded
+from tests.fakes.proxy import BODY, MODEL, SCRIPT, chat_body_reply, chat_route, raw_exchange, wait_recorded
 from tests.fakes.scripted_server import (
-    Reply,
     TokenScript,
-    json_reply,
     ollama_chat_stream,
     ollama_model_entry,
     ollama_tags,
@@ -23,28 +21,6 @@ from tests.fakes.scripted_server import (
     openai_routes,
     openai_stream,
 )
-
-MODEL = "scripted-7b"
-SCRIPT = TokenScript(tokens=["The", " sky", " is", " blue", "."], ttft_s=0.05, tokens_per_s=200)
-BODY = {"model": MODEL, "messages": [{"role": "user", "content": "Why is the sky blue?"}], "max_tokens": 5}
-
-
-def chat_body_reply() -> Reply:
-    return json_reply({
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": MODEL,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "The sky is blue."}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 9, "completion_tokens": 5, "total_tokens": 14},
-    }, at_s=0.03)
-
-
-def chat_route(request):
-    return openai_stream(MODEL, SCRIPT) if request.body.get("stream") else chat_body_reply()
-
-
-def raw_exchange(url: str, body: dict, headers: dict | None = None) -> tuple[int, str, list[bytes]]:
-    with httpx.stream("POST", url + "/v1/chat/completions", json=body, headers=headers, timeout=30) as response:
-        return response.status_code, response.headers.get("content-type"), list(response.iter_raw())
-
 
 @pytest.mark.parametrize("stream", [True, False])
 def test_a_raw_client_gets_byte_for_byte_and_chunk_for_chunk_what_the_upstream_sends(serve, start_proxy, stream):
