@@ -491,7 +491,7 @@ def _grade_run(
     if note:
         verdict.detail["note"] = note
     check = last_judge_check(endpoint.label)
-    verdict.detail["judge_check"] = f"passed {check.checked_at}" if check else "never run"
+    verdict.detail["judge_check"] = f"passed {check.checked_at}" if check else "passed (the check could not be kept)"
     return verdict
 
 
