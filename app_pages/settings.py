@@ -110,7 +110,7 @@ st.subheader("Judge checks")
 checks = load_judge_checks()
 if not checks:
     st.caption("No judge has been checked yet. `envirollm judge-check --judge-url URL --judge-model M` grades five "
-               "answers whose right grade is known; a judge that fails is not used for quality (the rough "
-               "heuristic is), one never checked is used and labelled so.")
+               "answers whose right grade is known; only a judge that passed grades (one never checked is checked "
+               "on its first use), any other leaves quality to the rough heuristic.")
 else:
     st.dataframe(judge_checks_frame(checks.values()), hide_index=True)

@@ -234,6 +234,9 @@ class EmbeddedEngine:
             # Queue concurrent requests instead of cutting the stream in progress (the server's default),
             # so several clients, and a load sweep, each get their whole answer.
             "--interrupt_requests", "false",
+            # The server's default keeps every position's logits (n_ctx x vocabulary floats, 0.8 GB for SmolLM2 at
+            # 4096) and copies a vocabulary's worth per token; the sampler needs only the last (as `Llama`'s default).
+            "--logits_all", "false",
         ]
         try:
             # A session of its own: a Ctrl-C aimed at the parent is the parent's to handle.

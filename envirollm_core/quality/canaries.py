@@ -71,9 +71,15 @@ class CanaryOutcome:
 
 def run_canaries(endpoint: JudgeEndpoint, repeats: int = 1) -> list[CanaryOutcome]:
     """Grade every canary `repeats` times (a fresh random marker each time) and judge the judge."""
-    graded: dict[str, list] = {}
+    graded: dict[str, list] = {canary.name: [] for canary in CANARIES}
     for canary in CANARIES:
-        graded[canary.name] = [judge_answer(QUESTION, canary.answer, endpoint) for _ in range(repeats)]
+        for _ in range(repeats):
+            verdict = judge_answer(QUESTION, canary.answer, endpoint)
+            graded[canary.name].append(verdict)
+            if verdict.judge_down_for_good:  # down, timed out or refused: every other call would wait the same
+                break
+        if graded[canary.name][-1].judge_down_for_good:
+            break
     right_scores = [v.score for v in graded["right"] if v.score is not None]
     right_mean = statistics.fmean(right_scores) if right_scores else None
     outcomes = []

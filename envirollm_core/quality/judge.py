@@ -27,7 +27,7 @@ import openai
 from envirollm_core.backends.base import redact, secrets_of
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.quality.checks import VERIFIED_METHOD, check_for, run_check
-from envirollm_core.quality.judge_checks import last_judge_check
+from envirollm_core.quality.judge_checks import judge_may_grade, last_judge_check
 from envirollm_core.quality.defaults import default_ollama_judge, ollama_url
 from envirollm_core.quality.heuristic import HEURISTIC_VERSION, heuristic_score
 from envirollm_core.quality.parsing import ParsedVerdict, parse_verdict
@@ -384,7 +384,8 @@ def resolve_judge(
 ) -> tuple[JudgeEndpoint | None, str]:
     """The LLM judge a config names, or the default; None means the heuristic, with the reason.
 
-    A judge whose last `judge-check` failed is passed over for the heuristic: its scores are known unsound."""
+    Only a judge that passed `judge-check` grades (one never checked is checked now, `judge_may_grade`); any
+    other is passed over for the heuristic. `honour_checks=False` is for `judge-check` itself."""
     if config.disabled:
         return None, "LLM judge disabled (--judge none)"
     if config.url:
@@ -395,10 +396,10 @@ def resolve_judge(
             return None, f"no judge named and no small instruct model found in Ollama at {ollama_url()}"
         note = "the judge is also one of the graded models" if choice.self_judged else ""
         endpoint = JudgeEndpoint(choice.base_url, choice.model, None, config.timeout_s, config.samples)
-    check = last_judge_check(endpoint.label) if honour_checks else None
-    if check is not None and not check.passed:
-        return None, (f"{endpoint.label} failed its last judge-check ({check.checked_at}): the rough heuristic "
-                      "is used instead; run `envirollm judge-check` again once the judge is fixed")
+    if honour_checks:
+        may_grade, why = judge_may_grade(endpoint)
+        if not may_grade:
+            return None, why
     return endpoint, note
 
 
@@ -416,13 +417,14 @@ def judge_runs(
     targets = [run for run in runs if run.status == "ok"]
     checks = {run.id: check_for(run) for run in targets}
     judged = [run for run in targets if checks[run.id] is None]  # an executed check outranks any judge
-    endpoint, note = resolve_judge(config, {run.model for run in judged}) if judged else (None, "")
     window = f"quality-judge-{uuid.uuid4().hex[:8]}"
     window_open = _begin(sampler, window) if targets else False
     started = time.perf_counter()
     calls = unparsed = scored = 0
     down: str | None = None
     try:
+        # Inside the window: a judge's first use checks it on the canaries, and that is part of the judge's cost.
+        endpoint, note = resolve_judge(config, {run.model for run in judged}) if judged else (None, "")
         for run in targets:
             check = checks[run.id]
             verdict = verified_verdict(check, run.response) if check else _grade_run(run, endpoint, note, down, references)
@@ -462,7 +464,7 @@ def _grade_run(
     if note:
         verdict.detail["note"] = note
     check = last_judge_check(endpoint.label)
-    verdict.detail["judge_check"] = f"passed {check.checked_at}" if check else "never run"
+    verdict.detail["judge_check"] = f"passed {check.checked_at}" if check else "passed (the check could not be kept)"
     return verdict
 
 

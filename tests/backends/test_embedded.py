@@ -29,6 +29,23 @@ def test_engine_streams_a_real_completion(embedded_engine):
     assert "".join(pieces).strip()
 
 
+def test_a_client_that_leaves_midway_stops_the_decoder_and_the_next_request_is_served(embedded_engine):
+    import httpx
+
+    body = {"model": embedded_engine.model_id, "messages": [{"role": "user", "content": "Count from 1 to 500."}],
+            "max_tokens": 400, "temperature": 0, "stream": True}
+    with httpx.Client(timeout=120) as client:
+        with client.stream("POST", f"{embedded_engine.base_url}/chat/completions", json=body) as response:
+            assert next(line for line in response.iter_lines() if line.startswith("data:"))
+        # gone after its first chunk; the engine serves the next request whole, [DONE] included
+        with client.stream("POST", f"{embedded_engine.base_url}/chat/completions",
+                           json={**body, "max_tokens": 4}) as response:
+            lines = [line for line in response.iter_lines() if line.startswith("data:")]
+    assert lines[-1] == "data: [DONE]" and '"finish_reason": "length"' in lines[-2]
+    cmdline = psutil.Process(embedded_engine.pid).cmdline()
+    assert cmdline[cmdline.index("--logits_all") + 1] == "false"
+
+
 def test_stop_leaves_no_process_and_no_log():
     engine = EmbeddedEngine()
     engine.start()

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 from envirollm_core.quality import JudgeConfig, judge_runs
+from tests.fakes.judge import record_passed_check
 from tests.fakes.runs import realistic_runs
 from tests.fakes.scripted_server import Reply, Request, openai_error, openai_models
 
@@ -35,6 +36,11 @@ def test_an_echoed_key_is_kept_out_of_runs_output_and_database(serve, tmp_path):
 def test_an_echoed_key_is_kept_out_of_the_quality_detail(serve):
     judge = serve({("GET", "/v1/models"): openai_models(["judge"]), ("POST", "/v1/chat/completions"): _echo_key})
     runs = [run for run in realistic_runs(batches=1) if run.status == "ok"][:1]
+    unchecked = [run for run in realistic_runs(batches=1) if run.status == "ok"][:1]
+    judge_runs(unchecked, JudgeConfig(url=f"{judge.url}/v1", model="judge", api_key=KEY))
+    assert "could not be checked" in unchecked[0].quality_detail["note"]  # its first use checks it: refused
+    assert KEY not in repr(unchecked[0].quality_detail)
+    record_passed_check(f"{judge.url}/v1", "judge")  # as if it had passed, to see what grading keeps
     judge_runs(runs, JudgeConfig(url=f"{judge.url}/v1", model="judge", api_key=KEY))
     assert runs[0].quality_score is None
     assert "401" in repr(runs[0].quality_detail)

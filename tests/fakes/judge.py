@@ -96,3 +96,27 @@ def make_run(response: str = ANSWER, *, prompt: str = PROMPT, status: str = "ok"
         status=status, preset=preset, response=response, e2e_s=1.25, energy_wh=0.5,
         error=None if status == "ok" else "connection refused",
     )
+
+
+def record_passed_check(base_url: str, model: str) -> None:
+    """Keep a passing `judge-check` for this judge, as the command does after five sound grades: for tests of
+    the judge's plumbing, whose scripted answers no sound judge would give for the canaries."""
+    from envirollm_core.quality.canaries import CANARIES
+    from envirollm_core.quality.judge import JudgeEndpoint
+    from envirollm_core.quality.judge_checks import record_judge_check
+
+    record_judge_check(JudgeEndpoint(base_url, model).label, {canary.name: True for canary in CANARIES})
+
+
+def _answer(request) -> str:
+    return user_text(request).split("<<ANSWER-")[1].split(">>", 1)[1].split("<</ANSWER-")[0].strip()
+
+
+def sound_grade(request) -> str:
+    """A judge that grades the canaries as a sound judge would."""
+    answer = _answer(request)
+    if answer == "The capital of Australia is Canberra.":
+        return "Rating: [[5]]"
+    if not answer or "Sydney" in answer or "Paris" in answer:
+        return "Rating: [[1]]"
+    return "Rating: [[3]]"  # padded

@@ -5,17 +5,23 @@ from __future__ import annotations
 import pytest
 
 from tests.fakes.fixtures import closed_port, http_clients, serve  # noqa: F401  (pytest fixtures)
-from tests.fakes.judge import CHAT, ScriptedJudge
+from tests.fakes.judge import CHAT, ScriptedJudge, record_passed_check
 from tests.fakes.scripted_server import ScriptedServer, json_reply
 
 
 @pytest.fixture
 def scripted_judge(serve):  # noqa: F811
-    """Start a scripted judge: `scripted_judge(content=..., formats=..., ...)` -> ScriptedJudge."""
+    """Start a scripted judge: `scripted_judge(content=..., formats=..., ...)` -> ScriptedJudge.
 
-    def start(**settings) -> ScriptedJudge:
+    Only a judge that passed `judge-check` grades. Tests of the judge's plumbing (parsing, formats, markers...)
+    script answers no sound judge would give for the canaries, so the judge starts with a passing check kept,
+    as after `envirollm judge-check`; `passed_check=False` starts it never checked (the tests of the check)."""
+
+    def start(passed_check: bool = True, **settings) -> ScriptedJudge:
         judge = ScriptedJudge(**settings)
         judge.server = serve({CHAT: judge.reply})
+        if passed_check:
+            record_passed_check(judge.base_url, judge.model)
         return judge
 
     return start

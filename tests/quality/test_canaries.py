@@ -14,13 +14,14 @@ import pytest
 from envirollm_core.quality import JudgeConfig, judge_runs
 from envirollm_core.quality.canaries import CANARIES, QUESTION
 from envirollm_core.telemetry.sampler import get_sampler
-from tests.fakes.judge import make_run
+from tests.fakes.judge import make_run, record_passed_check
 
 
 @pytest.fixture(scope="module")
 def graded(embedded_engine):
     runs = {c.name: make_run(c.answer, prompt=QUESTION, model="some-model") for c in CANARIES if c.name != "right"}
     config = JudgeConfig(url=embedded_engine.base_url, model=embedded_engine.model_id, timeout_s=120)
+    record_passed_check(config.url, config.model)  # the plumbing, not the (weak) judge's soundness, is tested here
     cost = judge_runs(list(runs.values()), config, sampler=get_sampler())
     return runs, cost, embedded_engine
 

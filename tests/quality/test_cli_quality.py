@@ -11,21 +11,7 @@ from envirollm_core.cli import main
 from envirollm_core.cli.quality import judge_config
 from envirollm_core.errors import UsageError
 from envirollm_core.settings import Settings, save_settings
-from tests.fakes.judge import user_text
-
-
-def _answer(request) -> str:
-    return user_text(request).split("<<ANSWER-")[1].split(">>", 1)[1].split("<</ANSWER-")[0].strip()
-
-
-def sound_grade(request) -> str:
-    """A judge that grades the canaries as a sound judge would."""
-    answer = _answer(request)
-    if answer == "The capital of Australia is Canberra.":
-        return "Rating: [[5]]"
-    if not answer or "Sydney" in answer or "Paris" in answer:
-        return "Rating: [[1]]"
-    return "Rating: [[3]]"  # padded
+from tests.fakes.judge import sound_grade, user_text
 
 
 def test_judge_prints_the_score_as_json(scripted_judge, capsys):
@@ -77,7 +63,7 @@ def test_judge_pair(scripted_judge, capsys):
 
 
 def test_judge_check_passes_a_sound_judge(scripted_judge, capsys):
-    judge = scripted_judge(content=sound_grade)
+    judge = scripted_judge(passed_check=False, content=sound_grade)
     code = main(["judge-check", "--judge-url", judge.base_url, "--judge-model", judge.model, "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 0
@@ -86,7 +72,7 @@ def test_judge_check_passes_a_sound_judge(scripted_judge, capsys):
 
 
 def test_judge_check_fails_a_judge_that_rates_everything_the_same(scripted_judge, capsys):
-    judge = scripted_judge(content="Rating: [[4]]")
+    judge = scripted_judge(passed_check=False, content="Rating: [[4]]")
     code = main(["judge-check", "--judge-url", judge.base_url, "--judge-model", judge.model, "--json"])
     out = json.loads(capsys.readouterr().out)
     assert code == 1
@@ -101,7 +87,7 @@ def test_judge_check_without_a_judge_is_a_usage_error(no_ollama, capsys):
 
 def test_a_judge_that_failed_its_check_is_passed_over_until_it_passes(scripted_judge, capsys):
     sound = {"now": False}
-    judge = scripted_judge(content=lambda request: sound_grade(request) if sound["now"] else "Rating: [[4]]")
+    judge = scripted_judge(passed_check=False, content=lambda request: sound_grade(request) if sound["now"] else "Rating: [[4]]")
     flags = ["--judge-url", judge.base_url, "--judge-model", judge.model, "--json"]
     assert main(["judge-check", *flags]) == 1
     capsys.readouterr()
@@ -123,7 +109,7 @@ def test_a_judge_that_failed_its_check_is_passed_over_until_it_passes(scripted_j
 def test_the_settings_page_lists_each_judges_last_check(scripted_judge, capsys):
     from streamlit.testing.v1 import AppTest
 
-    judge = scripted_judge(content="Rating: [[4]]")
+    judge = scripted_judge(passed_check=False, content="Rating: [[4]]")
     main(["judge-check", "--judge-url", judge.base_url, "--judge-model", judge.model, "--json"])
     from pathlib import Path
 

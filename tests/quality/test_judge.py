@@ -11,7 +11,7 @@ from envirollm_core.errors import UsageError
 from envirollm_core.quality import JudgeConfig, JudgeEndpoint, judge_answer, judge_runs
 from envirollm_core.quality.rubric import RUBRIC_VERSION
 from envirollm_core.records import RunResult, prompt_hash
-from tests.fakes.judge import ANSWER, PROMPT, json_verdict, make_run, system_text, user_text
+from tests.fakes.judge import ANSWER, PROMPT, json_verdict, make_run, record_passed_check, system_text, user_text
 
 def config_for(judge, **kw) -> JudgeConfig:
     return JudgeConfig(url=judge.base_url, model=judge.model, **kw)
@@ -189,6 +189,7 @@ def test_a_template_that_keeps_the_system_role_is_probed_once(scripted_judge):
 def test_a_judge_that_is_down_never_fails_the_runs(closed_port):
     runs = [make_run(), make_run(), make_run(status="failed")]
     config = JudgeConfig(url=f"http://127.0.0.1:{closed_port}/v1", model="judge-model", timeout_s=2)
+    record_passed_check(config.url, config.model)  # it passed once, and is down now
     cost = judge_runs(runs, config)
     ok = runs[:2]
     assert all(r.quality_score is None for r in ok)

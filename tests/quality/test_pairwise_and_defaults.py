@@ -9,7 +9,7 @@ from envirollm_core.backends.ollama import OllamaBackend
 from envirollm_core.quality.defaults import default_ollama_judge, pick_judge_model
 from envirollm_core.quality.rubric import fold_system, single_messages
 from tests.fakes.judge import ScriptedJudge, user_text
-from tests.fakes.judge import make_run
+from tests.fakes.judge import make_run, record_passed_check
 
 PROMPT = "What is the capital of Australia?"
 RIGHT, WRONG = "The capital of Australia is Canberra.", "The capital of Australia is Sydney."
@@ -49,6 +49,7 @@ def test_an_unparseable_order_gives_no_winner(scripted_judge):
 
 
 def test_pairwise_with_a_judge_that_is_down_gives_no_winner_and_the_reason(closed_port):
+    record_passed_check(f"http://127.0.0.1:{closed_port}/v1", "m")  # it passed once, and is down now
     result = pairwise(PROMPT, RIGHT, WRONG, JudgeConfig(f"http://127.0.0.1:{closed_port}/v1", "m", timeout_s=2))
     assert result.winner is None and "unreachable" in result.detail["error"]
 
@@ -97,6 +98,7 @@ def test_judge_none_gives_the_heuristic_without_asking_ollama(fake_ollama):
 def test_no_judge_named_uses_the_small_model_ollama_has(fake_ollama):
     chat = ScriptedJudge(content="Rating: [[4]]")
     server = fake_ollama(["llama3:70b", "gemma3:1b"], chat=chat)
+    record_passed_check(f"{server.url}/v1", "gemma3:1b")
     run = make_run(model="llama3:70b")
     judge_runs([run], JudgeConfig(None, None))
     assert run.quality_method == f"judge:gemma3:1b@127.0.0.1:{server.port}"
@@ -106,7 +108,8 @@ def test_no_judge_named_uses_the_small_model_ollama_has(fake_ollama):
 
 def test_a_self_judged_run_says_so(fake_ollama):
     chat = ScriptedJudge(content="Rating: [[4]]")
-    fake_ollama(["gemma3:1b"], chat=chat)
+    server = fake_ollama(["gemma3:1b"], chat=chat)
+    record_passed_check(f"{server.url}/v1", "gemma3:1b")
     run = make_run(model="gemma3:1b")
     judge_runs([run], JudgeConfig(None, None))
     assert "also one of the graded models" in run.quality_detail["note"]
