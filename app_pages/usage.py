@@ -9,7 +9,7 @@ from envirollm_core.proxy.server import ProxyConfig, app_proxy, start_app_proxy,
 from envirollm_core.proxy.usage import live_runs, parse_since, requests_frame, usage, usage_frame
 from envirollm_core.settings import load_settings, read_only_mode
 from envirollm_core.store import Store
-from envirollm_core.views import plain, plain_formats
+from envirollm_core.views.formats import plain, plain_formats
 
 SINCE = {"last day": "1d", "last 7 days": "7d", "last 30 days": "30d", "last 90 days": "90d"}
 

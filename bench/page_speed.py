@@ -41,6 +41,7 @@ PAGES = {
     "Benchmark": ("benchmark", "Start the benchmark"),
     "Results": ("results", "Delete this run for good"),
     "Recommendations": ("recommendations", "times 30 days"),
+    "Usage": ("usage", "Start the proxy"),
     "Import": ("import", "Export file"),
     "Settings": ("settings", "Save the settings"),
     "System": ("system", "Start the engine and ask"),
