@@ -11,6 +11,7 @@ lands first. The kept objects are shared, not copied: Polars frames are never ch
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
@@ -20,8 +21,10 @@ from streamlit.delta_generator import DeltaGenerator
 from envirollm_core import charts
 from envirollm_core.analysis import recommend
 from envirollm_core.analysis.recommend import GroupRecommendation
+from envirollm_core.analysis.carbon import Tariff
 from envirollm_core.analysis.stats import ANALYSIS_COLUMNS
 from envirollm_core.paths import default_db_path
+from envirollm_core.proxy.usage import UsageRow, live_runs, usage
 from envirollm_core.records import RunResult
 from envirollm_core.settings import read_only_mode
 from envirollm_core.store import Store
@@ -129,6 +132,18 @@ def _run_count(_store: Store, state: DatabaseState) -> int:
 
 def run_count(store: Store) -> int:
     return _run_count(store, state_of(store))
+
+
+# A period ("last 7 days") slides with the clock even when nothing is stored: kept a minute at most.
+@st.cache_resource(ttl=60, max_entries=16, show_spinner=False)
+def _usage(_store: Store, state: DatabaseState, _tariff: Tariff, tariff_key: str, since: timedelta, by: str
+           ) -> tuple[list[UsageRow], pl.DataFrame]:
+    return usage(_store, _tariff, since=since, by=by), live_runs(_store, since)
+
+
+def usage_and_requests(store: Store, tariff: Tariff, since: timedelta, by: str) -> tuple[list[UsageRow], pl.DataFrame]:
+    """`proxy.usage.usage` and `live_runs` over the period, kept per database state for up to a minute."""
+    return _usage(store, state_of(store), tariff, repr(tariff), since, by)
 
 
 def result_chart_tabs(analysis: GroupAnalysis, extra_tabs: Sequence[str] = ()) -> list[DeltaGenerator]:
