@@ -10,6 +10,7 @@ lands first. The kept objects are shared, not copied: Polars frames are never ch
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
@@ -30,8 +31,11 @@ from envirollm_core.settings import read_only_mode
 from envirollm_core.store import Store
 from envirollm_core.views.prompt_groups import GroupAnalysis, analyze_group
 
-FileState = tuple[int, int, int] | None
+FileState = tuple[int, ...] | None
 DatabaseState = tuple[str, FileState, FileState]
+# Two commits within one tick of the file system's clock can leave the same mtime and size: a file changed this
+# recently gets a key of its own each time (read afresh, never kept for the next visit).
+SETTLED_NS = 1_000_000_000
 
 
 def _file_state(path: Path) -> FileState:
@@ -39,6 +43,8 @@ def _file_state(path: Path) -> FileState:
         stat = path.stat()
     except FileNotFoundError:
         return None
+    if time.time_ns() - stat.st_mtime_ns < SETTLED_NS:
+        return stat.st_mtime_ns, stat.st_size, stat.st_ino, time.monotonic_ns()
     return stat.st_mtime_ns, stat.st_size, stat.st_ino
 
 

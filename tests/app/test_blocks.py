@@ -4,11 +4,12 @@ recommendations that stay light with many prompt groups."""
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 
 from streamlit.testing.v1 import AppTest
 
-from app_pages.blocks import database_state
+from app_pages.blocks import SETTLED_NS, database_state
 from envirollm_core.records import prompt_hash
 from envirollm_core.store import Store
 from envirollm_core.views.formats import plain
@@ -31,8 +32,11 @@ def test_the_database_state_changes_with_every_write_and_not_with_reads(isolated
     states = [database_state(store.path)]
     store.add_runs(runs[:4])
     states.append(database_state(store.path))
+    assert database_state(store.path) != states[-1]  # just written: not settled, never kept
+    time.sleep(SETTLED_NS / 1e9 + 0.1)
+    settled = database_state(store.path)
     store.prompt_groups(), store.runs_frame(), store.count()  # reads
-    assert database_state(store.path) == states[-1]
+    assert database_state(store.path) == settled
     store.set_note(runs[0].id, "checked")
     states.append(database_state(store.path))
     store.delete_run(runs[1].id)
