@@ -24,7 +24,9 @@ from envirollm_core.settings import Settings, load_settings, read_only_mode
 from envirollm_core.store import runs_to_frame
 from envirollm_core.store import Store
 from envirollm_core.telemetry.meters import make_energy_meter
-from envirollm_core.views import LEVEL_FORMATS, TABLE_FORMATS, levels_table, plain, runs_table
+from envirollm_core.views.formats import plain
+from envirollm_core.views.load_sweeps import LEVEL_FORMATS, levels_table
+from envirollm_core.views.run_table import TABLE_FORMATS, runs_table
 
 
 @st.cache_resource

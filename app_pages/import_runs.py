@@ -2,20 +2,15 @@
 
 import streamlit as st
 
-from envirollm_core import charts
+from app_pages.blocks import result_chart_tabs
 from envirollm_core.errors import EnviroLLMError
 from envirollm_core.records import RunResult
 from envirollm_core.settings import read_only_mode
 from envirollm_core.store import ParsedFile, Store, parse_runs, runs_to_frame
 from envirollm_core.store.exchange import UPLOAD_LIMITS
-from envirollm_core.views import (
-    TABLE_FORMATS,
-    analyze_group,
-    group_label,
-    plain,
-    prompt_groups,
-    runs_table,
-)
+from envirollm_core.views.formats import plain
+from envirollm_core.views.prompt_groups import analyze_group, group_label, prompt_groups
+from envirollm_core.views.run_table import TABLE_FORMATS, runs_table
 
 
 def parsed_upload(upload) -> ParsedFile:
@@ -55,18 +50,7 @@ labels = {row["prompt_hash"]: group_label(row) for row in groups.iter_rows(named
 prompt_hash = st.selectbox(f"Prompt group ({len(labels)} prompts)", list(labels), format_func=labels.get)
 group = frame.filter(frame["prompt_hash"] == prompt_hash)
 
-analysis = analyze_group(group)
-metric = st.selectbox("Metric for the bars and the trends", list(charts.METRICS),
-                      format_func=lambda name: charts.METRICS[name].axis_title)
-figures = charts.result_charts(analysis.stats, analysis.frontier, analysis.batches, metric)
-# Only the open tab's chart is sent and drawn: a visit pays for one chart, not four.
-for tab, chart in zip(st.tabs(list(figures), key="chart-tab", on_change="rerun"), figures.values()):
-    if not tab.open:
-        continue
-    if isinstance(chart, charts.NothingToDraw):
-        tab.info(chart.reason)
-    else:
-        tab.altair_chart(chart)
+result_chart_tabs(analyze_group(group))
 st.dataframe(runs_table(group), hide_index=True, placeholder="",
              column_config={name: st.column_config.NumberColumn(format=fmt) for name, fmt in TABLE_FORMATS.items()})
 

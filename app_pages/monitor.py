@@ -9,7 +9,8 @@ from envirollm_core.settings import load_settings
 from envirollm_core.telemetry.prometheus import PrometheusMeter, parse_target
 from envirollm_core.telemetry.processes import detect_llm_servers
 from envirollm_core.telemetry.sampler import get_sampler
-from envirollm_core.views import PANELS, monitor_frame, plain, plain_formats, power_now, remote_power_frame, servers_frame
+from envirollm_core.views.formats import plain, plain_formats
+from envirollm_core.views.monitor import PANELS, monitor_frame, power_now, remote_power_frame, servers_frame
 
 st.title("Monitor")
 st.caption("Live readings from EnviroLLM's sampler (the same one that measures benchmarks); nothing is stored here.")

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from envirollm_core.analysis import hardware_fit, make_tariff, recommend
+from app_pages.blocks import analysis_frame, open_store, recommendations as stored_recommendations
+from envirollm_core.analysis import hardware_fit, make_tariff
 from envirollm_core.analysis.hardware import DEFAULT_CONTEXT_TOKENS, detected_memory_gb, largest_fits, usable
 from envirollm_core.analysis.speed import (
     DEFAULT_MIN_TPS,
@@ -14,21 +15,13 @@ from envirollm_core.analysis.speed import (
     this_gpu_bandwidth_gbps,
     with_speeds,
 )
-from envirollm_core.analysis.recommend import QUALITY_FLOOR
-from envirollm_core.analysis.stats import ANALYSIS_COLUMNS
+from envirollm_core.analysis.recommend import QUALITY_FLOOR, GroupRecommendation
 from envirollm_core.errors import EnviroLLMError
 from envirollm_core.figures import format_figure
 from envirollm_core.settings import Settings, load_settings
 from envirollm_core.store import Store
-from envirollm_core.views import (
-    config_stats,
-    energy_caption,
-    fits_frame,
-    monthly_table,
-    picks_frame,
-    plain,
-    plain_formats,
-)
+from envirollm_core.views.formats import plain, plain_formats
+from envirollm_core.views.recommendations import config_stats, energy_caption, fits_frame, monthly_table, picks_frame
 
 
 
@@ -38,6 +31,7 @@ def energy_sources(db_path: str) -> set[str]:
     return Store(Path(db_path)).energy_sources()
 
 
+MAX_GROUPS_LISTED = 12
 PLACEMENT_TITLES = {"gpu": "Largest on the GPU alone", "gpu+cpu": "Largest split GPU + CPU", "cpu": "Largest on the CPU"}
 
 st.title("Recommendations")
@@ -83,7 +77,7 @@ st.caption("Weights at the quantization's bits per weight, plus the KV cache at 
            + ".")
 try:
     checks = check_against_runs(
-        Store().runs_frame(columns=["model", "quantization", "machine", "status", "decode_tps"]),
+        analysis_frame(open_store()).select("model", "quantization", "machine", "status", "decode_tps"),
         ram_gbps=probe.gbps, gpu_gbps=gpu_gbps, ram_gb=ram_gb, vram_gb=vram_gb, context_tokens=int(context_tokens))
 except EnviroLLMError:
     checks = []
@@ -94,8 +88,8 @@ for check in checks:
 
 st.header("Picks from your results")
 try:
-    store = Store()
-    frame = store.runs_frame(columns=ANALYSIS_COLUMNS)
+    store = open_store()
+    frame = analysis_frame(store)
 except EnviroLLMError as exc:
     st.error(plain(str(exc)))
     st.stop()
@@ -109,12 +103,14 @@ quality_floor = floor_col.slider("Quality floor for the most efficient pick", 0,
 across_machines = machines_col.toggle(
     "Compare across machines", value=False,
     help="Off: each machine's configurations are picked among apart (a laptop's runs never beside a workstation's).")
-recommendations = recommend(frame, by=by, quality_floor=quality_floor, across_machines=across_machines)
+recommendations = stored_recommendations(store, by, quality_floor, across_machines)
 if not recommendations:
     st.info("No completed run to recommend from" + (" (no run has a task preset)." if by == "preset" else "."))
-for index, group in enumerate(recommendations):
+
+
+def show_picks(group: GroupRecommendation, expanded: bool) -> None:
     with st.expander(plain(f"{group.label} · on {group.measured_on} · {group.n_configs} configurations"),
-                     expanded=index == 0):
+                     expanded=expanded):
         st.dataframe(picks_frame(group), hide_index=True, placeholder="")
         if group.pareto:
             st.caption(plain("Pareto frontier (nothing else is both better and cheaper): "
@@ -123,6 +119,20 @@ for index, group in enumerate(recommendations):
             st.caption(plain(note))
         if group.quality_methods_mixed:
             st.warning(plain(group.quality_methods_mixed))
+
+
+# Each group's table is a grid the browser draws, open or not: past a dozen, the rest are chosen one at a time.
+for index, group in enumerate(recommendations[:MAX_GROUPS_LISTED]):
+    show_picks(group, expanded=index == 0)
+if len(recommendations) > MAX_GROUPS_LISTED:
+    more = recommendations[MAX_GROUPS_LISTED:]
+    chosen_more = st.selectbox(
+        f"{len(more)} more groups (of {len(recommendations)}): show the picks of", range(len(more)), index=None,
+        placeholder="Choose a group",
+        format_func=lambda i: f"{more[i].label} · on {more[i].measured_on} · {more[i].n_configs} configurations",
+    )
+    if chosen_more is not None:
+        show_picks(more[chosen_more], expanded=True)
 
 st.header("A month of your use")
 try:

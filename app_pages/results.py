@@ -2,34 +2,26 @@
 
 import streamlit as st
 
+from app_pages.blocks import group_analysis, group_runs, open_store, prompt_groups, result_chart_tabs, stored_run
 from envirollm_core import charts
 from envirollm_core.benchmark.sweep import find_knee, levels_of
 from envirollm_core.errors import EnviroLLMError
 from envirollm_core.figures import format_figure
-from envirollm_core.store import Store
-from envirollm_core.views import (
-    TABLE_FORMATS,
-    TRACE_PANELS,
-    analyze_group,
-    components_frame,
-    export_bytes,
-    group_label,
-    LEVEL_FORMATS,
-    levels_table,
-    plain,
-    runs_table,
-    sweep_labels,
-    trace_long,
-)
+from envirollm_core.views.downloads import export_bytes
+from envirollm_core.views.formats import plain
+from envirollm_core.views.load_sweeps import LEVEL_FORMATS, levels_table, sweep_labels
+from envirollm_core.views.prompt_groups import group_label
+from envirollm_core.views.run_table import TABLE_FORMATS, runs_table
+from envirollm_core.views.run_viewer import TRACE_PANELS, components_frame, trace_long
 
 st.title("Results")
 try:
-    store = Store()
+    store = open_store()
 except EnviroLLMError as exc:
     st.error(plain(str(exc)))
     st.stop()
 
-groups = store.prompt_groups()
+groups = prompt_groups(store)
 if groups.is_empty():
     st.info("No runs stored yet. Start one on the Benchmark page, import a file on the Import page, "
             "or run `envirollm demo` in a terminal.")
@@ -48,21 +40,9 @@ with st.expander(f"History: every prompt group ({len(labels)})"):
                        "last_run_at": st.column_config.DatetimeColumn("last run (UTC)", format="YYYY-MM-DD HH:mm"),
                        "prompt_hash": "prompt hash"},
     )
-frame = store.with_short_ids(store.runs_frame(prompt_hash=prompt_hash))
+frame = group_runs(store, prompt_hash)
 
-analysis = analyze_group(frame)
-metric = st.selectbox("Metric for the bars and the trends", list(charts.METRICS),
-                      format_func=lambda name: charts.METRICS[name].axis_title)
-figures = charts.result_charts(analysis.stats, analysis.frontier, analysis.batches, metric)
-# Only the open tab's chart is sent and drawn: a visit pays for one chart, not five.
-*chart_tabs, load_tab = st.tabs([*figures, "Load"], key="chart-tab", on_change="rerun")
-for tab, chart in zip(chart_tabs, figures.values()):
-    if not tab.open:
-        continue
-    if isinstance(chart, charts.NothingToDraw):
-        tab.info(chart.reason)
-    else:
-        tab.altair_chart(chart)
+(load_tab,) = result_chart_tabs(group_analysis(store, prompt_hash), extra_tabs=["Load"])
 if load_tab.open:  # load sweeps span prompts: this tab shows any stored sweep, whichever group is chosen above
     with load_tab:
         sweeps = store.sweep_levels()
@@ -106,13 +86,11 @@ st.header("One run")
 rows = [row for row in selection.selection.rows if row < table.height]  # a deleted run's row may be gone
 typed = st.text_input("Run id (or its first characters); a selected row above shows its run", key="run_id").strip()
 try:
-    if rows:
-        run_id = store.resolve_run_id(table["run id"][rows[0]])
-    elif typed:
+    if typed and not rows:
         run_id = store.resolve_run_id(typed)
-    else:
-        run_id = store.resolve_run_id(table["run id"][0])  # the newest run of the group
-    run = store.run(run_id)
+    else:  # the table's rows are the frame's, in its order: the selected run, else the newest of the group
+        run_id = frame["id"][rows[0] if rows else 0]
+    run = stored_run(store, run_id)
 except EnviroLLMError as exc:
     st.error(plain(str(exc)))
     st.stop()

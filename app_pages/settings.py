@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from app_pages.blocks import open_store, run_count
 from envirollm_core.analysis.carbon import WORLD, load_grid_intensities
 from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.figures import format_figure
@@ -14,9 +15,9 @@ from envirollm_core.settings import (
     save_settings,
     settings_path,
 )
-from envirollm_core.store import Store
 from envirollm_core.telemetry.sampler import get_sampler
-from envirollm_core.views import judge_checks_frame, plain
+from envirollm_core.views.formats import plain
+from envirollm_core.views.judge_checks import judge_checks_frame
 
 st.title("Settings")
 read_only = read_only_mode()
@@ -28,7 +29,7 @@ st.subheader("Database")
 database = default_db_path()
 st.code(str(database), language=None)
 try:
-    stored = Store(database, read_only=True).count() if database.exists() else 0
+    stored = run_count(open_store(database)) if database.exists() else 0
     size = f"{format_figure(database.stat().st_size / 1e6, 'MB')} MB" if database.exists() else "not created yet"
     st.caption(f"{stored} runs stored · {size}. Set ENVIROLLM_HOME before starting the app (or pass --db to the CLI) "
                "to use another database.")

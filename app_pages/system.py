@@ -8,7 +8,7 @@ from envirollm_core.errors import EnviroLLMError
 from envirollm_core.figures import format_figure, round_figure
 from envirollm_core.settings import read_only_mode
 from envirollm_core.telemetry.system_info import system_info
-from envirollm_core.views import plain
+from envirollm_core.views.formats import plain
 
 st.title("System")
 

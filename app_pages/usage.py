@@ -2,14 +2,14 @@
 
 import streamlit as st
 
+from app_pages.blocks import open_store, usage_and_requests
 from envirollm_core.analysis import make_tariff
 from envirollm_core.errors import EnviroLLMError
 from envirollm_core.figures import format_figure
 from envirollm_core.proxy.server import ProxyConfig, app_proxy, start_app_proxy, stop_app_proxy
-from envirollm_core.proxy.usage import live_runs, parse_since, requests_frame, usage, usage_frame
+from envirollm_core.proxy.usage import parse_since, requests_frame, usage_frame
 from envirollm_core.settings import load_settings, read_only_mode
-from envirollm_core.store import Store
-from envirollm_core.views import plain, plain_formats
+from envirollm_core.views.formats import plain, plain_formats
 
 SINCE = {"last day": "1d", "last 7 days": "7d", "last 30 days": "30d", "last 90 days": "90d"}
 
@@ -22,7 +22,7 @@ try:
     settings = load_settings()
     tariff = make_tariff(country=settings.country_code, g_co2_per_kwh=settings.carbon_intensity_g_per_kwh,
                          price_per_kwh=settings.electricity_price_per_kwh, currency=settings.currency)
-    store = Store()
+    store = open_store()
 except EnviroLLMError as exc:
     st.error(plain(str(exc)))
     st.stop()
@@ -31,7 +31,7 @@ since_col, by_col = st.columns(2)
 since_label = since_col.selectbox("Period", list(SINCE), index=1)
 by = by_col.radio("Per", ["model", "client", "day"], horizontal=True)
 since = parse_since(SINCE[since_label])
-rows = usage(store, tariff, since=since, by=by)
+rows, requests = usage_and_requests(store, tariff, since, by)
 if not rows:
     st.info(f"No request through the proxy in the {since_label}. Start it (below, or `envirollm proxy --upstream URL`) "
             "and point your tools at it.")
@@ -54,7 +54,7 @@ else:
                "recommended configuration in your benchmarks at that configuration's energy per token; the others "
                "at their own energy ('comparable' counts the former).")
     st.subheader("Latest requests and routing decisions")
-    st.dataframe(requests_frame(live_runs(store, since)), hide_index=True)
+    st.dataframe(requests_frame(requests), hide_index=True)
 
 st.header("Metering proxy")
 running = app_proxy()

@@ -11,7 +11,8 @@ cache). Prints one Markdown table per size: each page's median, and its ratio to
     python bench/page_speed.py                         # 1,000 and 100,000 runs, median of 3
     python bench/page_speed.py --runs 1000 --repeat 5
 
-Target (issue 12): every page <= 1.3x `streamlit hello`, at 1,000 and at 100,000 stored runs.
+Target (issue 12): every page <= 1.3x `streamlit hello`, at 1,000 and at 100,000 stored runs; each table ends
+with the verdict.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ PAGES = {
     "Benchmark": ("benchmark", "Start the benchmark"),
     "Results": ("results", "Delete this run for good"),
     "Recommendations": ("recommendations", "times 30 days"),
+    "Usage": ("usage", "Start the proxy"),
     "Import": ("import", "Export file"),
     "Settings": ("settings", "Save the settings"),
     "System": ("system", "Start the engine and ask"),
@@ -86,6 +88,11 @@ def table(n_runs: int, timings: dict[str, list[float]]) -> str:
         verdict = "" if name == HELLO[0] else (" ok" if median / hello <= TARGET_RATIO else " **over 1.3x**")
         lines.append(f"| {name} | {median:.2f} | {', '.join(f'{s:.2f}' for s in seconds)} "
                      f"| {median / hello:.2f}x{verdict} |")
+    over = [name for name, seconds in timings.items()
+            if name != HELLO[0] and statistics.median(seconds) / hello > TARGET_RATIO]
+    lines.append(f"\nVerdict at {n_runs:,} runs: target (<= {TARGET_RATIO}x `streamlit hello`) "
+                 + ("met by every page." if not over else f"NOT met by {len(over)} of {len(timings) - 1} pages "
+                    f"({', '.join(over)})."))
     return "\n".join(lines)
 
 

@@ -227,17 +227,32 @@ def timeline(frame: pl.DataFrame, *, title: str, unit: str, x_title: str = "seco
     )
 
 
+RESULT_CHART_TITLES: tuple[str, ...] = (
+    "Energy vs speed", "Quality vs energy (Pareto)", "Per configuration (95 % intervals)", "Trends over time",
+)
+
+
+def result_chart(
+    title: str, stats: pl.DataFrame, frontier: pl.DataFrame, batches: pl.DataFrame, metric: str
+) -> alt.TopLevelMixin | NothingToDraw:
+    """One of the four result charts, by tab title: a page builds only the open tab's."""
+    if title == "Energy vs speed":
+        return energy_vs_speed(stats)
+    if title == "Quality vs energy (Pareto)":
+        return quality_vs_energy(stats, frontier)
+    if title == "Per configuration (95 % intervals)":
+        return model_intervals(stats, metric)
+    if title == "Trends over time":
+        return trends(batches, metric, quality_note(stats) if metric == "quality_score" else None)
+    raise ValueError(f"no result chart is titled {title!r}")
+
+
 def result_charts(
     stats: pl.DataFrame, frontier: pl.DataFrame, batches: pl.DataFrame, metric: str
 ) -> dict[str, alt.TopLevelMixin | NothingToDraw]:
     """The Results page's four charts of one prompt group (the Import page draws the same), by tab title;
     a chart with nothing to draw is a `NothingToDraw` saying why."""
-    return {
-        "Energy vs speed": energy_vs_speed(stats),
-        "Quality vs energy (Pareto)": quality_vs_energy(stats, frontier),
-        "Per configuration (95 % intervals)": model_intervals(stats, metric),
-        "Trends over time": trends(batches, metric, quality_note(stats) if metric == "quality_score" else None),
-    }
+    return {title: result_chart(title, stats, frontier, batches, metric) for title in RESULT_CHART_TITLES}
 
 
 # -- load sweeps -------------------------------------------------------------------------------

@@ -254,7 +254,8 @@ def detect_llm_servers(sample_s: float = DEFAULT_DETECT_SAMPLE_S) -> list[LlmSer
     with _gpu_memory() as gpu_mem:
         for tree in trees.values():
             tree.sample(gpu_mem())
-        time.sleep(sample_s)
+        if trees:  # CPU use is measured over `sample_s`; with no server there is nothing to wait for
+            time.sleep(sample_s)
         usage = gpu_mem()
         for pid, tree in sorted(trees.items()):
             stats = tree.sample(usage)
