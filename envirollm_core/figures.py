@@ -98,13 +98,3 @@ def format_spread(mean: float | None, low: float | None, high: float | None, uni
     if low is None or high is None:
         return format_figure(mean, unit)
     return f"{format_figure(mean, unit)} ± {format_figure((high - low) / 2, unit)}"
-
-
-def __getattr__(name: str) -> object:
-    # The runs' units are the metric table's (`metrics.run_units`); this name stays for views.py until the
-    # merge wires it there (metrics imports this module, so it is looked up late).
-    if name == "RUN_UNITS":
-        from envirollm_core.metrics import run_units
-
-        return run_units()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,12 +12,12 @@ from envirollm_core.figures import round_frame
 from envirollm_core.telemetry.processes import LlmServer
 from envirollm_core.telemetry.prometheus import RemotePower
 from envirollm_core.telemetry.sampler import ComponentInfo, Sample
+from envirollm_core.units import mib_to_gb
 
 
 MAX_POINTS_PER_SERIES = 600  # a live chart redrawn every second stays light in the browser
 
 
-_MIB_PER_GB = 1024  # RAM and GPU memory are sampled in MiB; the charts show GiB, labelled GB as tools do
 
 
 # Monitor panels: title -> unit on the y axis.
@@ -55,11 +55,11 @@ def monitor_frame(samples: Sequence[Sample], components: Sequence[ComponentInfo]
         for name, watts in sample.power_w:
             rows.append(("Power", labels.get(name, name), t_s, watts))
         rows.append(("CPU", "CPU", t_s, sample.cpu_percent))
-        rows.append(("RAM", "RAM", t_s, sample.ram_used_mb / _MIB_PER_GB))
+        rows.append(("RAM", "RAM", t_s, mib_to_gb(sample.ram_used_mb)))
         for gpu in sample.gpus:
             series = f"gpu:{gpu.index}"
             rows.append(("GPU utilization", series, t_s, gpu.util_percent))
-            rows.append(("GPU memory", series, t_s, gpu.mem_used_mb / _MIB_PER_GB if gpu.mem_used_mb is not None else None))
+            rows.append(("GPU memory", series, t_s, mib_to_gb(gpu.mem_used_mb)))
             rows.append(("GPU temperature", series, t_s, gpu.temp_c))
     frame = pl.DataFrame(rows, schema=MONITOR_SCHEMA, orient="row")
     return frame.filter(pl.col("value").is_not_null())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from envirollm_core.figures import RUN_UNITS, round_frame
+from envirollm_core import metrics
 from envirollm_core.store.store import with_short_ids
 
 
@@ -13,14 +13,8 @@ from envirollm_core.store.store import with_short_ids
 NET_ENERGY = "net energy (Wh, vs idle; may be negative)"
 
 
-# Number formats for the columns of `runs_table` (pages turn them into column_config): `runs_table` has already
-# rounded each figure by the one rule (figures.py), so a column shows its value as it is ("plain": no thousands
-# separators, no fixed decimals), the same digits the CLI prints, and still sorts as a number.
-TABLE_FORMATS: dict[str, str] = {
-    name: "plain"
-    for name in ("TTFT (s)", "decode (tokens/s)", "end-to-end (tokens/s)", "tokens", "energy (Wh)", NET_ENERGY,
-                 "± energy (Wh)", "energy per token (mWh)", "avg power (W)", "quality (0-100)", "#")
-}
+# Number formats for the columns of `runs_table` (pages turn them into column_config), from the one metric table.
+TABLE_FORMATS: dict[str, str] = metrics.table_formats("#")
 
 
 DERIVED_TOKENS = "derived"  # `token_count_source` of a count worked out as energy / energy per token
@@ -49,9 +43,7 @@ def runs_table(frame: pl.DataFrame) -> pl.DataFrame:
     """A runs frame (`Store.runs_frame` or `runs_to_frame`) as pages show it: units in the headers, the
     columns a person compares first (model, speed, energy per token, quality) before the details, and each run
     named by its shortest unique id (`Store.with_short_ids`; else unique within the frame)."""
-    frame = with_derived_figures(frame).with_columns(
-        (pl.col("energy_per_token_wh") * 1000).alias("energy_per_token_mwh"))
-    frame = round_frame(frame, RUN_UNITS)
+    frame = metrics.with_shown_columns(with_derived_figures(frame))
     if "short_id" not in frame.columns:
         frame = with_short_ids(frame)
     shown: dict[str, pl.Expr] = {

@@ -45,7 +45,7 @@ def test_monitor_frame_counts_back_from_now_and_labels_each_power_source():
     assert set(power["series"]) == {"cpu (estimate)", "gpu:0 (counter)"}
     assert sorted(set(power["t_s"])) == [-1.0, -0.5, 0.0]
     ram = frame.filter(pl.col("panel") == "RAM")
-    assert ram["value"].to_list() == [8.0, 8.0, 8.0]  # 8192 MiB shown as 8 GB
+    assert ram["value"].to_list() == [8.589934592] * 3  # 8192 MiB shown in GB (10**9 bytes), as everywhere else
     assert set(frame["panel"]) == {"Power", "CPU", "RAM", "GPU utilization", "GPU memory", "GPU temperature"}
 
 
