@@ -14,8 +14,7 @@ from envirollm_core.benchmark.jobs import (
 )
 from envirollm_core.benchmark.presets import Prompt, load_presets
 from envirollm_core.benchmark.runner import BenchmarkConfig
-from envirollm_core.benchmark.sweep import SweepConfig, find_knee, levels_of
-from envirollm_core.cli.sweep import levels as sweep_levels
+from envirollm_core.benchmark.sweep import SweepConfig, find_knee, levels_of, parse_levels
 from envirollm_core.benchmark.suites import suite_prompts
 from envirollm_core.errors import EnviroLLMError
 from envirollm_core.paths import default_db_path
@@ -68,7 +67,7 @@ def sweep_controls(
     if st.button("Start the load sweep", type="primary", disabled=read_only or not models or not prompts):
         try:
             config = SweepConfig(
-                model=models[0], prompts=tuple(prompts), concurrency=sweep_levels(levels_text),
+                model=models[0], prompts=tuple(prompts), concurrency=parse_levels(levels_text),
                 requests_per_level=int(requests) or None, max_tokens=int(tokens), slo_ttft_s=slo_ttft or None,
                 slo_itl_s=slo_itl or None, idle_s=float(idle),
             )

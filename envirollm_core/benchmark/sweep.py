@@ -500,3 +500,13 @@ def level_rows(result: SweepResult) -> list[dict[str, Any]]:
         })
     return rows
 
+
+def parse_levels(text: str) -> tuple[int, ...]:
+    """Concurrency levels written as a person types them (`1,2,4,8`), for the CLI and the Benchmark page."""
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise UsageError(f"--concurrency takes comma-separated whole numbers (e.g. 1,2,4,8), not {text!r}") from None
+    if not values:
+        raise UsageError("--concurrency names no level")
+    return values

@@ -16,7 +16,9 @@ from typing import Any, TextIO
 from envirollm_core.backends.base import DEFAULT_READ_TIMEOUT_S, Backend
 from envirollm_core.backends.factory import open_backend
 from envirollm_core.backends.server_metadata import LMSTUDIO_URL
-from envirollm_core.benchmark.sweep import DEFAULT_LEVELS, LevelResult, SweepConfig, SweepProgress, SweepResult, level_rows, run_sweep
+from envirollm_core.benchmark.sweep import (
+    DEFAULT_LEVELS, LevelResult, SweepConfig, SweepProgress, SweepResult, level_rows, parse_levels, run_sweep,
+)
 from envirollm_core.cli.bench import add_energy_options, add_prompt_options, backend_choice, energy_from_args, prompts_of
 from envirollm_core.cli.common import (
     add_db_option, add_json_option, db_path, emit_json, finite_float, format_table, info, writable_store,
@@ -71,21 +73,11 @@ def register(subcommands: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_sweep_command)
 
 
-def levels(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise UsageError(f"--concurrency takes comma-separated whole numbers (e.g. 1,2,4,8), not {text!r}") from None
-    if not values:
-        raise UsageError("--concurrency names no level")
-    return values
-
-
 def sweep_config(args: argparse.Namespace, model: str) -> SweepConfig:
     """The sweep the arguments ask for; prompts are chosen as the benchmark commands choose them."""
     prompts = prompts_of(args)
     return SweepConfig(
-        model=model, prompts=tuple(prompts), concurrency=levels(args.concurrency),
+        model=model, prompts=tuple(prompts), concurrency=parse_levels(args.concurrency),
         requests_per_level=args.requests_per_level, duration_per_level_s=args.duration_per_level,
         max_tokens=args.max_tokens, slo_ttft_s=args.slo_ttft, slo_itl_s=args.slo_itl, idle_s=args.idle_s,
         timeout_s=args.timeout, notes=args.notes,

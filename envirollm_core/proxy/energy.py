@@ -42,7 +42,9 @@ class RequestEnergy:
 _meter_ids = itertools.count(1)
 
 
-class EnergyMeter:
+class RequestMeter:
+    """Per-request energy of real use: the shared sampler's window cut at every request's start and end."""
+
     def __init__(self, sampler: Any) -> None:
         self._sampler = sampler
         self._window: str | None = None

@@ -36,7 +36,7 @@ from envirollm_core.errors import EnviroLLMError, UsageError
 from envirollm_core.figures import format_figure, milli
 from envirollm_core.units import average_power_w
 from envirollm_core.proxy import DEFAULT_LISTEN
-from envirollm_core.proxy.energy import EnergyMeter, RequestEnergy, _Request
+from envirollm_core.proxy.energy import RequestMeter, RequestEnergy, _Request
 from envirollm_core.proxy.http1 import dechunk
 from envirollm_core.proxy.relay import MAX_KEPT_BYTES, ClientConnection, Outcome, Request, Upstream, error_response
 from envirollm_core.proxy.usage import LIVE_USE
@@ -131,7 +131,7 @@ class Recorder:
         self.config = config
         self.store = store
         self.batch_id = uuid.uuid4().hex[:12]
-        self._meter = EnergyMeter(sampler)
+        self._meter = RequestMeter(sampler)
         self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
         self._pending: list[tuple[Exchange, RequestEnergy]] = []
         self._write_due_s = self._write_latest_s = 0.0

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from envirollm_core.cli import main
-from envirollm_core.proxy.energy import EnergyMeter, _Request
+from envirollm_core.proxy.energy import RequestMeter, _Request
 from envirollm_core.proxy.usage import parse_since
 from envirollm_core.records import ComponentEnergy
 from envirollm_core.errors import UsageError
@@ -97,7 +97,7 @@ class ScriptedSampler:
 def test_overlapping_requests_share_each_segment_by_their_chunks():
     # a starts (window opens at 0); b starts at cumulative 1.0; a ends at 4.0; b ends at 5.0
     sampler = ScriptedSampler([1.0, 4.0, 5.0])
-    meter = EnergyMeter(sampler)
+    meter = RequestMeter(sampler)
     a, b = _Request(), _Request()
     meter.start("a", a)
     a.chunks += 2  # a alone: segment 0..1 Wh all to a
