@@ -67,6 +67,16 @@ class WindowLedger:
     def measure_idle(self, duration_s: float) -> Any:
         return self.sampler.measure_idle(duration_s)
 
+    @property
+    def description(self) -> str | None:
+        return self.sampler.description
+
+    def components(self) -> Any:
+        return self.sampler.components()
+
+    def settle(self, pending: Sequence[Any], tokens: Sequence[int | None]) -> Any:
+        return self.sampler.settle(pending, tokens)
+
     def assert_all_closed(self) -> None:
         assert self.opened and sorted(self.opened) == sorted(self.closed)
         for name in self.opened:  # the sampler itself says so too
