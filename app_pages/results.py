@@ -6,7 +6,7 @@ from app_pages.blocks import group_analysis, group_runs, open_store, prompt_grou
 from envirollm_core import charts
 from envirollm_core.benchmark.sweep import find_knee, levels_of
 from envirollm_core.errors import EnviroLLMError
-from envirollm_core.figures import format_figure
+from envirollm_core.figures import APP_FLOAT_FORMAT, format_figure
 from envirollm_core.views.downloads import export_bytes
 from envirollm_core.views.formats import plain
 from envirollm_core.views.load_sweeps import LEVEL_FORMATS, levels_table, sweep_labels
@@ -126,7 +126,7 @@ elif run.sweep_concurrency is not None:
 energy_tab, trace_tab = st.tabs(["Energy by component", "Samples during the run"], key="run-tab", on_change="rerun")
 if energy_tab.open:
     energy_tab.dataframe(components_frame(run), hide_index=True, placeholder="",
-                         column_config={"energy (Wh)": st.column_config.NumberColumn(format="plain")})
+                         column_config={"energy (Wh)": st.column_config.NumberColumn(format=APP_FLOAT_FORMAT)})
 if trace_tab.open:  # the samples are read and drawn only for a visitor who asks for them
     samples = trace_long(store.trace_frame(run.id))
     if samples.is_empty():

@@ -30,6 +30,13 @@ MAX_DECIMALS = 15  # past a float's precision: smaller magnitudes are shown as t
 WHOLE_UNITS = frozenset({"score", "%", "tokens", "runs", "count"})
 
 
+# How the app's tables show a figure already rounded by the rule (Streamlit column formats): printf's `%g` writes
+# a rounded float as its shortest text (94.9); Streamlit's "plain" writes some with binary noise (94.89999999999999),
+# so it is kept for integers only.
+APP_FLOAT_FORMAT = "%g"
+APP_INTEGER_FORMAT = "plain"
+
+
 def figure_expr(column: pl.Expr, unit: str = "") -> pl.Expr:
     """`column` rounded to three significant digits (never below its whole part), or whole for `WHOLE_UNITS`;
     nulls, zeros and non-finite values stay as they are. Numeric, so a table rounded with it still sorts."""

@@ -13,7 +13,9 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from envirollm_core.figures import figure_expr, format_figure, format_spread
+from envirollm_core.figures import (
+    APP_FLOAT_FORMAT, APP_INTEGER_FORMAT, WHOLE_UNITS, figure_expr, format_figure, format_spread,
+)
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,9 @@ def with_shown_columns(frame: pl.DataFrame, columns: tuple[str, ...] = RUN_FIGUR
 
 
 def table_formats(*other_headers: str) -> dict[str, str]:
-    """{header: "plain"} for the app's runs table: its figures are already rounded by the one rule, so each
-    shows as it is (no thousands separators, no fixed decimals), the same digits the CLI prints."""
-    return {header: "plain" for header in (*(METRIC[c].header for c in RUN_FIGURES), *other_headers)}
+    """{header: format} for the app's runs table: its figures are already rounded by the one rule, so each shows
+    as it is (no thousands separators, no fixed decimals), the same digits the CLI prints; `other_headers` are
+    integer columns."""
+    formats = {METRIC[c].header: APP_INTEGER_FORMAT if METRIC[c].figure_unit in WHOLE_UNITS else APP_FLOAT_FORMAT
+               for c in RUN_FIGURES}
+    return {**formats, **{header: APP_INTEGER_FORMAT for header in other_headers}}

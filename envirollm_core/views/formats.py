@@ -6,6 +6,8 @@ import re
 
 import polars as pl
 
+from envirollm_core.figures import APP_FLOAT_FORMAT, APP_INTEGER_FORMAT
+
 
 _MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\\[-`{-~])")
 
@@ -19,6 +21,7 @@ def plain(text: str) -> str:
 
 
 def plain_formats(frame: pl.DataFrame) -> dict[str, str]:
-    """Column formats showing each number of `frame` as it is ("plain"), for a frame already rounded by the one
-    rule (`figures.round_frame`): Streamlit's default would cut 0.000583 to 0.0006 and add thousands separators."""
-    return {name: "plain" for name, dtype in frame.schema.items() if dtype.is_numeric()}
+    """Column formats showing each number of `frame` as it is, for a frame already rounded by the one rule
+    (`figures.round_frame`): Streamlit's default would cut 0.000583 to 0.0006 and add thousands separators."""
+    return {name: APP_FLOAT_FORMAT if dtype.is_float() else APP_INTEGER_FORMAT
+            for name, dtype in frame.schema.items() if dtype.is_numeric()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from envirollm_core.figures import figure_expr
+from envirollm_core.figures import APP_FLOAT_FORMAT, figure_expr
 from envirollm_core.metrics import METRIC
 from envirollm_core.units import MWH_PER_WH
 
@@ -24,7 +24,7 @@ def sweep_labels(levels: pl.DataFrame) -> dict[str, str]:
 # How `levels_table`'s numbers are shown: each is already rounded by the one rule (`figures.py`), as the CLI's
 # `sweep` table prints it, so a column shows its value as it is.
 LEVEL_FORMATS: dict[str, str] = {
-    name: "plain" for name in ("tokens/s", "requests/s", "goodput %", "energy mWh", "net mWh", "mWh/token", "mWh/request",
+    name: APP_FLOAT_FORMAT for name in ("tokens/s", "requests/s", "goodput %", "energy mWh", "net mWh", "mWh/token", "mWh/request",
                                "TTFT p50", "TTFT p95", "ITL p50", "ITL p95", "e2e p50", "e2e p95", "e2e p99")
 }
 

@@ -164,3 +164,14 @@ def test_interval_bars_draw_no_whisker_for_a_single_run():
     spec = charts.model_intervals(analysis.stats, "decode_tps").to_dict()
     whiskers = spec["layer"][1]
     assert spec["datasets"][whiskers["data"]["name"]] == []
+
+
+def test_rounded_floats_are_shown_by_printf_g_and_integers_plain():
+    """Streamlit's "plain" writes some rounded floats with binary noise (94.9 as 94.89999999999999, seen in
+    Chromium), `%g` writes their shortest text: every float column of a page's table gets `%g`."""
+    import polars as pl
+
+    from envirollm_core.views.formats import plain_formats
+
+    frame = pl.DataFrame({"decode (tokens/s, estimated)": [94.9, 72.3], "runs": [3, 4], "model": ["a", "b"]})
+    assert plain_formats(frame) == {"decode (tokens/s, estimated)": "%g", "runs": "plain"}
