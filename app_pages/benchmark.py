@@ -127,11 +127,12 @@ mode = st.radio("Mode", ["Benchmark", "Load sweep"], horizontal=True,
 presets = load_presets()
 prompt_source = st.radio("Prompt", ["Task presets", "Verified suite", "Custom prompt"], horizontal=True)
 if prompt_source == "Task presets":
-    chosen = st.multiselect("Presets", list(presets), default=["explanation"], format_func=lambda n: presets[n].title)
+    chosen = st.pills("Presets", list(presets), selection_mode="multi", default=["explanation"],
+                      format_func=lambda n: presets[n].title)
     prompts = [presets[name].as_prompt() for name in chosen]
     for name in chosen:
         with st.expander(f"Prompt of {presets[name].title}", expanded=len(chosen) == 1):
-            st.code(presets[name].prompt, language=None, wrap_lines=True)
+            st.text(presets[name].prompt)
 elif prompt_source == "Verified suite":
     prompts = suite_prompts("verified")
     st.caption(plain(f"{len(prompts)} short tasks whose answers are checked automatically (exact answers, "

@@ -9,7 +9,7 @@ from envirollm_core.settings import load_settings
 from envirollm_core.telemetry.prometheus import PrometheusMeter, parse_target
 from envirollm_core.telemetry.processes import detect_llm_servers
 from envirollm_core.telemetry.sampler import get_sampler
-from envirollm_core.views.formats import plain, plain_formats
+from envirollm_core.views.formats import plain, text_table
 from envirollm_core.views.monitor import PANELS, monitor_frame, power_now, remote_power_frame, servers_frame
 
 st.title("Monitor")
@@ -85,9 +85,7 @@ def llm_servers() -> None:
     if not servers:
         st.info("No LLM server is running (Ollama, LM Studio, llama.cpp, vLLM, KoboldCPP, text-generation-webui...).")
         return
-    table = servers_frame(servers)
-    st.dataframe(table, hide_index=True, placeholder="",
-                 column_config={name: st.column_config.NumberColumn(format=fmt) for name, fmt in plain_formats(table).items()})
+    st.table(text_table(servers_frame(servers)), hide_index=True)
 
 
 llm_servers()

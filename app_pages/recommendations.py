@@ -20,7 +20,7 @@ from envirollm_core.errors import EnviroLLMError
 from envirollm_core.figures import format_figure
 from envirollm_core.settings import Settings, load_settings
 from envirollm_core.store import Store
-from envirollm_core.views.formats import plain, plain_formats
+from envirollm_core.views.formats import plain, plain_formats, text_table
 from envirollm_core.views.recommendations import config_stats, energy_caption, fits_frame, monthly_table, picks_frame
 
 
@@ -99,7 +99,7 @@ if frame.is_empty():
 group_col, floor_col, machines_col = st.columns(3)
 by = group_col.radio("Compare within each", ["prompt_hash", "preset"], horizontal=True,
                      format_func={"prompt_hash": "prompt", "preset": "task (preset)"}.get)
-quality_floor = floor_col.slider("Quality floor for the most efficient pick", 0, 100, int(QUALITY_FLOOR))
+quality_floor = floor_col.number_input("Quality floor for the most efficient pick (0-100)", 0, 100, int(QUALITY_FLOOR))
 across_machines = machines_col.toggle(
     "Compare across machines", value=False,
     help="Off: each machine's configurations are picked among apart (a laptop's runs never beside a workstation's).")
@@ -109,9 +109,12 @@ if not recommendations:
 
 
 def show_picks(group: GroupRecommendation, expanded: bool) -> None:
-    with st.expander(plain(f"{group.label} · on {group.measured_on} · {group.n_configs} configurations"),
-                     expanded=expanded):
-        st.dataframe(picks_frame(group), hide_index=True, placeholder="")
+    picks = st.expander(plain(f"{group.label} · on {group.measured_on} · {group.n_configs} configurations"),
+                        expanded=expanded, on_change="rerun", key=f"picks-{group.group_by}-{group.group}-{group.machine}")
+    if not picks.open:  # folded: nothing inside is sent, so the browser draws only the label
+        return
+    with picks:
+        st.table(text_table(picks_frame(group)), hide_index=True)
         if group.pareto:
             st.caption(plain("Pareto frontier (nothing else is both better and cheaper): "
                              + " → ".join(config.label for config in group.pareto)))
@@ -121,7 +124,7 @@ def show_picks(group: GroupRecommendation, expanded: bool) -> None:
             st.warning(plain(group.quality_methods_mixed))
 
 
-# Each group's table is a grid the browser draws, open or not: past a dozen, the rest are chosen one at a time.
+# Past a dozen groups, the rest are chosen one at a time (a long list of labels helps nobody).
 for index, group in enumerate(recommendations[:MAX_GROUPS_LISTED]):
     show_picks(group, expanded=index == 0)
 if len(recommendations) > MAX_GROUPS_LISTED:
@@ -163,7 +166,6 @@ if chosen is not None:
         tokens_per_day=float(amount) if usage == "tokens" else None,
         requests_per_day=float(amount) if usage == "requests" else None,
     )
-    st.dataframe(table, hide_index=True, placeholder="",
-                 column_config={name: st.column_config.NumberColumn(format=fmt) for name, fmt in plain_formats(table).items()})
+    st.table(text_table(table), hide_index=True)
     st.caption(f"{energy_caption(energy_sources(str(store.path)))} of each configuration on this prompt or task, "
                "times your usage, times 30 days.")

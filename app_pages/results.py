@@ -6,9 +6,9 @@ from app_pages.blocks import group_analysis, group_runs, open_store, prompt_grou
 from envirollm_core import charts
 from envirollm_core.benchmark.sweep import find_knee, levels_of
 from envirollm_core.errors import EnviroLLMError
-from envirollm_core.figures import APP_FLOAT_FORMAT, format_figure
+from envirollm_core.figures import format_figure
 from envirollm_core.views.downloads import export_bytes
-from envirollm_core.views.formats import plain
+from envirollm_core.views.formats import plain, text_table
 from envirollm_core.views.load_sweeps import LEVEL_FORMATS, levels_table, sweep_labels
 from envirollm_core.views.prompt_groups import group_label
 from envirollm_core.views.run_table import TABLE_FORMATS, runs_table
@@ -32,8 +32,9 @@ prompt_hash = st.selectbox(
     f"Prompt group ({len(labels)} prompts; runs are only compared with runs of the same prompt)",
     list(labels), format_func=labels.get,
 )
-with st.expander(f"History: every prompt group ({len(labels)})"):
-    st.dataframe(
+history = st.expander(f"History: every prompt group ({len(labels)})", on_change="rerun", key="history")
+if history.open:  # a grid the browser would draw even folded: built only for a visitor who opens it
+    history.dataframe(
         groups.select("preset", "prompt_preview", "n_runs", "n_models", "last_run_at", "prompt_hash"),
         hide_index=True, placeholder="",
         column_config={"preset": "task", "prompt_preview": "prompt", "n_runs": "runs", "n_models": "models",
@@ -109,11 +110,11 @@ quality.metric("Quality", format_figure(run.quality_score, "score") if run.quali
 # Prompts, answers and errors come from users and servers: shown as text, never as markdown or HTML.
 if run.error:
     st.caption("Error")
-    st.code(run.error, language=None, wrap_lines=True)
+    st.text(run.error)
 st.caption("Prompt")
-st.code(run.prompt, language=None, wrap_lines=True)
+st.text(run.prompt)
 st.caption("Response")
-st.code(run.response or "(empty)", language=None, wrap_lines=True)
+st.text(run.response or "(empty)")
 
 if run.prefill_energy_wh is not None:
     prefill, decode = st.columns(2)
@@ -125,8 +126,7 @@ elif run.sweep_concurrency is not None:
                "(Load tab), not its own.")
 energy_tab, trace_tab = st.tabs(["Energy by component", "Samples during the run"], key="run-tab", on_change="rerun")
 if energy_tab.open:
-    energy_tab.dataframe(components_frame(run), hide_index=True, placeholder="",
-                         column_config={"energy (Wh)": st.column_config.NumberColumn(format=APP_FLOAT_FORMAT)})
+    energy_tab.table(text_table(components_frame(run)), hide_index=True)
 if trace_tab.open:  # the samples are read and drawn only for a visitor who asks for them
     samples = trace_long(store.trace_frame(run.id))
     if samples.is_empty():

@@ -16,7 +16,7 @@ from envirollm_core.settings import (
     settings_path,
 )
 from envirollm_core.telemetry.sampler import get_sampler
-from envirollm_core.views.formats import plain
+from envirollm_core.views.formats import plain, text_table
 from envirollm_core.views.judge_checks import judge_checks_frame
 
 st.title("Settings")
@@ -27,7 +27,7 @@ if read_only:
 
 st.subheader("Database")
 database = default_db_path()
-st.code(str(database), language=None)
+st.text(str(database))
 try:
     stored = run_count(open_store(database)) if database.exists() else 0
     size = f"{format_figure(database.stat().st_size / 1e6, 'MB')} MB" if database.exists() else "not created yet"
@@ -114,4 +114,4 @@ if not checks:
                "answers whose right grade is known; only a judge that passed grades (one never checked is checked "
                "on its first use), any other leaves quality to the rough heuristic.")
 else:
-    st.dataframe(judge_checks_frame(checks.values()), hide_index=True)
+    st.table(text_table(judge_checks_frame(checks.values())), hide_index=True)

@@ -9,7 +9,7 @@ from envirollm_core.figures import format_figure
 from envirollm_core.proxy.server import ProxyConfig, app_proxy, start_app_proxy, stop_app_proxy
 from envirollm_core.proxy.usage import parse_since, requests_frame, usage_frame
 from envirollm_core.settings import load_settings, read_only_mode
-from envirollm_core.views.formats import plain, plain_formats
+from envirollm_core.views.formats import plain, text_table
 
 SINCE = {"last day": "1d", "last 7 days": "7d", "last 30 days": "30d", "last 90 days": "90d"}
 
@@ -47,9 +47,7 @@ else:
     recommended_col.metric("If recommended", f"{format_figure(recommended, 'Wh')} Wh",
                            delta=f"{'+' if change > 0 else ''}{format_figure(change, 'Wh')} Wh", delta_color="inverse",
                            help="The same requests priced at the recommended configuration of their task")
-    table = usage_frame(rows, by, tariff.currency)
-    st.dataframe(table, hide_index=True,
-                 column_config={name: st.column_config.NumberColumn(format=fmt) for name, fmt in plain_formats(table).items()})
+    st.table(text_table(usage_frame(rows, by, tariff.currency)), hide_index=True)
     st.caption("'Recommended' prices each request whose task (the routed task, else the prompt group) has a "
                "recommended configuration in your benchmarks at that configuration's energy per token; the others "
                "at their own energy ('comparable' counts the former).")

@@ -50,8 +50,8 @@ VIEWPORT = {"width": 1400, "height": 1800}  # tall enough that the run viewer is
 RENDERED = (
     "[data-testid='stVegaLiteChart'] .mark-symbol.role-mark path",  # the chart's bubbles
     "[data-testid='stDataFrame'] canvas",  # the runs table's grid
-    "[data-testid='stCode'] code",  # the run viewer's prompt and response
-    "[data-testid='stTabPanel'] [data-testid='stDataFrame']",  # the run's energy by component
+    "[data-testid='stText']",  # the run viewer's prompt and response
+    "[data-testid='stTabPanel'] [data-testid='stTable']",  # the run's energy by component
 )
 
 

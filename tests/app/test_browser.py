@@ -61,8 +61,8 @@ CHARTS_JS = """() => Array.from(document.querySelectorAll("[data-testid='stVegaL
 VISIBLE_CHARTS_JS = """() => Array.from(document.querySelectorAll("[data-testid='stVegaLiteChart']"))
   .filter(chart => chart.offsetParent !== null).length"""
 # What an opened tab holds once its rerun has sent it: a chart, a table, or a line saying why nothing is drawn.
-TAB_CONTENT = ("[data-testid='stVegaLiteChart'], [data-testid='stDataFrame'], [data-testid='stAlert'], "
-               "[data-testid='stCaptionContainer']")
+TAB_CONTENT = ("[data-testid='stVegaLiteChart'], [data-testid='stDataFrame'], [data-testid='stTable'], "
+               "[data-testid='stAlert'], [data-testid='stCaptionContainer']")
 
 
 def chart_problems(charts: list[dict]) -> list[str]:

@@ -353,6 +353,9 @@ def test_results_groups_by_prompt_and_draws_the_four_charts(populated_store):
     ]
     table = runs_table_of(app)
     assert len(table) == 24
+    assert not any("n_runs" in frame.value.columns for frame in app.dataframe)  # folded: its grid is not sent
+    app.session_state["history"] = True  # opened
+    app.run()
     history = app.dataframe[0].value
     assert sorted(history["n_runs"]) == [24, 24] and set(history["preset"]) == {"explanation", "code-generation"}
     assert "energy per token (mWh)" in table.columns and "decode (tokens/s)" in table.columns
@@ -368,7 +371,7 @@ def test_results_shows_a_response_as_text_never_as_markup(populated_store):
     app.selectbox[0].set_value(unsafe.prompt_hash).run()
     app.text_input(key="run_id").set_value(unsafe.id[:6]).run()
     assert_clean(app)
-    assert UNSAFE_RESPONSE in [code.value for code in app.code]
+    assert UNSAFE_RESPONSE in [text.value for text in app.text]
     assert not any("<script>" in m.value for m in app.markdown)
 
 
@@ -426,15 +429,15 @@ def test_recommendations_pick_within_each_prompt_and_project_a_month(populated_s
     app = page("recommendations.py").run()
     assert_clean(app)
     assert len(app.expander) == 2
-    picks = app.dataframe[1].value
+    picks = app.table[0].value  # the first group's (open); the other's is folded
     assert list(picks["pick"]) == ["best overall (quality per energy)", "most efficient", "fastest", "highest quality"]
     assert picks["configuration"][2] == "gemma-3-270m-q4_k_m q4_k_m · embedded · AMD Ryzen 9 7950X · 512 tok · T 0"  # the fastest, as measured
-    month = app.dataframe[-1].value
+    month = app.table[-1].value
     assert len(month) == 4 and "cost per month (EUR)" in month.columns
     tokens = next(n for n in app.number_input if n.label == "Tokens per day")
     tokens.set_value(200_000).run()
-    doubled = app.dataframe[-1].value
-    assert doubled["energy per month (kWh)"][0] == pytest.approx(2 * month["energy per month (kWh)"][0])
+    doubled = app.table[-1].value
+    assert float(doubled["energy per month (kWh)"][0]) == pytest.approx(2 * float(month["energy per month (kWh)"][0]), rel=0.01)
     assert any("France" in c.value for c in app.caption)
 
 
@@ -525,7 +528,7 @@ def test_import_save_is_refused_in_read_only_mode(tmp_path, isolated_home, monke
 def test_settings_shows_the_database_and_saves_a_country_and_a_price(populated_store, isolated_home):
     app = page("settings.py").run()
     assert_clean(app)
-    assert app.code[0].value == str(isolated_home / "envirollm.duckdb")
+    assert app.text[0].value == str(isolated_home / "envirollm.duckdb")
     assert app.caption[0].value.startswith("48 runs stored")
     app.selectbox[0].set_value("DEU")
     next(n for n in app.number_input if n.label.startswith("Electricity price")).set_value(0.31)
