@@ -55,14 +55,14 @@ RENDERED = (
 )
 
 
-def serve(home: Path, *command: str) -> tuple[subprocess.Popen[bytes], str]:
+def serve(home: Path, *command: str, cwd: Path = REPO) -> tuple[subprocess.Popen[bytes], str]:
     """`streamlit run` of the app (or another `streamlit` command, such as `hello`) with its own ENVIROLLM_HOME,
-    once it answers its health check."""
+    once it answers its health check. Streamlit reads `.streamlit/config.toml` from `cwd`."""
     port = free_port("127.0.0.1")
     server = subprocess.Popen(
         [sys.executable, "-m", "streamlit", *(command or ("run", "streamlit_app.py")), "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true"],
-        cwd=REPO, env={**os.environ, "ENVIROLLM_HOME": str(home)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        cwd=cwd, env={**os.environ, "ENVIROLLM_HOME": str(home)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
