@@ -1,15 +1,15 @@
 """The machine EnviroLLM runs on, and the embedded engine."""
 
-import polars as pl
 import streamlit as st
 
 from envirollm_core.backends.embedded import shared_engine, start_shared_engine
 from envirollm_core.backends.openai_compat import stream_text
 from envirollm_core.errors import EnviroLLMError
-from envirollm_core.figures import format_figure, round_figure
+from envirollm_core.figures import format_figure
 from envirollm_core.settings import read_only_mode
 from envirollm_core.telemetry.system_info import system_info
 from envirollm_core.views.formats import plain, text_table
+from envirollm_core.views.monitor import gpus_frame
 
 st.title("System")
 
@@ -21,12 +21,7 @@ gpus.metric("NVIDIA GPUs", len(info.gpus))
 os_col.metric("OS", info.os_name)
 st.caption(f"CPU model: {info.cpu_model}")
 if info.gpus:
-    gpu_table = pl.DataFrame(
-        [{"GPU": g.index, "name": g.name, "memory (MB)": None if g.memory_total_mb is None else round_figure(g.memory_total_mb, "MB"),
-          "driver": g.driver_version} for g in info.gpus],
-        schema={"GPU": pl.Int64, "name": pl.String, "memory (MB)": pl.Float64, "driver": pl.String},
-    )
-    st.table(text_table(gpu_table), hide_index=True)
+    st.table(text_table(gpus_frame(info.gpus)), hide_index=True)
 else:
     st.caption("No NVIDIA GPU found (no driver or no device): GPU readings will be unmeasured.")
 

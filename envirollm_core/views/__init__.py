@@ -7,7 +7,7 @@ The names are re-exported here for callers that import them from `envirollm_core
 """
 
 from envirollm_core.views.downloads import export_bytes
-from envirollm_core.views.formats import plain, plain_formats
+from envirollm_core.views.formats import plain, plain_formats, text_table
 from envirollm_core.views.judge_checks import judge_checks_frame
 from envirollm_core.views.load_sweeps import LEVEL_FORMATS, levels_table, sweep_labels
 from envirollm_core.views.monitor import (
@@ -15,6 +15,7 @@ from envirollm_core.views.monitor import (
     MONITOR_SCHEMA,
     PANELS,
     PowerNow,
+    gpus_frame,
     monitor_frame,
     power_now,
     power_series_label,
@@ -29,7 +30,7 @@ from envirollm_core.views.run_viewer import TRACE_PANELS, TRACE_SERIES, componen
 __all__ = [
     "DERIVED_TOKENS", "LEVEL_FORMATS", "MAX_POINTS_PER_SERIES", "MONITOR_SCHEMA", "NET_ENERGY", "PANELS", "TABLE_FORMATS",
     "TRACE_PANELS", "TRACE_SERIES", "GroupAnalysis", "PowerNow", "analyze_group", "components_frame", "config_stats",
-    "energy_caption", "export_bytes", "fits_frame", "group_label", "judge_checks_frame", "levels_table", "monitor_frame",
+    "energy_caption", "export_bytes", "gpus_frame", "fits_frame", "group_label", "judge_checks_frame", "levels_table", "monitor_frame",
     "monthly_table", "picks_frame", "plain", "plain_formats", "power_now", "power_series_label", "prompt_groups",
-    "remote_power_frame", "runs_table", "servers_frame", "sweep_labels", "trace_long", "with_derived_figures",
+    "remote_power_frame", "runs_table", "servers_frame", "sweep_labels", "text_table", "trace_long", "with_derived_figures",
 ]

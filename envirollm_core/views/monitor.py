@@ -12,6 +12,7 @@ from envirollm_core.figures import round_frame
 from envirollm_core.telemetry.processes import LlmServer
 from envirollm_core.telemetry.prometheus import RemotePower
 from envirollm_core.telemetry.sampler import ComponentInfo, Sample
+from envirollm_core.telemetry.system_info import GpuInfo
 from envirollm_core.units import mib_to_gb
 
 
@@ -78,6 +79,15 @@ class PowerNow:
 def power_now(samples: Sequence[Sample], components: Sequence[ComponentInfo]) -> list[PowerNow]:
     latest = dict(samples[-1].power_w) if samples else {}
     return [PowerNow(info.name, latest.get(info.name), info.source, info.note) for info in components]
+
+
+def gpus_frame(gpus: Sequence[GpuInfo]) -> pl.DataFrame:
+    """This machine's NVIDIA GPUs, one row each."""
+    frame = pl.DataFrame(
+        [{"GPU": g.index, "name": g.name, "memory (MB)": g.memory_total_mb, "driver": g.driver_version} for g in gpus],
+        schema={"GPU": pl.Int64, "name": pl.String, "memory (MB)": pl.Float64, "driver": pl.String},
+    )
+    return round_frame(frame, {"memory (MB)": "MB"})
 
 
 def servers_frame(servers: Sequence[LlmServer]) -> pl.DataFrame:

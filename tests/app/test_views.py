@@ -175,3 +175,27 @@ def test_rounded_floats_are_shown_by_printf_g_and_integers_plain():
 
     frame = pl.DataFrame({"decode (tokens/s, estimated)": [94.9, 72.3], "runs": [3, 4], "model": ["a", "b"]})
     assert plain_formats(frame) == {"decode (tokens/s, estimated)": "%g", "runs": "plain"}
+
+
+def test_a_text_table_shows_figures_as_the_cli_does_and_missing_values_as_nothing():
+    """`st.table` draws what it is given: each cell becomes the text a person reads, with no binary noise, no
+    exponent, no `None`; the figures are the same text `format_figure` prints for a rounded value."""
+    from datetime import datetime
+
+    from envirollm_core.figures import format_figure
+    from envirollm_core.views import text_table
+
+    energy_wh = round_figure(0.000583219, "Wh")
+    frame = pl.DataFrame({
+        "energy (Wh)": [energy_wh, 94.9, 1234567.0, None],
+        "runs": [3, None, 4, 5],
+        "model": ["a", None, "c", "d"],
+        "stored": [True, False, None, True],
+        "when (UTC)": [datetime(2026, 12, 3, 19, 55, 15), None, None, None],
+    })
+    shown = text_table(frame)
+    assert shown.columns == frame.columns and all(dtype == pl.String for dtype in shown.dtypes)
+    assert shown.row(0) == (format_figure(energy_wh, "Wh"), "3", "a", "yes", "2026-12-03 19:55")
+    assert shown["energy (Wh)"].to_list() == ["0.000583", "94.9", "1234567", ""]
+    assert shown.row(3) == ("", "5", "d", "yes", "")
+    assert shown["stored"].to_list() == ["yes", "no", "", "yes"]
