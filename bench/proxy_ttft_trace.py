@@ -125,6 +125,8 @@ raise SystemExit(main())
 
 def _serve(port_queue: multiprocessing.Queue) -> None:
     server: ScriptedServer
+    if os.environ.get("UPSTREAM_SWITCH_S"):
+        sys.setswitchinterval(float(os.environ["UPSTREAM_SWITCH_S"]))
 
     @functools.cache
     def reply(model: str, max_tokens: int) -> Reply:  # as bench/proxy_overhead.py's upstream
