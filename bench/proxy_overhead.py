@@ -8,7 +8,13 @@ chunk per token, busy-waiting to keep its schedule). `envirollm proxy` runs in i
 it, as a user runs it (CLI, real sampler, real database). Client processes measure each stream with
 EnviroLLM's own benchmark path (`OpenAIBackend` + `measure_stream`, which times streams within 2 % up to
 20,000 tokens/s, bench/RESULTS.md). Each round runs the same streams directly and through the proxy, in
-alternating order, so drifts in machine load hit both alike. Printed per case: median TTFT direct and
+alternating order, so drifts in machine load hit both alike. The streams of a round leave together: each
+client process builds its OpenAI client first (several ms of CPU: an httpx client and a TLS context) and
+then waits at a barrier, so what is timed is the requests, direct and proxied alike, not sixteen client
+set-ups competing with the upstream and the proxy for two cores (before that, the direct TTFT at 16 streams
+was 125 ms against a scripted 50 ms). The upstream builds each (model, length) reply once, for the same
+reason: building 1,000 SSE events per request under its one GIL delayed the reading of the next requests.
+bench/proxy_ttft_trace.py stamps each hop of the same set-up on one clock, to see where a request waits. Printed per case: median TTFT direct and
 proxied and their difference, the median decode rate direct and proxied and their ratio, the verdict
 against the target, and the proxy process's own CPU time per token proxied (`psutil`, all its threads:
 forwarding, recording with its database writes, the energy sampler; other work on a shared machine does
