@@ -27,10 +27,9 @@ import time
 
 import httpx
 
-from bench.proxy_overhead import _measure as bench_measure, case_pool
+from bench.proxy_overhead import TTFT_S, case_pool
+from bench.proxy_overhead import _measure as bench_measure
 from tests.fakes.scripted_server import Reply, Request, ScriptedServer, TokenScript, json_reply, openai_routes, openai_stream
-
-TTFT_S = 0.05
 
 # The proxy, as the CLI runs it, with stamps added by wrapping (run as `python -c PROXY_MAIN ...`).
 PROXY_MAIN = r"""
@@ -125,8 +124,6 @@ raise SystemExit(main())
 
 def _serve(port_queue: multiprocessing.Queue) -> None:
     server: ScriptedServer
-    if os.environ.get("UPSTREAM_SWITCH_S"):
-        sys.setswitchinterval(float(os.environ["UPSTREAM_SWITCH_S"]))
 
     @functools.cache
     def reply(model: str, max_tokens: int) -> Reply:  # as bench/proxy_overhead.py's upstream
@@ -160,7 +157,6 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--tokens", type=int, default=300)
-    parser.add_argument("--switch-interval-ms", type=float, default=None, help="patch the proxy's GIL switch interval")
     args = parser.parse_args()
     ports: multiprocessing.Queue = multiprocessing.Queue()
     server = multiprocessing.Process(target=_serve, args=(ports,), daemon=True)
@@ -170,11 +166,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         os.environ["ENVIROLLM_HOME"] = home
         stamps_path = os.path.join(home, "stamps.json")
-        code = PROXY_MAIN if args.switch_interval_ms is None else PROXY_MAIN.replace(
-            "from envirollm_core.cli import main",
-            f"import envirollm_core.cli.proxy as p; p.sys = type('S', (), {{'setswitchinterval': staticmethod(lambda _: sys.setswitchinterval({args.switch_interval_ms / 1000}))}})\nfrom envirollm_core.cli import main")
         proxy = subprocess.Popen(
-            [sys.executable, "-c", code, stamps_path, "proxy", "--upstream", upstream, "--listen", "127.0.0.1:0", "--json",
+            [sys.executable, "-c", PROXY_MAIN, stamps_path, "proxy", "--upstream", upstream, "--listen", "127.0.0.1:0", "--json",
              "--db", os.path.join(home, "trace.duckdb")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         text = ""
         while True:
