@@ -8,7 +8,13 @@ chunk per token, busy-waiting to keep its schedule). `envirollm proxy` runs in i
 it, as a user runs it (CLI, real sampler, real database). Client processes measure each stream with
 EnviroLLM's own benchmark path (`OpenAIBackend` + `measure_stream`, which times streams within 2 % up to
 20,000 tokens/s, bench/RESULTS.md). Each round runs the same streams directly and through the proxy, in
-alternating order, so drifts in machine load hit both alike. Printed per case: median TTFT direct and
+alternating order, so drifts in machine load hit both alike. The streams of a round leave together: each
+client process builds its OpenAI client first (several ms of CPU: an httpx client and a TLS context) and
+then waits at a barrier, so what is timed is the requests, direct and proxied alike, not sixteen client
+set-ups competing with the upstream and the proxy for two cores (before that, the direct TTFT at 16 streams
+was 125 ms against a scripted 50 ms). The upstream builds each (model, length) reply once, for the same
+reason: building 1,000 SSE events per request under its one GIL delayed the reading of the next requests.
+bench/proxy_ttft_trace.py stamps each hop of the same set-up on one clock, to see where a request waits. Printed per case: median TTFT direct and
 proxied and their difference, the median decode rate direct and proxied and their ratio, the verdict
 against the target, and the proxy process's own CPU time per token proxied (`psutil`, all its threads:
 forwarding, recording with its database writes, the energy sampler; other work on a shared machine does
@@ -26,8 +32,10 @@ Run: `PYTHONPATH=. python bench/proxy_overhead.py` (about 90 s; `--rounds N`, `-
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import multiprocessing
+import multiprocessing.synchronize
 import os
 import statistics
 import subprocess
@@ -41,7 +49,7 @@ from concurrent.futures import ProcessPoolExecutor
 from envirollm_core.backends.base import ChatRequest
 from envirollm_core.backends.openai_compat import OpenAIBackend
 from envirollm_core.benchmark.metrics import measure_stream
-from tests.fakes.scripted_server import Request, ScriptedServer, TokenScript, openai_routes, openai_stream
+from tests.fakes.scripted_server import Reply, Request, ScriptedServer, TokenScript, openai_routes, openai_stream
 
 TTFT_S = 0.05
 
@@ -49,10 +57,16 @@ TTFT_S = 0.05
 def _serve(port_queue: multiprocessing.Queue) -> None:
     """The upstream: the model name says the rate (`rate-5000`), max_tokens the length."""
 
-    def chat(request: Request):
-        rate = float(request.body["model"].split("-", 1)[1])
-        tokens = [f" tok{i}" for i in range(request.body["max_tokens"])]
-        return openai_stream(request.body["model"], TokenScript(tokens, TTFT_S, rate), noise=False)
+    @functools.cache
+    def reply(model: str, max_tokens: int) -> Reply:
+        rate = float(model.split("-", 1)[1])
+        return openai_stream(model, TokenScript([f" tok{i}" for i in range(max_tokens)], TTFT_S, rate), noise=False)
+
+    def chat(request: Request) -> Reply:
+        # Built once per (model, length), not per request: building 1,000 SSE events is ~10 ms of Python under
+        # this process's one GIL, so 16 requests arriving together would wait on each other's scripts before
+        # the server even read them (their TTFT clock runs from the read). An LLM server does no such work.
+        return reply(request.body["model"], request.body["max_tokens"])
 
     server = ScriptedServer(openai_routes(["rate-5000"], chat)).start()
     port_queue.put(server.port)
@@ -60,14 +74,34 @@ def _serve(port_queue: multiprocessing.Queue) -> None:
         time.sleep(3600)
 
 
-def _measure(args: tuple[str, float, int]) -> tuple[float | None, float | None]:
-    url, rate, tokens = args
+_start_line: multiprocessing.synchronize.Barrier | None = None  # set in each client process
+
+
+def _set_start_line(barrier: multiprocessing.synchronize.Barrier) -> None:
+    global _start_line
+    _start_line = barrier
+
+
+def _measure(args: tuple[str, float, int, str]) -> tuple[float | None, float | None, float | None]:
+    """(TTFT, decode rate, when the request was sent) of one stream, started with the case's other streams."""
+    url, rate, tokens, prompt = args
+    # Built before the start line: an OpenAI client costs several ms of CPU (its httpx client, a TLS context
+    # with the CA bundle) that is no part of a request's TTFT, and 16 of them at once starve the upstream's
+    # and the proxy's processes for the first tens of ms on a small machine.
     backend = OpenAIBackend(url + "/v1", name="bench", read_timeout_s=60)
     try:
-        metrics = measure_stream(backend.stream(ChatRequest(f"rate-{rate:g}", "go", tokens)))
+        if _start_line is not None:
+            _start_line.wait(60)
+        metrics = measure_stream(backend.stream(ChatRequest(f"rate-{rate:g}", prompt, tokens)))
     finally:
         backend.close()
-    return metrics.ttft_s, metrics.decode_tps
+    sent_s = metrics.first_token_at_s - metrics.ttft_s if metrics.first_token_at_s is not None and metrics.ttft_s is not None else None
+    return metrics.ttft_s, metrics.decode_tps, sent_s
+
+
+def case_pool(streams: int) -> ProcessPoolExecutor:
+    """`streams` client processes whose requests of one round leave together (a barrier after the set-up)."""
+    return ProcessPoolExecutor(max_workers=streams, initializer=_set_start_line, initargs=(multiprocessing.Barrier(streams),))
 
 
 def _start_proxy(upstream: str, db: str) -> tuple[subprocess.Popen, str]:
@@ -94,7 +128,7 @@ def _case(pool: ProcessPoolExecutor, urls: dict[str, str], streams: int, rate: f
     for round_index in range(rounds):
         order = ("direct", "proxy") if round_index % 2 == 0 else ("proxy", "direct")
         for name in order:
-            results[name].extend(pool.map(_measure, [(urls[name], rate, tokens)] * streams))
+            results[name].extend((ttft, tps) for ttft, tps, _ in pool.map(_measure, [(urls[name], rate, tokens, "go")] * streams))
     summary = {}
     for name, values in results.items():
         ttfts = [t for t, _ in values if t is not None]
@@ -130,10 +164,10 @@ def main() -> None:
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
         proxy_process = psutil.Process(proxy.pid)
         try:
-            with ProcessPoolExecutor(max_workers=16) as pool:
-                list(pool.map(_measure, [(upstream, 1000.0, 20)] * 16))  # warm the workers
-                list(pool.map(_measure, [(proxy_url, 1000.0, 20)] * 16))  # and the proxy
-                for streams, rate in cases:
+            for streams, rate in cases:
+                with case_pool(streams) as pool:
+                    list(pool.map(_measure, [(upstream, 1000.0, 20, "go")] * streams))  # warm the workers
+                    list(pool.map(_measure, [(proxy_url, 1000.0, 20, "go")] * streams))  # and the proxy
                     cpu_before = sum(proxy_process.cpu_times()[:2])
                     s = _case(pool, urls, streams, rate, args.tokens, args.rounds)
                     cpu_us = (sum(proxy_process.cpu_times()[:2]) - cpu_before) / (streams * args.tokens * args.rounds) * 1e6

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import gc
 import sys
 
 from envirollm_core.cli.common import (
@@ -78,6 +79,10 @@ def run_proxy(args: argparse.Namespace) -> int:
     # GIL at most 1 ms, not Python's default 5 ms (a chunk at 5,000 tokens/s is due every 0.2 ms).
     sys.setswitchinterval(0.001)
     proxy = MeteringProxy(config, store=Store(db_path(args)))
+    # The imports (Polars, DuckDB, pyarrow, openai) leave a few hundred thousand objects that a full garbage
+    # collection walks: 60 ms measured here, stopping the forwarding loop whenever one falls due. Frozen, they
+    # are never walked again; what the proxy allocates later is collected as usual.
+    gc.freeze()
     with in_foreground("the metering proxy", proxy.stop):
         proxy.start()
         if not proxy.is_loopback:

@@ -11,7 +11,8 @@ chunk at its end, so it gets its share of the last segment only plus equal share
 (docs/PROXY.md says so).
 
 All calls come from one thread (the proxy's recorder); chunk counts are bumped from the event loop, as
-plain integer increments.
+plain integer increments. Boundaries handed over together (requests that arrived in the same turn of the
+event loop) share one reading: the same instant for all of them, so the split stays exact.
 """
 
 from __future__ import annotations
@@ -54,27 +55,40 @@ class RequestMeter:
 
     def start(self, request_id: str, counter: _Request) -> None:
         """A request begins; `counter` is what its forwarding loop bumps for each chunk."""
-        if self._window is None:
-            self._window = f"proxy-{next(_meter_ids)}"
-            self._sampler.begin_window(self._window)
-            self._last = {}
-        else:
-            self._close_segment(self._sampler.read_window(self._window).components)
-        self._active[request_id] = counter
+        self.boundary([(request_id, counter)], [])
+
+    def finish(self, request_id: str) -> RequestEnergy:
+        return self.boundary([], [request_id])[request_id]
 
     @property
     def idle(self) -> bool:
         """No request in flight."""
         return not self._active
 
-    def finish(self, request_id: str) -> RequestEnergy:
-        assert self._window is not None
-        last = len(self._active) == 1
-        measurement = self._sampler.end_window(self._window) if last else self._sampler.read_window(self._window)
-        self._close_segment(measurement.components)
-        if last:
-            self._window = None
-        request = self._active.pop(request_id)
+    def boundary(self, starts: Sequence[tuple[str, _Request]], finishes: Sequence[str]) -> dict[str, RequestEnergy]:
+        """Requests that begin and end at the same moment share one reading of the window: sixteen requests
+        arriving together cost one read, not sixteen. `finishes` are requests in flight (begun at an earlier
+        boundary); each gets its energy, and `starts` are in flight from here on."""
+        if self._window is None:
+            if finishes:
+                raise ValueError(f"no request in flight to finish: {list(finishes)}")
+            if not starts:
+                return {}
+            self._window = f"proxy-{next(_meter_ids)}"
+            self._sampler.begin_window(self._window)
+            self._last = {}
+        else:
+            last = len(finishes) == len(self._active) and not starts
+            measurement = self._sampler.end_window(self._window) if last else self._sampler.read_window(self._window)
+            self._close_segment(measurement.components)
+            if last:
+                self._window = None
+        energies = {request_id: self._energy(self._active.pop(request_id)) for request_id in finishes}
+        for request_id, counter in starts:
+            self._active[request_id] = counter
+        return energies
+
+    def _energy(self, request: _Request) -> RequestEnergy:
         components = tuple(
             ComponentEnergy(name, request.shares_wh.get(name), *self._sources[name]) for name in self._sources
         )

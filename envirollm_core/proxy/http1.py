@@ -9,7 +9,7 @@ the same class over the kept bytes afterwards to get the payload back.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 MAX_HEAD_BYTES = 64 * 1024
 _MAX_SIZE_LINE = 4096
@@ -26,22 +26,22 @@ class Head:
 
     start: bytes
     headers: list[tuple[bytes, bytes]]
+    _values: dict[bytes, list[bytes]] = field(init=False, repr=False, compare=False)  # by lower-case name
+
+    def __post_init__(self) -> None:
+        values: dict[bytes, list[bytes]] = {}
+        for key, value in self.headers:
+            values.setdefault(key.lower(), []).append(value)
+        object.__setattr__(self, "_values", values)  # a head is read several times a request: names lowered once
 
     def get(self, name: bytes) -> bytes | None:
         """The last value of a header field (`name` in lower case)."""
-        value = None
-        for key, field_value in self.headers:
-            if key.lower() == name:
-                value = field_value
-        return value
+        values = self._values.get(name)
+        return values[-1] if values else None
 
     def tokens(self, name: bytes) -> set[bytes]:
         """A comma-separated list field's tokens, lower case, across all its lines (`Connection`, say)."""
-        found: set[bytes] = set()
-        for key, value in self.headers:
-            if key.lower() == name:
-                found.update(token.strip().lower() for token in value.split(b","))
-        return found
+        return {token.strip().lower() for value in self._values.get(name, ()) for token in value.split(b",")}
 
     def content_length(self) -> int | None:
         value = self.get(b"content-length")

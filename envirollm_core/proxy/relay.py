@@ -1,7 +1,8 @@
 """The forwarding path: asyncio protocols that pass each upstream read on to the client as it arrives.
 
 Per read of the answer's body the proxy does one `recv`, one `send` of the same bytes (both sockets have
-TCP_NODELAY), follows the chunked framing to find the end, and,
+TCP_NODELAY: asyncio's and uvloop's TCP transports set it themselves, so each chunk leaves at once, never
+held back by Nagle's algorithm for the peer's ACK; tests/proxy/test_proxy.py checks it), follows the chunked framing to find the end, and,
 for a metered request, keeps the bytes with their arrival time (bounded) for the recorder. No JSON, no
 coroutine switch, no lock, no queue per read: the upstream protocol's `data_received` writes straight to
 the client's transport. Heads and request bodies are parsed here too (http1.py); everything the record
@@ -103,11 +104,10 @@ class Upstream:
             self._address = infos[0][4][:2]
         host, port = self._address
         try:
-            _, connection = await asyncio.wait_for(
-                loop.create_connection(lambda: UpstreamConnection(self), host, port, ssl=self.ssl,
-                                       server_hostname=self.host if self.ssl else None),
-                CONNECT_TIMEOUT_S,
-            )
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):  # no task of its own, as wait_for makes one
+                _, connection = await loop.create_connection(
+                    lambda: UpstreamConnection(self), host, port, ssl=self.ssl, server_hostname=self.host if self.ssl else None,
+                )
         except (OSError, asyncio.TimeoutError):
             self._address = None  # looked up again next time: the name may point elsewhere now
             raise
@@ -173,7 +173,6 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        _no_delay(transport)
 
     def close(self) -> None:
         if self.transport is not None:
@@ -367,14 +366,6 @@ class UpstreamConnection(asyncio.Protocol):
         return self._received
 
 
-def _no_delay(transport: asyncio.BaseTransport) -> None:
-    """Each chunk leaves at once, never held back by Nagle's algorithm for the peer's ACK (asyncio and
-    uvloop set this on TCP already; said here, as the forwarding path depends on it)."""
-    sock = transport.get_extra_info("socket")
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
 def _status(head: Head) -> int:
     parts = head.start.split(b" ", 2)
     if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit() or len(parts[1]) != 3:
@@ -410,7 +401,6 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        _no_delay(transport)
         self._connections.add(self)
         self._arm_idle()
 

@@ -118,6 +118,12 @@ class Exchange:
 # --- recording ---------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Start:
+    exchange_id: str
+    counter: _Request
+
+
 class Recorder:
     """Energy boundaries, parsing and database writes, one at a time in one thread, off the forwarding path.
 
@@ -133,6 +139,7 @@ class Recorder:
         self.batch_id = uuid.uuid4().hex[:12]
         self._meter = RequestMeter(sampler)
         self._queue: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._marks: list[_Start | Exchange] = []  # boundaries of this turn of the event loop, not yet queued
         self._pending: list[tuple[Exchange, RequestEnergy]] = []
         self._write_due_s = self._write_latest_s = 0.0
         self._environment = _environment(config)
@@ -142,12 +149,43 @@ class Recorder:
         self._thread.start()
 
     def started(self, exchange_id: str) -> _Request:
+        """A request is forwarded (called on the event loop); its energy boundary is read soon after."""
         counter = _Request()
-        self._queue.put(lambda: self._meter.start(exchange_id, counter))
+        self._mark(_Start(exchange_id, counter))
         return counter
 
     def finished(self, exchange: Exchange) -> None:
-        self._queue.put(lambda: self._record(exchange))
+        """A request's exchange is over (called on the event loop); recorded in this thread later."""
+        self._mark(exchange)
+
+    def _mark(self, boundary: _Start | Exchange) -> None:
+        """Boundaries marked in one turn of the event loop go to this thread together, as one task read at one
+        instant (RequestMeter.boundary): sixteen requests arriving at once cost one reading and one wake-up of
+        this thread, which shares the GIL with the loop, instead of sixteen of each while they are forwarded."""
+        self._marks.append(boundary)
+        if len(self._marks) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.hand_over)
+            except RuntimeError:  # not on a loop: at once
+                self.hand_over()
+
+    def hand_over(self) -> None:
+        """Queue the boundaries marked so far (on the loop's thread, or once it has stopped)."""
+        marks, self._marks = self._marks, []
+        if marks:
+            self._queue.put(lambda: self._boundaries(marks))
+
+    def _boundaries(self, marks: list[_Start | Exchange]) -> None:
+        starts = [(mark.exchange_id, mark.counter) for mark in marks if isinstance(mark, _Start)]
+        begun_here = {exchange_id for exchange_id, _ in starts}
+        ends = [mark for mark in marks if isinstance(mark, Exchange)]
+        earlier = [exchange for exchange in ends if exchange.id not in begun_here]
+        same_turn = [exchange for exchange in ends if exchange.id in begun_here]  # a refused request: a reading of its own
+        energies = self._meter.boundary(starts, [exchange.id for exchange in earlier])
+        if same_turn:
+            energies |= self._meter.boundary([], [exchange.id for exchange in same_turn])
+        for exchange in earlier + same_turn:
+            self._record(exchange, energies[exchange.id])
 
     def flush(self) -> None:
         """Wait until every exchange handed over so far is recorded and stored."""
@@ -161,6 +199,7 @@ class Recorder:
         done.wait()
 
     def close(self) -> None:
+        self.hand_over()  # boundaries marked in the loop's last turn
         if self._thread.is_alive():
             self._queue.put(None)
             self._thread.join()
@@ -185,8 +224,7 @@ class Recorder:
                 self._write()
         self._write()
 
-    def _record(self, exchange: Exchange) -> None:
-        energy = self._meter.finish(exchange.id)
+    def _record(self, exchange: Exchange, energy: RequestEnergy) -> None:
         if not self._pending:
             now = time.monotonic()
             self._write_due_s, self._write_latest_s = now + _WRITE_EVERY_S, now + _WRITE_AT_LATEST_S
@@ -344,6 +382,7 @@ class ProxyApp:
         self.router = router
         self.upstream = Upstream(config.upstream_base, config.read_timeout_s, ours=(CLIENT_HEADER, TASK_HEADER))
         self._router_client: httpx.AsyncClient | None = None
+        self._where = public_url(config.upstream)  # for error messages; once, not per request
 
     async def handle(self, client: ClientConnection, request: Request) -> None:
         path = unquote(request.target.split(b"?", 1)[0].decode("latin-1"))
@@ -378,7 +417,7 @@ class ProxyApp:
 
     async def _relay(self, client: ClientConnection, request: Request, body: bytes, exchange: Exchange | None) -> None:
         payload = self.upstream.request_bytes(request, body)
-        where = public_url(self.config.upstream)
+        where = self._where
         for _ in range(2):
             try:
                 connection, reused = await self.upstream.connection()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import socket
+import threading
 import time
 
 import httpx
@@ -61,6 +63,24 @@ def test_the_openai_client_gets_the_same_bytes_and_the_request_is_recorded(serve
     stored = {run.id: run for run in store.runs()}
     assert set(stored) == {streamed_run.id, plain_run.id}
     assert "sk-never-stored-123" not in json.dumps([stored[i].live_detail for i in stored] + [stored[i].environment for i in stored])
+
+
+def test_both_sockets_of_a_relay_send_each_chunk_at_once(serve, start_proxy):
+    """TCP_NODELAY on the client's and the upstream's socket (the event loop's transports set it): no chunk
+    waits for the peer's ACK under Nagle's algorithm."""
+    upstream = serve(openai_routes([MODEL], lambda request: openai_stream(MODEL, TokenScript([" a", " b"], 1.0, 10.0))))
+    proxy = start_proxy(upstream.url)
+    request = threading.Thread(target=httpx.post, args=(proxy.url + "/v1/chat/completions",),
+                               kwargs={"json": {**BODY, "stream": True}, "timeout": 10})
+    request.start()
+    deadline = time.monotonic() + 5
+    while not (relaying := [c for c in list(proxy._connections) if c.relay is not None and c.relay.transport is not None]):
+        assert time.monotonic() < deadline, "the request never reached the upstream"
+        time.sleep(0.01)
+    connection = relaying[0]
+    sockets = [connection.transport.get_extra_info("socket"), connection.relay.transport.get_extra_info("socket")]
+    assert [sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for sock in sockets] == [1, 1]
+    request.join()
 
 
 def test_the_client_tag_header_names_the_client_and_does_not_reach_the_upstream(serve, start_proxy):

@@ -114,6 +114,68 @@ def test_overlapping_requests_share_each_segment_by_their_chunks():
     assert gpu.energy_wh is None and gpu.source == "unmeasured"  # not measured stays null, never 0
 
 
+def test_boundaries_at_one_instant_share_one_reading_and_split_as_one_at_a_time():
+    # b and c start together at cumulative 1.0 (one reading, not two); a and b end together at 4.0; c at 5.0
+    sampler = ScriptedSampler([1.0, 4.0, 5.0])
+    meter = RequestMeter(sampler)
+    a, b, c = _Request(), _Request(), _Request()
+    meter.boundary([("a", a)], [])
+    a.chunks += 2
+    meter.boundary([("b", b), ("c", c)], [])
+    a.chunks, b.chunks, c.chunks = a.chunks + 1, 1, 4  # together: 3 Wh shared 1:1:4
+    ended = meter.boundary([], ["a", "b"])
+    c_energy = meter.finish("c")  # c alone: 1 Wh
+    assert next(sampler.readings, None) is None  # three readings for five boundaries
+    assert ended["a"].energy_wh == pytest.approx(1.0 + 0.5)
+    assert ended["b"].energy_wh == pytest.approx(0.5)
+    assert c_energy.energy_wh == pytest.approx(2.0 + 1.0)
+    assert sum(e.energy_wh for e in (*ended.values(), c_energy)) == pytest.approx(5.0)  # the window's energy, once
+    assert ended["a"].overlapped == 2 and c_energy.overlapped == 2 and sampler.open == []
+
+    # the same boundaries one reading each, readings equal at the instants that coincided: the same split
+    sampler = ScriptedSampler([1.0, 1.0, 4.0, 4.0, 5.0])
+    meter = RequestMeter(sampler)
+    a, b, c = _Request(), _Request(), _Request()
+    meter.start("a", a)
+    a.chunks += 2
+    meter.start("b", b)
+    meter.start("c", c)
+    a.chunks, b.chunks, c.chunks = a.chunks + 1, 1, 4
+    one_by_one = {"a": meter.finish("a"), "b": meter.finish("b"), "c": meter.finish("c")}
+    assert {k: e.energy_wh for k, e in one_by_one.items()} == pytest.approx(
+        {"a": ended["a"].energy_wh, "b": ended["b"].energy_wh, "c": c_energy.energy_wh})
+
+
+def test_the_recorder_hands_over_one_loop_turn_of_boundaries_as_one_reading(store):
+    """Sixteen requests forwarded in one turn of the event loop: one reading of the window for their starts."""
+    import asyncio
+    from datetime import datetime, timezone
+
+    from envirollm_core.proxy.server import Exchange, ProxyConfig, Recorder
+
+    sampler = ScriptedSampler([float(n) for n in range(1, 40)])
+    reads: list[str] = []
+    read_window = sampler.read_window
+    sampler.read_window = lambda name: reads.append(name) or read_window(name)  # type: ignore[method-assign]
+    recorder = Recorder(ProxyConfig("http://127.0.0.1:9"), store, sampler, log=lambda _: None)
+    exchanges = [Exchange(id=f"r{i}", method="POST", path="/v1/chat/completions", created_at=datetime.now(timezone.utc),
+                          client=None, user_agent=None, request=None, model="m", status_code=200) for i in range(16)]
+
+    async def one_turn(fn) -> None:
+        for exchange in exchanges:
+            fn(exchange)
+        await asyncio.sleep(0.05)  # the loop's next turns: the hand-over runs
+
+    asyncio.run(one_turn(lambda exchange: setattr(exchange, "counter", recorder.started(exchange.id))))
+    asyncio.run(one_turn(recorder.finished))
+    recorder.flush()
+    recorder.close()
+    assert sampler.open == [] and reads == []  # begin_window at the starts, end_window at the ends: no read between
+    assert len(recorder.recorded) == 16
+    assert sum(run.energy_wh for run in recorder.recorded) == pytest.approx(1.0)  # one segment, 1 Wh, shared by 16
+    assert all(run.energy_wh == pytest.approx(1 / 16) for run in recorder.recorded)
+
+
 def test_since_durations():
     assert parse_since("7d").days == 7 and parse_since("12h").total_seconds() == 43200
     with pytest.raises(UsageError):
