@@ -50,12 +50,12 @@ if __name__ == "__main__":
     rate = 5000.0 / streams
     with case_pool(streams) as pool:
         for u in urls.values():  # warm the workers and both proxies
-            list(pool.map(_measure, [(u, 1000.0, 20, "go")] * streams))
+            list(pool.map(_measure, [(u, 1000.0, 20, "go", False)] * streams))
         names = list(urls)
         for r in range(rounds):
             order = names[r % 3:] + names[:r % 3]
             for n in order:
-                res[n].extend(t for t, _, _ in pool.map(_measure, [(urls[n], rate, tokens, "go")] * streams))
+                res[n].extend(t for t, _, _ in pool.map(_measure, [(urls[n], rate, tokens, "go", False)] * streams))
     for process in (pa, pb, srv):
         process.terminate()
     d = statistics.median(res["direct"])

@@ -4,7 +4,10 @@ Target (issue 16): through the proxy, TTFT at most 2 ms more at the median, and 
 of direct, at 5,000 tokens/s in one stream and at 16 concurrent streams, measured side by side in one run.
 
 A scripted OpenAI-compatible server runs in its own process and streams tokens at a known rate (one SSE
-chunk per token, busy-waiting to keep its schedule). `envirollm proxy` runs in its own process in front of
+chunk per token, busy-waiting to keep its schedule), keeping connections alive as llama.cpp's server, Ollama
+and vLLM do (so the proxy reuses its upstream connections). Each client process keeps its client and
+connection alive across requests, as the OpenAI SDK and editor plugins do (`--new-connections`: a new client
+and connection per request, direct and proxied alike). `envirollm proxy` runs in its own process in front of
 it, as a user runs it (CLI, real sampler, real database). Client processes measure each stream with
 EnviroLLM's own benchmark path (`OpenAIBackend` + `measure_stream`, which times streams within 2 % up to
 20,000 tokens/s, bench/RESULTS.md). Each round runs the same streams directly and through the proxy, in
@@ -26,7 +29,7 @@ clients: one server generating 5,000 tokens/s shares them among its streams (a G
 is held to that one rate in one stream and in many. `--per-stream` adds 16 streams at 5,000 tokens/s each
 (80,000 together), which a 2-core machine cannot even produce directly; the verdict covers only the first two.
 
-Run: `PYTHONPATH=. python bench/proxy_overhead.py` (about 90 s; `--rounds N`, `--tokens N`).
+Run: `PYTHONPATH=. python bench/proxy_overhead.py` (about 90 s; `--rounds N`, `--tokens N`, `--new-connections`).
 """
 
 from __future__ import annotations
@@ -68,7 +71,8 @@ def _serve(port_queue: multiprocessing.Queue) -> None:
         # the server even read them (their TTFT clock runs from the read). An LLM server does no such work.
         return reply(request.body["model"], request.body["max_tokens"])
 
-    server = ScriptedServer(openai_routes(["rate-5000"], chat)).start()
+    # Kept alive, as llama.cpp's server, Ollama and vLLM keep connections: the proxy reuses its upstream ones.
+    server = ScriptedServer(openai_routes(["rate-5000"], chat), keep_alive=True).start()
     port_queue.put(server.port)
     while True:
         time.sleep(3600)
@@ -82,19 +86,30 @@ def _set_start_line(barrier: multiprocessing.synchronize.Barrier) -> None:
     _start_line = barrier
 
 
-def _measure(args: tuple[str, float, int, str]) -> tuple[float | None, float | None, float | None]:
-    """(TTFT, decode rate, when the request was sent) of one stream, started with the case's other streams."""
-    url, rate, tokens, prompt = args
+_kept: dict[str, OpenAIBackend] = {}  # this client process's clients, by URL, while connections are kept
+
+
+def _measure(args: tuple[str, float, int, str, bool]) -> tuple[float | None, float | None, float | None]:
+    """(TTFT, decode rate, when the request was sent) of one stream, started with the case's other streams.
+
+    `keep`: the client process keeps one client per URL and its connection alive across requests, as the
+    OpenAI SDK, Ollama's clients and editor plugins do; else each request builds a client and connects anew."""
+    url, rate, tokens, prompt, keep = args
     # Built before the start line: an OpenAI client costs several ms of CPU (its httpx client, a TLS context
     # with the CA bundle) that is no part of a request's TTFT, and 16 of them at once starve the upstream's
     # and the proxy's processes for the first tens of ms on a small machine.
-    backend = OpenAIBackend(url + "/v1", name="bench", read_timeout_s=60)
+    backend = _kept.get(url) if keep else None
+    if backend is None:
+        backend = OpenAIBackend(url + "/v1", name="bench", read_timeout_s=60)
+        if keep:
+            _kept[url] = backend
     try:
         if _start_line is not None:
             _start_line.wait(60)
         metrics = measure_stream(backend.stream(ChatRequest(f"rate-{rate:g}", prompt, tokens)))
     finally:
-        backend.close()
+        if not keep:
+            backend.close()
     sent_s = metrics.first_token_at_s - metrics.ttft_s if metrics.first_token_at_s is not None and metrics.ttft_s is not None else None
     return metrics.ttft_s, metrics.decode_tps, sent_s
 
@@ -123,12 +138,13 @@ def _start_proxy(upstream: str, db: str) -> tuple[subprocess.Popen, str]:
             continue
 
 
-def _case(pool: ProcessPoolExecutor, urls: dict[str, str], streams: int, rate: float, tokens: int, rounds: int) -> dict:
+def _case(pool: ProcessPoolExecutor, urls: dict[str, str], streams: int, rate: float, tokens: int, rounds: int,
+          keep: bool) -> dict:
     results: dict[str, list[tuple[float | None, float | None]]] = {"direct": [], "proxy": []}
     for round_index in range(rounds):
         order = ("direct", "proxy") if round_index % 2 == 0 else ("proxy", "direct")
         for name in order:
-            results[name].extend((ttft, tps) for ttft, tps, _ in pool.map(_measure, [(urls[name], rate, tokens, "go")] * streams))
+            results[name].extend((ttft, tps) for ttft, tps, _ in pool.map(_measure, [(urls[name], rate, tokens, "go", keep)] * streams))
     summary = {}
     for name, values in results.items():
         ttfts = [t for t, _ in values if t is not None]
@@ -146,6 +162,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--tokens", type=int, default=1000, help="tokens per stream (default: 1000)")
     parser.add_argument("--per-stream", action="store_true", help="also 16 streams at 5,000 tokens/s each")
+    parser.add_argument("--new-connections", action="store_true",
+                        help="each request on a new client and connection (default: clients keep theirs alive)")
     args = parser.parse_args()
     ports: multiprocessing.Queue = multiprocessing.Queue()
     server = multiprocessing.Process(target=_serve, args=(ports,), daemon=True)
@@ -157,7 +175,9 @@ def main() -> None:
         proxy, proxy_url = _start_proxy(upstream, os.path.join(home, "bench.duckdb"))
         urls = {"direct": upstream, "proxy": proxy_url}
         cases = [(1, 5000.0), (16, 5000.0 / 16)] + ([(16, 5000.0)] if args.per_stream else [])
-        print(f"{os.cpu_count()} CPUs, load average {_load()} at the start; {args.rounds} rounds, {args.tokens} tokens a stream")
+        keep = not args.new_connections
+        print(f"{os.cpu_count()} CPUs, load average {_load()} at the start; {args.rounds} rounds, {args.tokens} tokens a stream; "
+              + ("clients keep their connections alive" if keep else "a new client and connection per request"))
         print(f"target: TTFT added <= {TARGET_TTFT_ADDED_MS:g} ms at the median, decode proxied/direct >= {TARGET_DECODE_KEPT:.0%}")
         print("| streams x tokens/s | TTFT direct | TTFT proxied | added | decode direct | decode proxied | proxied/direct"
               " | proxy CPU per token | verdict |")
@@ -166,10 +186,10 @@ def main() -> None:
         try:
             for streams, rate in cases:
                 with case_pool(streams) as pool:
-                    list(pool.map(_measure, [(upstream, 1000.0, 20, "go")] * streams))  # warm the workers
-                    list(pool.map(_measure, [(proxy_url, 1000.0, 20, "go")] * streams))  # and the proxy
+                    list(pool.map(_measure, [(upstream, 1000.0, 20, "go", keep)] * streams))  # warm the workers
+                    list(pool.map(_measure, [(proxy_url, 1000.0, 20, "go", keep)] * streams))  # and the proxy
                     cpu_before = sum(proxy_process.cpu_times()[:2])
-                    s = _case(pool, urls, streams, rate, args.tokens, args.rounds)
+                    s = _case(pool, urls, streams, rate, args.tokens, args.rounds, keep)
                     cpu_us = (sum(proxy_process.cpu_times()[:2]) - cpu_before) / (streams * args.tokens * args.rounds) * 1e6
                     (dt, dr, df), (pt, pr, pf) = s["direct"], s["proxy"]
                     added_ms, kept = (pt - dt) * 1000, pr / dr

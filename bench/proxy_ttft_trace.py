@@ -148,7 +148,7 @@ def _serve(port_queue: multiprocessing.Queue) -> None:
 
 def _measure(args: tuple[str, float, int, str]) -> tuple[str, float | None, float | None]:
     url, rate, tokens, tag = args
-    ttft_s, _, sent_s = bench_measure((url, rate, tokens, f"go trace-{tag}"))
+    ttft_s, _, sent_s = bench_measure((url, rate, tokens, f"go trace-{tag}", False))
     return tag, sent_s, sent_s + ttft_s if sent_s is not None and ttft_s is not None else None
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import select
 import socket
 import threading
 import time
@@ -62,6 +63,10 @@ Route = Callable[[Request], Reply] | Reply
 class ScriptedServer:
     routes: dict[tuple[str, str], Route]
     after_reply: Callable[[Request], None] | None = None  # called once a reply is fully sent
+    # Serve further requests on a connection, as llama.cpp's server, Ollama and vLLM do (HTTP/1.1 keep-alive),
+    # until the client asks to close or a reply is dropped; off: one request per connection, `Connection: close`.
+    keep_alive: bool = False
+    connections: int = 0  # accepted so far
     requests: list[Request] = field(default_factory=list)
     _sock: socket.socket | None = None
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -109,6 +114,7 @@ class ScriptedServer:
                 continue
             except OSError:
                 return
+            self.connections += 1
             worker = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             worker.start()
             self._threads.append(worker)
@@ -116,21 +122,35 @@ class ScriptedServer:
     def _serve(self, conn: socket.socket) -> None:
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with conn:
-            request = _read_request(conn)
-            if request is None:
-                return
-            self.requests.append(request)
-            route = self.routes.get((request.method, request.path))
-            if route is None:
-                reply = json_reply({"error": f"no route {request.method} {request.path}"}, status=404)
-            else:
-                reply = route(request) if callable(route) else route
-            try:
-                _send_reply(conn, request, reply, self._stopping)
-            except OSError:
-                return  # the client hung up (a read timeout, say): nothing left to send to
-            if self.after_reply is not None:
-                self.after_reply(request)
+            while self._next_request_comes(conn):
+                try:
+                    request = _read_request(conn)
+                except OSError:
+                    return  # a kept-alive connection the client reset instead of closing
+                if request is None:
+                    return
+                self.requests.append(request)
+                route = self.routes.get((request.method, request.path))
+                if route is None:
+                    reply = json_reply({"error": f"no route {request.method} {request.path}"}, status=404)
+                else:
+                    reply = route(request) if callable(route) else route
+                keep_alive = self.keep_alive and not reply.drop and request.headers.get("connection", "").lower() != "close"
+                try:
+                    _send_reply(conn, request, reply, self._stopping, keep_alive)
+                except OSError:
+                    return  # the client hung up (a read timeout, say): nothing left to send to
+                if self.after_reply is not None:
+                    self.after_reply(request)
+                if not keep_alive:
+                    return
+
+    def _next_request_comes(self, conn: socket.socket) -> bool:
+        """Wait for a request's bytes (or the client's close) on `conn`, until the server stops."""
+        while not self._stopping.is_set():
+            if select.select([conn], [], [], 0.1)[0]:
+                return True
+        return False
 
 
 def _read_request(conn: socket.socket) -> Request | None:
@@ -171,11 +191,12 @@ def wait_until(deadline_s: float, stopping: threading.Event | None = None) -> No
         pass
 
 
-def _send_reply(conn: socket.socket, request: Request, reply: Reply, stopping: threading.Event) -> None:
+def _send_reply(conn: socket.socket, request: Request, reply: Reply, stopping: threading.Event,
+                keep_alive: bool = False) -> None:
     head = (
         f"HTTP/1.1 {reply.status} Scripted\r\n"
         f"Content-Type: {reply.content_type}\r\n"
-        "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        f"Transfer-Encoding: chunked\r\nConnection: {'keep-alive' if keep_alive else 'close'}\r\n\r\n"
     )
     conn.sendall(head.encode())
     for index, (at_s, payload) in enumerate(reply.parts):

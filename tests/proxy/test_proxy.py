@@ -14,6 +14,7 @@ import pytest
 from envirollm_core.cli import main
 from tests.fakes.proxy import BODY, MODEL, SCRIPT, chat_body_reply, chat_route, raw_exchange, wait_recorded
 from tests.fakes.scripted_server import (
+    ScriptedServer,
     TokenScript,
     ollama_chat_stream,
     ollama_model_entry,
@@ -81,6 +82,17 @@ def test_both_sockets_of_a_relay_send_each_chunk_at_once(serve, start_proxy):
     sockets = [connection.transport.get_extra_info("socket"), connection.relay.transport.get_extra_info("socket")]
     assert [sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for sock in sockets] == [1, 1]
     request.join()
+
+
+def test_an_upstream_that_keeps_connections_alive_gets_the_next_requests_on_the_same_one(start_proxy):
+    """llama.cpp's server, Ollama and vLLM keep connections alive: the proxy reuses its idle one instead of
+    connecting per request (a connect is a good part of what the proxy adds to TTFT)."""
+    with ScriptedServer(openai_routes([MODEL], chat_route), keep_alive=True) as upstream:
+        proxy = start_proxy(upstream.url)
+        for stream in (True, False, True):
+            status, _, chunks = raw_exchange(proxy.url, {**BODY, "stream": stream})
+            assert status == 200 and b"".join(chunks)
+        assert len(upstream.requests) == 3 and upstream.connections == 1
 
 
 def test_the_client_tag_header_names_the_client_and_does_not_reach_the_upstream(serve, start_proxy):

@@ -29,8 +29,8 @@ def test_the_page_shows_real_use_and_why_each_request_went_where_it_did(serve, i
 
     app = AppTest.from_file(USAGE_PAGE, default_timeout=60).run()
     assert not app.exception and not app.error
-    usage_table, requests_table = (frame.value for frame in app.dataframe)
-    assert usage_table["model"].to_list() == ["small-1b"] and usage_table["requests"].to_list() == [1]
+    usage_table, requests_table = app.table[0].value, app.dataframe[0].value  # the first drawn as text
+    assert usage_table["model"].to_list() == ["small-1b"] and usage_table["requests"].to_list() == ["1"]
     assert requests_table["routed to"].to_list() == ["small-1b"]
     assert "quality >= 70" in requests_table["why"][0]
     assert [metric.label for metric in app.metric][:2] == ["Requests", "Energy"]

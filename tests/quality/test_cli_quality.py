@@ -115,7 +115,7 @@ def test_the_settings_page_lists_each_judges_last_check(scripted_judge, capsys):
 
     app = AppTest.from_file(str(Path(__file__).parents[2] / "app_pages" / "settings.py"), default_timeout=60).run()
     assert not app.exception
-    table = app.dataframe[-1].value
+    table = app.table[-1].value
     assert table["judge"].to_list() == [f"judge:{judge.model}@{judge.base_url.split('//')[1].split('/')[0]}"]
     assert table["last check"].to_list() == ["FAILED: not used, the heuristic is"]
 
