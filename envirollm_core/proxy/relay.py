@@ -2,10 +2,10 @@
 
 Per read of the answer's body the proxy does one `recv`, one `send` of the same bytes (both sockets have
 TCP_NODELAY: asyncio's and uvloop's TCP transports set it themselves, so each chunk leaves at once, never
-held back by Nagle's algorithm for the peer's ACK; tests/proxy/test_proxy.py checks it), follows the chunked framing to find the end, and,
-for a metered request, keeps the bytes with their arrival time (bounded) for the recorder. No JSON, no
-coroutine switch, no lock, no queue per read: the upstream protocol's `data_received` writes straight to
-the client's transport. Heads and request bodies are parsed here too (http1.py); everything the record
+held back by Nagle's algorithm for the peer's ACK; tests/proxy/test_proxy.py checks it), follows the chunked
+framing to find the end, and, for a metered request, keeps the bytes with their arrival time (bounded) for
+the recorder. No JSON, no coroutine switch, no lock, no queue per read: the upstream protocol's
+`data_received` writes straight to the client's transport. Heads and request bodies are parsed here too (http1.py); everything the record
 needs is read from the kept bytes after the exchange, in the recorder's thread.
 
 Upstream connections are kept alive and reused (HTTP/1.1), so a request pays no TCP connect when one is

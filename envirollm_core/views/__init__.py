@@ -28,9 +28,10 @@ from envirollm_core.views.run_table import DERIVED_TOKENS, NET_ENERGY, TABLE_FOR
 from envirollm_core.views.run_viewer import TRACE_PANELS, TRACE_SERIES, components_frame, trace_long
 
 __all__ = [
-    "DERIVED_TOKENS", "LEVEL_FORMATS", "MAX_POINTS_PER_SERIES", "MONITOR_SCHEMA", "NET_ENERGY", "PANELS", "TABLE_FORMATS",
-    "TRACE_PANELS", "TRACE_SERIES", "GroupAnalysis", "PowerNow", "analyze_group", "components_frame", "config_stats",
-    "energy_caption", "export_bytes", "gpus_frame", "fits_frame", "group_label", "judge_checks_frame", "levels_table", "monitor_frame",
-    "monthly_table", "picks_frame", "plain", "plain_formats", "power_now", "power_series_label", "prompt_groups",
-    "remote_power_frame", "runs_table", "servers_frame", "sweep_labels", "text_table", "trace_long", "with_derived_figures",
+    "DERIVED_TOKENS", "LEVEL_FORMATS", "MAX_POINTS_PER_SERIES", "MONITOR_SCHEMA", "NET_ENERGY", "PANELS",
+    "TABLE_FORMATS", "TRACE_PANELS", "TRACE_SERIES", "GroupAnalysis", "PowerNow", "analyze_group", "components_frame",
+    "config_stats", "energy_caption", "export_bytes", "fits_frame", "gpus_frame", "group_label", "judge_checks_frame",
+    "levels_table", "monitor_frame", "monthly_table", "picks_frame", "plain", "plain_formats", "power_now",
+    "power_series_label", "prompt_groups", "remote_power_frame", "runs_table", "servers_frame", "sweep_labels",
+    "text_table", "trace_long", "with_derived_figures",
 ]
